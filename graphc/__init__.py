@@ -1,0 +1,11 @@
+"""graphc: a symbolic computation-graph compiler for deep learning.
+
+Define a graph with placeholders, variables and ops; differentiate it with
+``grad``; compile it with ``function``.
+"""
+from .autodiff import GradientError, grad
+from .function import BACKENDS, Function, function
+from .graph import Graph, GraphError, Node, dump
+from .ops import *  # noqa: F401,F403  (the op functions are the public API)
+
+Tensor = Node

@@ -1,0 +1,123 @@
+"""Elementwise bodies as sympy expressions: input symbols, and their numpy evaluation.
+
+An elementwise node's body is a sympy expression in the input symbols ``%0,
+%1, ...`` and possibly symbolic dimensions (``mean`` divides by ``batch``).
+The evaluator here is the reference semantics; ``graphc.lower`` maps the same
+sympy node types to LLVM IR.
+"""
+import functools
+
+import numpy as np
+import sympy
+
+
+@functools.lru_cache(maxsize=None)
+def arg(index: int) -> sympy.Symbol:
+    """The symbol standing for an elementwise node's input number ``index``."""
+    return sympy.Symbol(f"%{index}", real=True)
+
+
+def arg_index(symbol) -> int | None:
+    name = symbol.name
+    return int(name[1:]) if name.startswith("%") else None
+
+
+def input_symbols(expr) -> list:
+    return sorted((s for s in expr.free_symbols if arg_index(s) is not None), key=arg_index)
+
+
+def dim_symbols(expr) -> list:
+    return sorted((s for s in expr.free_symbols if arg_index(s) is None), key=lambda s: s.name)
+
+
+def _power(base, exponent):
+    # Small integer and half exponents are the common cases; np.power is slow and less exact for them.
+    if exponent == 2:
+        return base * base
+    if exponent == -1:
+        return 1 / base
+    if exponent == 0.5:
+        return np.sqrt(base)
+    if exponent == -0.5:
+        return 1 / np.sqrt(base)
+    return np.power(base, exponent)
+
+
+def _heaviside(x, *_):
+    # The step at 0 is 0, so relu'(0) = 0 as in TensorFlow and PyTorch.
+    return x > 0
+
+
+def _piecewise(*pairs):
+    result = pairs[-1][0]
+    for value, condition in reversed(pairs[:-1]):
+        result = np.where(condition, value, result)
+    return result
+
+
+_NUMPY = {
+    sympy.Add: lambda *a: functools.reduce(np.add, a),
+    sympy.Mul: lambda *a: functools.reduce(np.multiply, a),
+    sympy.Pow: _power,
+    sympy.exp: np.exp,
+    sympy.log: np.log,
+    sympy.tanh: np.tanh,
+    sympy.Abs: np.abs,
+    sympy.sign: np.sign,
+    sympy.Max: lambda *a: functools.reduce(np.maximum, a),
+    sympy.Min: lambda *a: functools.reduce(np.minimum, a),
+    sympy.Heaviside: _heaviside,
+    sympy.Eq: np.equal,
+    sympy.Ne: np.not_equal,
+    sympy.StrictGreaterThan: np.greater,
+    sympy.StrictLessThan: np.less,
+    sympy.GreaterThan: np.greater_equal,
+    sympy.LessThan: np.less_equal,
+    sympy.And: np.logical_and,
+    sympy.Or: np.logical_or,
+    sympy.Not: np.logical_not,
+}
+
+
+def supported(expr) -> bool:
+    """Whether every sympy node in ``expr`` has a numpy (and so a lowering) meaning."""
+    if expr.is_Symbol or expr.is_Number or expr in (sympy.true, sympy.false):
+        return True
+    if isinstance(expr, sympy.Piecewise):
+        return all(supported(v) and supported(c) for v, c in expr.args)
+    return type(expr) in _NUMPY and all(supported(a) for a in expr.args)
+
+
+@functools.lru_cache(maxsize=4096)
+def numpy_function(expr):
+    """A Python callable ``f(values)`` evaluating ``expr`` with numpy; ``values`` maps symbols to arrays or ints."""
+    if expr.is_Symbol:
+        return lambda values: values[expr]
+    if expr.is_Integer:
+        number = int(expr)
+        return lambda values: number
+    if expr.is_Number or expr.is_NumberSymbol:
+        number = float(expr)
+        return lambda values: number
+    if expr is sympy.true or expr is sympy.false:
+        truth = bool(expr)
+        return lambda values: truth
+    if isinstance(expr, sympy.Piecewise):
+        parts = [(numpy_function(v), numpy_function(c)) for v, c in expr.args]
+        return lambda values: _piecewise(*[(v(values), c(values)) for v, c in parts])
+    try:
+        function = _NUMPY[type(expr)]
+    except KeyError:
+        raise NotImplementedError(f"no numpy meaning for sympy {type(expr).__name__} in {expr}") from None
+    children = [numpy_function(a) for a in expr.args]
+    return lambda values: function(*[child(values) for child in children])
+
+
+def evaluate(expr, arrays, dims, dtype):
+    """``expr`` over input ``arrays`` (``%i`` = arrays[i]) and dimension bindings ``dims``, as ``dtype``."""
+    values = {arg(i): a for i, a in enumerate(arrays)}
+    values.update({s: dims[s] for s in dim_symbols(expr)})
+    with np.errstate(all="ignore"):  # NaN and Inf propagate as in numpy, silently
+        result = numpy_function(expr)(values)
+    shape = np.broadcast_shapes(*[np.shape(a) for a in arrays]) if arrays else ()
+    return np.broadcast_to(np.asarray(result).astype(dtype, copy=False), shape)

@@ -1,0 +1,142 @@
+"""Neural-network ops: softmax and log-softmax (primitives, computed stably), one_hot, and the losses
+(compositions of primitives, written as Keras defines them, returning one value per sample)."""
+import numpy as np
+
+from ..graph import dtypes
+from ..graph.node import GraphError, user_location
+from ..graph.shapes import broadcast_shapes, dims_equal, format_shape
+from .elementwise import cast, clip, log, make, multiply, negative, apply_named
+from .expr import arg
+from .reduce import mean, sum
+from .registry import Op, apply
+from .shape import _normalize_axes
+
+EPSILON = 1e-7  # Keras' backend epsilon: probabilities are clipped to [eps, 1 - eps] before log
+
+
+def _same_shape(inputs, attrs):
+    (x,) = inputs
+    if not dtypes.is_float(x.dtype):
+        raise ValueError(f"needs a float operand, got {x.dtype}")
+    return x.shape, x.dtype
+
+
+def _softmax_reference(node, arrays, dims):
+    x = arrays[0]
+    shifted = x - np.max(x, axis=node.attrs["axis"], keepdims=True)
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=node.attrs["axis"], keepdims=True)
+
+
+def _log_softmax_reference(node, arrays, dims):
+    x = arrays[0]
+    shifted = x - np.max(x, axis=node.attrs["axis"], keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=node.attrs["axis"], keepdims=True))
+
+
+def _softmax_vjp(node, g):
+    """dx = y * (g - sum(g * y)) along the axis, with y = softmax(x)."""
+    axis = node.attrs["axis"]
+    weighted = sum(multiply(g, node), axis, keepdims=True)
+    return [make("dsoftmax", arg(0) * (arg(1) - arg(2)), [node, g, weighted], node.dtype)]
+
+
+def _log_softmax_vjp(node, g):
+    """dx = g - softmax(x) * sum(g) along the axis."""
+    axis = node.attrs["axis"]
+    total = sum(g, axis, keepdims=True)
+    probabilities = softmax(node.inputs[0], axis)
+    return [make("dlog_softmax", arg(0) - arg(1) * arg(2), [g, probabilities, total], node.dtype)]
+
+
+softmax_op = Op("softmax", _same_shape, _softmax_reference, _softmax_vjp, kind="nn")
+log_softmax_op = Op("log_softmax", _same_shape, _log_softmax_reference, _log_softmax_vjp, kind="nn")
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along ``axis``, computed with the maximum subtracted first."""
+    (axis,) = _normalize_axes(x, axis, "softmax")
+    return apply(softmax_op, [x], {"axis": axis})
+
+
+def log_softmax(x, axis=-1):
+    """log(softmax(x)) along ``axis``, computed as x - max - log(sum(exp(x - max)))."""
+    (axis,) = _normalize_axes(x, axis, "log_softmax")
+    return apply(log_softmax_op, [x], {"axis": axis})
+
+
+def _one_hot_infer(inputs, attrs):
+    (indices,) = inputs
+    if indices.dtype not in dtypes.INTS:
+        raise ValueError(f"indices must be integers, got {indices.dtype}")
+    return indices.shape + (attrs["depth"],), attrs["dtype"]
+
+
+def _one_hot_reference(node, arrays, dims):
+    indices = arrays[0]
+    return (indices[..., None] == np.arange(node.attrs["depth"])).astype(node.dtype)
+
+
+one_hot_op = Op("one_hot", _one_hot_infer, _one_hot_reference, None, kind="nn")
+
+
+def one_hot(indices, depth, dtype="float32"):
+    """A new last axis of length ``depth``: 1 at each index, 0 elsewhere (all 0 for an out-of-range index)."""
+    return apply(one_hot_op, [indices], {"depth": int(depth), "dtype": dtypes.as_dtype(dtype)})
+
+
+def _check_pair(label, y_true, y_pred):
+    try:
+        shape = broadcast_shapes(y_true.shape, y_pred.shape)
+    except ValueError as error:
+        shape, reason = None, f": {error}"
+    else:
+        reason = ""
+    if shape is None or len(shape) != y_pred.ndim or not all(dims_equal(a, b) for a, b in zip(shape, y_pred.shape)):
+        raise GraphError(f"{label}: y_true shape {format_shape(y_true.shape)} does not match y_pred shape "
+                         f"{format_shape(y_pred.shape)}{reason} (at {user_location()})")
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
+    """-sum(y_true * log(p)) along ``axis``, per sample. ``y_pred`` is probabilities (rescaled to sum to 1
+    and clipped to [1e-7, 1 - 1e-7], as Keras does) or, with ``from_logits``, logits."""
+    _check_pair("categorical_crossentropy", y_true, y_pred)
+    y_true = cast(y_true, y_pred.dtype)
+    if from_logits:
+        log_p = log_softmax(y_pred, axis)
+    else:
+        p = apply_named("normalize", arg(0) / arg(1), [y_pred, sum(y_pred, axis, keepdims=True)])
+        log_p = log(clip(p, EPSILON, 1 - EPSILON))
+    return negative(sum(multiply(y_true, log_p), axis))
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
+    """categorical_crossentropy with integer class labels ``y_true`` instead of one-hot rows."""
+    if y_true.dtype not in dtypes.INTS:
+        y_true = cast(y_true, "int64")
+    depth = y_pred.shape[axis]
+    if not isinstance(depth, int):
+        raise GraphError(f"sparse_categorical_crossentropy: the class axis must have a static size, got {depth} "
+                         f"(at {user_location()})")
+    return categorical_crossentropy(one_hot(y_true, depth, y_pred.dtype), y_pred, from_logits, axis)
+
+
+def binary_crossentropy(y_true, y_pred, from_logits=False):
+    """Mean over the last axis of -(y log p + (1 - y) log(1 - p)); with ``from_logits`` the stable
+    form max(x, 0) - x y + log(1 + exp(-|x|))."""
+    import sympy
+    _check_pair("binary_crossentropy", y_true, y_pred)
+    y_true = cast(y_true, y_pred.dtype)
+    x, y = arg(0), arg(1)
+    if from_logits:
+        body = sympy.Max(x, 0) - x * y + sympy.log(1 + sympy.exp(-sympy.Abs(x)))
+    else:
+        p = sympy.Min(sympy.Max(x, EPSILON), 1 - EPSILON)
+        body = -(y * sympy.log(p) + (1 - y) * sympy.log(1 - p))
+    return mean(apply_named("binary_crossentropy", body, [y_pred, y_true]), -1)
+
+
+def mean_squared_error(y_true, y_pred):
+    """Mean over the last axis of (y_true - y_pred)^2."""
+    _check_pair("mean_squared_error", y_true, y_pred)
+    return mean(apply_named("squared_error", (arg(0) - arg(1)) ** 2, [y_true, y_pred]), -1)
