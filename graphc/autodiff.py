@@ -7,7 +7,7 @@ and it sends each input ``vjp(node, g)``.
 import numpy as np
 
 from .graph import dtypes, topo_order
-from .graph.node import Node, user_location
+from .graph.node import Node, origin, user_location
 from .graph.shapes import format_shape
 from .ops.elementwise import add
 from .ops.shape import broadcast_to
@@ -31,9 +31,13 @@ def grad(cost: Node, wrt, unconnected: str = "raise"):
     _check_cost(cost)
     order = topo_order([cost])
     depends = _depending_on(order, targets)
+    with origin("backward"):
+        return _backward(cost, targets, order, depends, single, unconnected)
+
+
+def _backward(cost, targets, order, depends, single, unconnected):
     grads: dict[int, Node] = {cost.id: constant(np.ones((), dtype=cost.dtype))}
     blocked = []  # integer-valued nodes that stop the gradient on its way to a target
-
     for node in reversed(order):
         g = grads.get(node.id)
         if g is None or node.id not in depends or not node.inputs:

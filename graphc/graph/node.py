@@ -4,6 +4,7 @@ A graph is implicit: every node points at its inputs, so the graph of a set of
 outputs is everything reachable from them (see ``graph.py``). Nodes are
 immutable once built; passes build new nodes instead of editing old ones.
 """
+import contextlib
 import itertools
 import os
 import sys
@@ -15,6 +16,19 @@ from .shapes import format_shape
 
 _ids = itertools.count()
 _GRAPHC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+_current_origin = ["forward"]
+
+
+@contextlib.contextmanager
+def origin(name: str):
+    """Tag every node built inside the block with ``origin=name`` (autodiff marks its nodes 'backward')."""
+    _current_origin.append(name)
+    try:
+        yield
+    finally:
+        _current_origin.pop()
 
 
 class GraphError(ValueError):
@@ -50,6 +64,7 @@ class Node:
         self.dtype = dtypes.as_dtype(dtype)
         self.name = name or f"{op.name}_{self.id}"
         self.location = location or user_location()
+        self.origin = _current_origin[-1]
 
     @property
     def ndim(self) -> int:
