@@ -1,0 +1,3 @@
+"""Datasets with Keras' ``load_data()`` interface."""
+
+from . import mnist

@@ -1,0 +1,27 @@
+"""Training runtime: loops, callbacks, progress output, checkpoints, atomic writes.
+
+Depends only on numpy and the standard library (never on graphc), so the
+loop can drive any step function.
+"""
+
+from .atomic import atomic_path, atomic_write_bytes
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .loop import (
+    Callback,
+    EarlyStopping,
+    History,
+    ModelCheckpoint,
+    NonFiniteLossError,
+    evaluate_loop,
+    fit_loop,
+    predict_loop,
+    split_validation,
+)
+from .progress import ProgressBar, write_epoch_header
+
+__all__ = [
+    "Callback", "CheckpointError", "EarlyStopping", "History", "ModelCheckpoint",
+    "NonFiniteLossError", "ProgressBar", "atomic_path", "atomic_write_bytes",
+    "evaluate_loop", "fit_loop", "load_checkpoint", "predict_loop", "save_checkpoint",
+    "split_validation", "write_epoch_header",
+]

@@ -1,0 +1,451 @@
+"""The training loop, independent of how a step is computed.
+
+A step is any callable ``step(xb, yb) -> dict[str, float]`` returning metrics
+averaged over the batch (e.g. ``{"loss": 0.31, "accuracy": 0.9}``). The loop
+batches and shuffles the data, averages step metrics over each epoch weighted
+by batch size (so a short last batch counts for what it holds), runs
+validation, drives callbacks and prints progress.
+
+``x`` and ``y`` are numpy arrays, or lists/tuples of arrays for models with
+several inputs/outputs; all arrays share their first (sample) dimension.
+
+The *owner* is the object callbacks see as ``self.model`` (normally the Keras
+model). The loop sets ``owner.stop_training = False`` before training and
+stops after the current batch once a callback sets it to True. Callbacks may
+need more from it: ``EarlyStopping(restore_best_weights=True)`` calls
+``owner.get_weights()`` / ``owner.set_weights(w)`` and ``ModelCheckpoint``
+calls ``owner.save(path)`` or ``owner.save_weights(path)``.
+
+A NaN or infinite ``loss`` ends training: callbacks get ``on_train_end`` with
+``logs["stopped_on_nan"] = True`` (plus ``epoch``, ``batch`` and ``loss``) --
+the place for an owner to restore its last good weights -- and then
+``fit_loop`` raises NonFiniteLossError. ``EarlyStopping`` with
+``restore_best_weights=True`` restores the best weights at that point too.
+"""
+
+import math
+import os
+import types
+import warnings
+
+import numpy as np
+
+from .progress import ProgressBar, write_epoch_header
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped because the loss became NaN or infinite.
+
+    ``epoch`` and ``batch`` are 0-based; the message uses 1-based numbers as
+    the progress output does. ``history`` holds the completed epochs.
+    """
+
+    def __init__(self, loss, epoch, epochs, batch, steps, history):
+        super().__init__(
+            f"loss became {loss} at epoch {epoch + 1}/{epochs}, batch {batch + 1}/{steps}; "
+            "training stopped (the weights were updated by this batch)")
+        self.loss = loss
+        self.epoch = epoch
+        self.batch = batch
+        self.history = history
+
+
+class _NonFiniteLoss(Exception):
+    """Raised inside an epoch; fit_loop turns it into NonFiniteLossError."""
+
+    def __init__(self, loss, batch):
+        super().__init__(loss, batch)
+        self.loss = loss
+        self.batch = batch
+
+
+# --------------------------------------------------------------------------
+# Callbacks
+
+
+class Callback:
+    """Base class: override the hooks you need. ``logs`` is always a dict."""
+
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_model(self, model):
+        self.model = model
+
+    def set_params(self, params):
+        self.params = params
+
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+    def on_epoch_begin(self, epoch, logs=None):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_batch_end(self, batch, logs=None):
+        pass
+
+
+class History(Callback):
+    """Records the logs of every epoch: ``history[name]`` lists one value per epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.history = {}
+        self.epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for name, value in logs.items():
+            self.history.setdefault(name, []).append(value)
+
+
+class EarlyStopping(Callback):
+    """Stop training when ``monitor`` has stopped improving.
+
+    As in Keras, training stops once ``patience`` consecutive epochs (at
+    least one) brought no improvement larger than ``min_delta``. With
+    ``restore_best_weights=True`` the owner's weights from the best epoch are
+    put back when training ends, however it ends.
+    """
+
+    def __init__(self, monitor="val_loss", patience=0, min_delta=0, mode="auto",
+                 restore_best_weights=False):
+        super().__init__()
+        self.monitor = monitor
+        self.patience = patience
+        self.restore_best_weights = restore_best_weights
+        self._improved, self._worst = _improvement_test(monitor, mode, min_delta)
+
+    def on_train_begin(self, logs=None):
+        if self.restore_best_weights:
+            _require_owner_methods(self.model, "EarlyStopping(restore_best_weights=True)",
+                                   "get_weights", "set_weights")
+        self.wait = 0
+        self.best = self._worst
+        self.best_epoch = None
+        self.best_weights = None
+        self.stopped_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = _monitored_value(logs, self.monitor, "EarlyStopping")
+        if current is None:
+            return
+        if self._improved(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            self.wait = 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the owner after every epoch, or only when ``monitor`` improved.
+
+    ``filepath`` may contain ``str.format`` fields: ``{epoch}`` (1-based) and
+    any log name, e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``. Saving calls
+    ``owner.save(path)``, or ``owner.save_weights(path)`` when
+    ``save_weights_only=True``.
+    """
+
+    def __init__(self, filepath, monitor="val_loss", save_best_only=False,
+                 save_weights_only=False, mode="auto"):
+        super().__init__()
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.save_best_only = save_best_only
+        self.save_method = "save_weights" if save_weights_only else "save"
+        self._improved, self._worst = _improvement_test(monitor, mode, 0)
+
+    def on_train_begin(self, logs=None):
+        _require_owner_methods(self.model, "ModelCheckpoint", self.save_method)
+        self.best = self._worst
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_best_only:
+            current = _monitored_value(logs, self.monitor, "ModelCheckpoint")
+            if current is None or not self._improved(current, self.best):
+                return
+            self.best = current
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        getattr(self.model, self.save_method)(path)
+
+
+def _improvement_test(monitor, mode, min_delta):
+    """Return ``(improved(current, best) -> bool, initial_best)`` for a mode."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        mode = "max" if _higher_is_better(monitor) else "min"
+    min_delta = abs(min_delta)
+    if mode == "min":
+        return (lambda current, best: current < best - min_delta), math.inf
+    return (lambda current, best: current > best + min_delta), -math.inf
+
+
+def _higher_is_better(monitor):
+    name = monitor.removeprefix("val_")
+    return "acc" in name or name in ("auc", "precision", "recall", "f1_score")
+
+
+def _monitored_value(logs, monitor, who):
+    value = logs.get(monitor)
+    if value is None:
+        warnings.warn(f"{who} monitors {monitor!r}, which is not in the epoch logs "
+                      f"(available: {sorted(logs)}); skipping this epoch", stacklevel=3)
+    return value
+
+
+def _require_owner_methods(owner, who, *names):
+    missing = [name for name in names if not callable(getattr(owner, name, None))]
+    if missing:
+        raise ValueError(f"{who} needs the loop owner to provide {', '.join(missing)}(); "
+                         f"{type(owner).__name__} does not")
+
+
+class _CallbackList:
+    """Calls the same hook on every callback, in order."""
+
+    def __init__(self, callbacks, owner, params):
+        self.callbacks = callbacks
+        for callback in callbacks:
+            callback.set_model(owner)
+            callback.set_params(params)
+
+    def call(self, hook, *args):
+        for callback in self.callbacks:
+            getattr(callback, hook)(*args)
+
+
+# --------------------------------------------------------------------------
+# Loops
+
+
+def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=None,
+             validation=None, eval_step=None, callbacks=None, verbose=1,
+             initial_epoch=0, owner=None, stream=None):
+    """Train for epochs ``initial_epoch .. epochs-1``; return the History.
+
+    ``validation`` is an ``(x_val, y_val)`` pair evaluated with ``eval_step``
+    after each epoch; its metrics appear in the logs with a ``val_`` prefix.
+    With ``shuffle=True`` each epoch visits the samples in an order drawn
+    from a numpy Generator seeded by ``(seed, epoch)``: the same seed gives
+    the same batches, also when resuming at ``initial_epoch``. ``seed=None``
+    draws a fresh seed. Raises NonFiniteLossError on a NaN/Inf loss.
+    """
+    x, y = _as_data(x), _as_data(y)
+    num_samples = _num_samples(x, y)
+    _check_batch_size(batch_size)
+    if validation is not None:
+        if eval_step is None:
+            raise ValueError("validation data was given but no eval_step to evaluate it")
+        x_val, y_val = (_as_data(part) for part in validation)
+        _num_samples(x_val, y_val)
+    if seed is None:
+        seed = np.random.SeedSequence().entropy
+    owner = owner if owner is not None else types.SimpleNamespace()
+    owner.stop_training = False
+
+    steps = math.ceil(num_samples / batch_size)
+    callbacks, history = _with_history(callbacks)
+    callbacks = _CallbackList(callbacks, owner, {"epochs": epochs, "steps": steps, "verbose": verbose})
+
+    callbacks.call("on_train_begin", {})
+    logs = {}
+    for epoch in range(initial_epoch, epochs):
+        callbacks.call("on_epoch_begin", epoch, {})
+        write_epoch_header(epoch, epochs, verbose, stream)
+        bar = ProgressBar(steps, verbose=verbose, stream=stream)
+        order = _epoch_order(num_samples, shuffle, seed, epoch)
+        try:
+            logs, batches_done = _train_epoch(train_step, x, y, num_samples, order, batch_size,
+                                              callbacks, owner, bar)
+        except _NonFiniteLoss as stop:
+            bar.end_line()
+            callbacks.call("on_train_end", {"stopped_on_nan": True, "epoch": epoch,
+                                            "batch": stop.batch, "loss": stop.loss})
+            raise NonFiniteLossError(stop.loss, epoch, epochs, stop.batch, steps, history) from None
+        if validation is not None:
+            val_logs = evaluate_loop(eval_step, x_val, y_val, batch_size, verbose=0)
+            logs.update({f"val_{name}": value for name, value in val_logs.items()})
+        bar.update(batches_done, logs, finalize=True)
+        callbacks.call("on_epoch_end", epoch, logs)
+        if owner.stop_training:
+            break
+    callbacks.call("on_train_end", {**logs, "stopped_on_nan": False})
+    return history
+
+
+def evaluate_loop(eval_step, x, y, batch_size=32, verbose=1, *, stream=None):
+    """Run ``eval_step`` over all batches (in order); return metrics weighted by batch size."""
+    x, y = _as_data(x), _as_data(y)
+    num_samples = _num_samples(x, y)
+    _check_batch_size(batch_size)
+    steps = math.ceil(num_samples / batch_size)
+    bar = ProgressBar(steps, verbose=verbose, stream=stream)
+    totals = _WeightedMeans()
+    for batch, (index, size) in enumerate(_batch_indices(None, num_samples, batch_size)):
+        totals.add(eval_step(_take(x, index), _take(y, index)), size)
+        bar.update(batch + 1, totals.result())
+    bar.update(steps, totals.result(), finalize=True)
+    return totals.result()
+
+
+def predict_loop(predict_step, x, batch_size=32, verbose=0, *, stream=None):
+    """Run ``predict_step(xb)`` over all batches; return the outputs concatenated.
+
+    A step returning a list/tuple of arrays (several outputs) gives a list of
+    concatenated arrays.
+    """
+    x = _as_data(x)
+    num_samples = _num_samples(x)
+    _check_batch_size(batch_size)
+    steps = math.ceil(num_samples / batch_size)
+    bar = ProgressBar(steps, verbose=verbose, stream=stream)
+    outputs = []
+    for batch, (index, _) in enumerate(_batch_indices(None, num_samples, batch_size)):
+        outputs.append(predict_step(_take(x, index)))
+        bar.update(batch + 1)
+    bar.update(steps, finalize=True)
+    if isinstance(outputs[0], (list, tuple)):
+        return [np.concatenate(parts) for parts in zip(*outputs)]
+    return np.concatenate(outputs)
+
+
+def split_validation(x, y, fraction):
+    """Split off the LAST ``fraction`` of the samples, as Keras' validation_split does.
+
+    Returns ``((x_train, y_train), (x_val, y_val))``; no shuffling happens,
+    so shuffle beforehand if the data is ordered (e.g. sorted by class).
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation fraction must be between 0 and 1 (exclusive), got {fraction}")
+    x, y = _as_data(x), _as_data(y)
+    num_samples = _num_samples(x, y)
+    split_at = math.floor(num_samples * (1 - fraction))
+    if split_at in (0, num_samples):
+        raise ValueError(f"{num_samples} samples are too few to split off a validation fraction of {fraction}")
+    train, val = slice(0, split_at), slice(split_at, num_samples)
+    return (_take(x, train), _take(y, train)), (_take(x, val), _take(y, val))
+
+
+def _with_history(callbacks):
+    """Return ``(callbacks, history)``, appending a History unless one was given."""
+    callbacks = list(callbacks or [])
+    history = next((c for c in callbacks if isinstance(c, History)), None)
+    if history is None:
+        history = History()
+        callbacks.append(history)
+    return callbacks, history
+
+
+def _train_epoch(train_step, x, y, num_samples, order, batch_size, callbacks, owner, bar):
+    """Run one epoch; return ``(epoch_logs, batches_run)``."""
+    totals = _WeightedMeans()
+    batch = -1
+    for batch, (index, size) in enumerate(_batch_indices(order, num_samples, batch_size)):
+        callbacks.call("on_batch_begin", batch, {"batch": batch, "size": size})
+        metrics = train_step(_take(x, index), _take(y, index))
+        loss = metrics.get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise _NonFiniteLoss(float(loss), batch)
+        totals.add(metrics, size)
+        logs = totals.result()
+        callbacks.call("on_batch_end", batch, logs)
+        bar.update(batch + 1, logs)
+        if owner.stop_training:
+            break
+    return totals.result(), batch + 1
+
+
+class _WeightedMeans:
+    """Running per-metric means where each batch counts by its number of samples."""
+
+    def __init__(self):
+        self.sums = {}
+        self.counts = {}
+
+    def add(self, metrics, size):
+        for name, value in metrics.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value) * size
+            self.counts[name] = self.counts.get(name, 0) + size
+
+    def result(self):
+        return {name: total / self.counts[name] for name, total in self.sums.items()}
+
+
+def _epoch_order(num_samples, shuffle, seed, epoch):
+    # Seeding from (seed, epoch) instead of one generator for the whole run
+    # makes an epoch's order independent of the epochs before it, so a run
+    # resumed at initial_epoch sees the same batches as an uninterrupted one.
+    if not shuffle:
+        return None
+    return np.random.default_rng([seed, epoch]).permutation(num_samples)
+
+
+def _batch_indices(order, num_samples, batch_size):
+    """Yield ``(index, size)`` per batch; index is a slice (no copy) or, when shuffled, an index array."""
+    for start in range(0, num_samples, batch_size):
+        stop = min(start + batch_size, num_samples)
+        yield (slice(start, stop) if order is None else order[start:stop]), stop - start
+
+
+def _as_data(data):
+    """Arrays stay arrays; a list/tuple means several arrays (inputs or outputs)."""
+    if isinstance(data, (list, tuple)):
+        return type(data)(np.asarray(part) for part in data)
+    return np.asarray(data)
+
+
+def _take(data, index):
+    if isinstance(data, (list, tuple)):
+        return type(data)(part[index] for part in data)
+    return data[index]
+
+
+def _num_samples(x, y=None):
+    """Return the shared sample count, or raise ValueError naming the lengths that differ."""
+    lengths = {}
+    for label, data in (("x", x), ("y", y)):
+        if data is None:
+            continue
+        parts = data if isinstance(data, (list, tuple)) else [data]
+        if not parts:
+            raise ValueError(f"{label} is an empty list of arrays")
+        for i, part in enumerate(parts):
+            name = f"{label}[{i}]" if isinstance(data, (list, tuple)) else label
+            if part.ndim == 0:
+                raise ValueError(f"{name} is a scalar; expected an array with a sample dimension")
+            lengths[name] = part.shape[0]
+    names = list(lengths)
+    for name in names[1:]:
+        if lengths[name] != lengths[names[0]]:
+            raise ValueError(f"{names[0]} has {lengths[names[0]]} samples but {name} has {lengths[name]}; "
+                             "they must have the same first dimension")
+    num_samples = lengths[names[0]]
+    if num_samples == 0:
+        raise ValueError("no samples: the data has a first dimension of 0")
+    return num_samples
+
+
+def _check_batch_size(batch_size):
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
