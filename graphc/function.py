@@ -3,7 +3,9 @@
     graph (inputs, outputs, updates) -> backend.compile -> Function(*arrays) -> arrays
 
 Backends register themselves by name in ``BACKENDS``; a backend's ``compile(graph,
-**options)`` returns a callable ``run(feeds, dims) -> (outputs, new_variable_values)``.
+**options)`` returns a program whose ``run(feeds, dims)`` gives ``(outputs,
+new_variable_values)``, ``new_variable_values`` being None when the program
+assigned the updates itself.
 """
 import numpy as np
 
@@ -12,13 +14,24 @@ from .graph import Graph, Node, dtypes
 from .graph.shapes import bind_shape, format_shape
 
 
-def _compile_reference(graph: Graph, **options):
-    if options:
-        raise TypeError(f"the reference backend takes no options, got {sorted(options)}")
-    return lambda feeds, dims: reference.run(graph, feeds, dims)
+class ReferenceProgram:
+    """The numpy interpreter as a backend."""
+
+    def __init__(self, graph: Graph, **options):
+        if options:
+            raise TypeError(f"the reference backend takes no options, got {sorted(options)}")
+        self.graph = graph
+
+    def run(self, feeds, dims):
+        return reference.run(self.graph, feeds, dims)
 
 
-BACKENDS = {"reference": _compile_reference}
+def _compile_native(graph: Graph, target=None, threads=None):
+    from .lower.native import NativeProgram
+    return NativeProgram(graph, target=target, threads=threads)
+
+
+BACKENDS = {"reference": ReferenceProgram, "llvm": _compile_native}
 
 
 def function(inputs, outputs, updates=None, backend="reference", **options):
@@ -40,16 +53,17 @@ def function(inputs, outputs, updates=None, backend="reference", **options):
 class Function:
     """A compiled graph: call it with one numpy array (or array-like) per input."""
 
-    def __init__(self, graph: Graph, run, single: bool):
+    def __init__(self, graph: Graph, program, single: bool):
         self.graph = graph
-        self._run = run
+        self.program = program
         self._single = single
 
     def __call__(self, *arrays):
         feeds, dims = self.check_inputs(arrays)
-        outputs, new_values = self._run(feeds, dims)
-        for (variable, _), value in zip(self.graph.updates, new_values):
-            variable.storage[...] = value
+        outputs, new_values = self.program.run(feeds, dims)
+        if new_values is not None:
+            for (variable, _), value in zip(self.graph.updates, new_values):
+                variable.storage[...] = value
         return outputs[0] if self._single else outputs
 
     def check_inputs(self, arrays):
@@ -70,8 +84,22 @@ class Function:
             problem = bind_shape(placeholder.shape, array.shape, dims)
             if problem:
                 raise ValueError(f"input {placeholder.name} {format_shape(placeholder.shape)}: {problem}")
-            feeds.append(np.ascontiguousarray(array, dtype=placeholder.dtype))
+            feed = np.asarray(array, dtype=placeholder.dtype, order="C")  # ascontiguousarray turns 0-d into 1-d
+            feeds.append(feed if feed.flags.aligned else feed.copy())
         return feeds, dims
+
+    def llvm_ir(self) -> dict:
+        """Kernel name -> LLVM IR text (native backends only)."""
+        return self._native("llvm_ir")()
+
+    def asm(self) -> dict:
+        """Kernel name -> assembly text (native backends only)."""
+        return self._native("asm")()
+
+    def _native(self, method):
+        if not hasattr(self.program, method):
+            raise TypeError(f"the {type(self.program).__name__} has no machine code; compile with backend='llvm'")
+        return getattr(self.program, method)
 
     def dump(self) -> str:
         from .graph import dump

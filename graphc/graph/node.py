@@ -66,6 +66,13 @@ class Node:
         self.location = location or user_location()
         self.origin = _current_origin[-1]
 
+    def rebuilt(self, inputs, attrs=None) -> "Node":
+        """A copy with other inputs (and attrs), keeping the name, the user's location and the origin."""
+        from ..ops.registry import apply
+        node = apply(self.op, inputs, self.attrs if attrs is None else attrs, name=self.name, location=self.location)
+        node.origin = self.origin
+        return node
+
     @property
     def ndim(self) -> int:
         return len(self.shape)

@@ -2,7 +2,7 @@
 GEMM kernel reads directly); ``dot`` is numpy's dot expressed through it."""
 import numpy as np
 
-from ..graph.node import GraphError, user_location
+from ..graph.node import GraphError, Node, user_location
 from ..graph.shapes import broadcast_shapes, dims_equal, format_shape
 from .registry import Op, apply
 from .shape import reshape, transpose, unbroadcast
@@ -59,8 +59,16 @@ def matmul_t(a, b, transpose_a=False, transpose_b=False):
     return apply(matmul_op, [a, b], {"transpose_a": bool(transpose_a), "transpose_b": bool(transpose_b)})
 
 
+def _as_tensors(a, b):
+    """A numpy operand (``array @ x``) becomes a constant of the tensor operand's dtype."""
+    from .source import constant
+    dtype = (a if isinstance(a, Node) else b).dtype
+    return [t if isinstance(t, Node) else constant(np.asarray(t, dtype=dtype)) for t in (a, b)]
+
+
 def matmul(a, b):
     """numpy.matmul: batched matrix product, broadcasting the batch axes; 1-D operands as vectors."""
+    a, b = _as_tensors(a, b)
     _check_operands("matmul", a, b)
     if a.ndim == 1 and b.ndim == 1:
         return reshape(matmul_t(reshape(a, (1, a.shape[0])), reshape(b, (b.shape[0], 1))), ())
@@ -75,6 +83,7 @@ def matmul(a, b):
 
 def dot(a, b):
     """numpy.dot: for N-D ``a`` and M-D ``b`` (M >= 2), a sum over a's last axis and b's second-to-last."""
+    a, b = _as_tensors(a, b)
     _check_operands("dot", a, b)
     if b.ndim <= 2 and a.ndim <= 2:
         return matmul(a, b)
@@ -97,3 +106,24 @@ def _check_operands(label, a, b):
         raise GraphError(f"{label}: shapes {format_shape(a.shape)} and {format_shape(b.shape)} are not aligned: "
                          f"{contracted_a} (last axis of the first) != {contracted_b} (axis "
                          f"{0 if b.ndim == 1 else b.ndim - 2} of the second) (at {user_location()})")
+
+
+# ---- matmul with a fused epilogue (built by the optimizer, never by users) -----------------
+def _fused_infer(inputs, attrs):
+    shape, dtype = _matmul_infer(inputs[:2], attrs)
+    try:
+        broadcast_shapes(shape, *[i.shape for i in inputs[2:]])
+    except ValueError as error:
+        raise ValueError(f"epilogue operands do not broadcast onto the product: {error}") from None
+    return shape, dtype
+
+
+def _fused_reference(node, arrays, dims):
+    from .expr import evaluate
+    product = _matmul_reference(node, arrays[:2], dims)
+    return evaluate(node.attrs["epilogue"], [product, *arrays[2:]], dims, node.dtype)
+
+
+# The epilogue is an elementwise body over %0 = the product tile and %1.. = the extra operands
+# (bias row, activation mask): the GEMM applies it while the tile is still in registers.
+fused_matmul_op = Op("fused_matmul", _fused_infer, _fused_reference, None, kind="matmul")

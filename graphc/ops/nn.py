@@ -77,7 +77,8 @@ def _one_hot_reference(node, arrays, dims):
     return (indices[..., None] == np.arange(node.attrs["depth"])).astype(node.dtype)
 
 
-one_hot_op = Op("one_hot", _one_hot_infer, _one_hot_reference, None, kind="nn")
+# The indices are integers: like a cast from int, no gradient flows back (rather than "not differentiable").
+one_hot_op = Op("one_hot", _one_hot_infer, _one_hot_reference, lambda node, g: [None], kind="nn")
 
 
 def one_hot(indices, depth, dtype="float32"):
@@ -102,6 +103,9 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
     and clipped to [1e-7, 1 - 1e-7], as Keras does) or, with ``from_logits``, logits."""
     _check_pair("categorical_crossentropy", y_true, y_pred)
     y_true = cast(y_true, y_pred.dtype)
+    if not from_logits and y_pred.op is softmax_op and y_pred.attrs["axis"] == _normalize_axes(y_pred, axis, "")[0]:
+        # Probabilities straight out of a softmax: use its logits, stable and exact (Keras does the same).
+        from_logits, y_pred = True, y_pred.inputs[0]
     if from_logits:
         log_p = log_softmax(y_pred, axis)
     else:

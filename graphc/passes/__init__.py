@@ -1,0 +1,45 @@
+"""The optimizer: a list of small graph -> graph passes, run in order, each switchable by name.
+
+``gc.function(..., optimize=...)`` takes a level (0: none, 1: clean-up only, 2: everything, the
+default) or a list of pass names to disable, so a wrong answer can be bisected to one pass.
+"""
+from .cleanup import (eliminate_common_subexpressions, fold_constants, fold_transposes_into_matmul,
+                      relu_mask_from_output, simplify, stable_log_softmax)
+from .fusion import fuse_elementwise, fuse_matmul_epilogue
+
+# (name, level that enables it, pass). Clean-up first, so fusion sees the simplest graph.
+PIPELINE = [
+    ("cse", 1, eliminate_common_subexpressions),
+    ("fold_constants", 1, fold_constants),
+    ("simplify", 1, simplify),
+    ("fold_transposes", 1, fold_transposes_into_matmul),
+    ("stable_log_softmax", 1, stable_log_softmax),
+    ("relu_mask_from_output", 2, relu_mask_from_output),
+    ("cse_again", 1, eliminate_common_subexpressions),
+    ("fuse_elementwise", 2, fuse_elementwise),
+    ("fuse_matmul_epilogue", 2, fuse_matmul_epilogue),
+]
+PASS_NAMES = [name for name, _, _ in PIPELINE]
+
+
+def selected_passes(optimize) -> list:
+    """The passes ``optimize`` asks for: a level 0-2, True/False, or a list of pass names to disable."""
+    if optimize is True:
+        optimize = 2
+    if optimize is False or optimize is None:
+        optimize = 0
+    if isinstance(optimize, int):
+        if not 0 <= optimize <= 2:
+            raise ValueError(f"optimize level must be 0, 1 or 2, got {optimize}")
+        return [(name, run) for name, level, run in PIPELINE if level <= optimize]
+    disabled = set(optimize)
+    unknown = disabled - set(PASS_NAMES)
+    if unknown:
+        raise ValueError(f"unknown pass(es) {sorted(unknown)}; passes are {', '.join(PASS_NAMES)}")
+    return [(name, run) for name, _, run in PIPELINE if name not in disabled]
+
+
+def optimize_graph(graph, optimize=2):
+    for _, run in selected_passes(optimize):
+        graph = run(graph)
+    return graph

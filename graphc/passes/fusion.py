@@ -1,0 +1,80 @@
+"""Fusion passes: fewer, fatter kernels.
+
+fuse_elementwise:        e2(e1(x), y) => e(x, y) with e = e2's body with e1's body substituted
+fuse_matmul_epilogue:    e(matmul(a, b), bias, ...) => fused_matmul(a, b, bias, ...) with e as the epilogue
+"""
+import sympy
+
+from ..graph import Graph, dtypes
+from ..graph.shapes import broadcast_shapes
+from ..ops.elementwise import make
+from ..ops.expr import arg
+from ..ops.linalg import fused_matmul_op
+from ..ops.registry import apply
+from .rewrite import consumer_counts, rebuild
+
+
+def _body_as_operand(producer, consumer_dtype):
+    """The producer's body as a value inside a consumer: a boolean body becomes 1/0 in arithmetic."""
+    body = producer.attrs["expr"]
+    if producer.dtype == "bool" and consumer_dtype != "bool":
+        return sympy.Piecewise((1, body), (0, True))
+    return body
+
+
+def _fusable_producer(producer, consumer, uses: int) -> bool:
+    """Fuse only single-use producers whose value the consumer reads at the producer's own precision."""
+    if producer.op.name != "elementwise" or uses != 1:
+        return False
+    if producer.dtype == "bool":
+        return True
+    return dtypes.is_float(producer.dtype) and producer.dtype == consumer.dtype
+
+
+def fuse_elementwise(graph: Graph) -> Graph:
+    counts = consumer_counts(graph)
+
+    def rule(node, original):
+        if node.op.name != "elementwise":
+            return None
+        operands, substitutions, fused_any = [], {}, False
+        for index, (producer, producer_original) in enumerate(zip(node.inputs, original.inputs)):
+            if _fusable_producer(producer, node, counts[producer_original.id]):
+                shift = {arg(i): arg(len(operands) + i) for i in range(len(producer.inputs))}
+                substitutions[arg(index)] = _body_as_operand(producer, node.dtype).xreplace(shift)
+                operands.extend(producer.inputs)
+                fused_any = True
+            else:
+                substitutions[arg(index)] = arg(len(operands))
+                operands.append(producer)
+        if not fused_any:
+            return None
+        return make(node.attrs["label"], node.attrs["expr"].xreplace(substitutions), operands, node.dtype)
+    return rebuild(graph, rule)
+
+
+def fuse_matmul_epilogue(graph: Graph) -> Graph:
+    """An elementwise consumer covering a single-use matmul's whole output becomes the GEMM's epilogue."""
+    counts = consumer_counts(graph)
+
+    def rule(node, original):
+        if node.op.name != "elementwise":
+            return None
+        for index, (product, product_original) in enumerate(zip(node.inputs, original.inputs)):
+            if product.op.name != "matmul" or product.ndim != 2 or counts[product_original.id] != 1:
+                continue
+            if tuple(map(str, node.shape)) != tuple(map(str, product.shape)) or node.dtype != product.dtype:
+                continue
+            extras = [i for j, i in enumerate(node.inputs) if j != index]
+            if product in extras:
+                continue
+            try:
+                broadcast_shapes(product.shape, *[e.shape for e in extras])
+            except ValueError:
+                continue
+            order = [index] + [j for j in range(len(node.inputs)) if j != index]
+            epilogue = node.attrs["expr"].xreplace({arg(j): arg(k) for k, j in enumerate(order)})
+            attrs = dict(product.attrs, epilogue=epilogue, label=f"matmul+{node.attrs['label']}")
+            return apply(fused_matmul_op, [*product.inputs, *extras], attrs, name=node.name, location=node.location)
+        return None
+    return rebuild(graph, rule)
