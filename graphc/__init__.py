@@ -7,5 +7,6 @@ from .autodiff import GradientError, grad
 from .function import BACKENDS, Function, function
 from .graph import Graph, GraphError, Node, dump
 from .ops import *  # noqa: F401,F403  (the op functions are the public API)
+from .viz import render, to_dot, to_networkx
 
 Tensor = Node
