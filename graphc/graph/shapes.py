@@ -30,6 +30,8 @@ def canonical_dim(dim):
     """An int for a known size, else a simplified sympy expression."""
     if isinstance(dim, (int,)) and not isinstance(dim, bool):
         return dim
+    if isinstance(dim, str):
+        return dim_symbol(dim)  # the same symbol placeholders use, not a plain sympy one
     if hasattr(dim, "__index__") and not isinstance(dim, sympy.Basic):
         return int(dim)
     expr = sympy.simplify(sympy.sympify(dim))
