@@ -32,3 +32,20 @@ def to_categorical(y, num_classes=None, dtype="float32"):
     categorical = np.zeros((labels.size, num_classes), dtype=dtype)
     categorical[np.arange(labels.size), labels] = 1
     return categorical.reshape(shape + (num_classes,))
+
+
+def set_random_seed(seed):
+    """Seed graphc.keras's generator (weight initialisation, fit's shuffling) and, as Keras does, numpy's
+    global generator and Python's ``random``, so that a training run is reproducible."""
+    import random
+
+    from . import _state
+    _state.seed_generator(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def clear_session():
+    """Restart layer and model auto-naming, as ``keras.utils.clear_session``: the next Dense is 'dense'."""
+    from . import _state
+    _state.reset_names()

@@ -1,0 +1,57 @@
+"""The classic Keras MNIST example (Chollet, "Deep Learning with Python", chapter 2) on graphc.
+
+Only the imports differ from the Keras program, plus two optional arguments (--epochs, --seed) and a
+callback printing the time each epoch took.
+
+    python examples/mnist_mlp.py [--epochs 5] [--seed 0]
+"""
+import argparse
+import time
+
+from graphc.keras.callbacks import Callback
+from graphc.keras.datasets import mnist
+from graphc.keras.utils import set_random_seed, to_categorical
+from graphc.keras import models, layers
+
+
+class EpochTimer(Callback):
+    """Prints how long each epoch took."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        print(f"epoch {epoch + 1}: {time.perf_counter() - self.start:.2f} s")
+
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--epochs", type=int, default=5)
+parser.add_argument("--seed", type=int, default=None, help="seed for reproducible training")
+args = parser.parse_args()
+if args.seed is not None:
+    set_random_seed(args.seed)
+
+(train_images, train_labels), (test_images, test_labels) = mnist.load_data()
+
+train_images = train_images.reshape((60000, 28 * 28))
+train_images = train_images.astype('float32') / 255
+
+test_images = test_images.reshape((10000, 28 * 28))
+test_images = test_images.astype('float32') / 255
+
+train_labels = to_categorical(train_labels)
+test_labels = to_categorical(test_labels)
+
+network = models.Sequential()
+network.add(layers.Dense(512, activation='relu', input_shape=(28 * 28,)))
+network.add(layers.Dense(10, activation='softmax'))
+
+network.compile(optimizer='rmsprop',
+                loss='categorical_crossentropy',
+                metrics=['accuracy'])
+
+network.fit(train_images, train_labels, epochs=args.epochs, batch_size=128, callbacks=[EpochTimer()])
+
+test_loss, test_acc = network.evaluate(test_images, test_labels)
+
+print('test_acc:', test_acc)

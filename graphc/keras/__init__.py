@@ -1,0 +1,13 @@
+"""A Keras-style front end built on graphc's define-then-run API and the training runtime.
+
+The classic Keras MNIST program runs unchanged apart from its imports::
+
+    from graphc.keras.datasets import mnist
+    from graphc.keras.utils import to_categorical
+    from graphc.keras import models, layers
+"""
+from . import activations, callbacks, datasets, layers, losses, metrics, models, optimizers, utils
+from .layers import Input
+
+__all__ = ["Input", "activations", "callbacks", "datasets", "layers", "losses", "metrics", "models",
+           "optimizers", "utils"]
