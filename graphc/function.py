@@ -12,6 +12,7 @@ import numpy as np
 from . import reference
 from .graph import Graph, Node, dtypes
 from .graph.shapes import bind_shape, format_shape
+from .passes import optimize_graph
 
 
 class ReferenceProgram:
@@ -34,12 +35,15 @@ def _compile_native(graph: Graph, target=None, threads=None):
 BACKENDS = {"reference": ReferenceProgram, "llvm": _compile_native}
 
 
-def function(inputs, outputs, updates=None, backend="reference", **options):
+def function(inputs, outputs, updates=None, backend="reference", optimize=2, **options):
     """A callable computing ``outputs`` from arrays fed for ``inputs`` and then applying ``updates``.
 
     ``outputs`` may be one tensor (the call returns one array) or a list (a list).
     ``updates`` is a list of ``(variable, new_value)`` pairs: every new value is
     computed from the old variables, then all are assigned together.
+    ``optimize``: 0 (no passes), 1 (clean-up), 2 (clean-up and fusion), or a list
+    of pass names to leave out (see ``graphc.passes.PIPELINE``).
+    ``options`` go to the backend (``llvm``: ``threads``, ``target``).
     """
     single = isinstance(outputs, Node)
     graph = Graph(list(inputs), [outputs] if single else list(outputs or []), list(updates or []))
@@ -47,14 +51,16 @@ def function(inputs, outputs, updates=None, backend="reference", **options):
         compile_backend = BACKENDS[backend]
     except KeyError:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(sorted(BACKENDS))}") from None
-    return Function(graph, compile_backend(graph, **options), single)
+    optimized = optimize_graph(graph, optimize)
+    return Function(graph, optimized, compile_backend(optimized, **options), single)
 
 
 class Function:
     """A compiled graph: call it with one numpy array (or array-like) per input."""
 
-    def __init__(self, graph: Graph, program, single: bool):
-        self.graph = graph
+    def __init__(self, graph: Graph, optimized_graph: Graph, program, single: bool):
+        self.graph = graph  # as the user built it (forward, gc.grad's backward, updates)
+        self.optimized_graph = optimized_graph  # after the passes: what the backend compiled
         self.program = program
         self._single = single
 
@@ -62,7 +68,7 @@ class Function:
         feeds, dims = self.check_inputs(arrays)
         outputs, new_values = self.program.run(feeds, dims)
         if new_values is not None:
-            for (variable, _), value in zip(self.graph.updates, new_values):
+            for (variable, _), value in zip(self.optimized_graph.updates, new_values):
                 variable.storage[...] = value
         return outputs[0] if self._single else outputs
 

@@ -12,7 +12,7 @@ import sympy
 
 from ..graph import dtypes
 from ..graph.node import GraphError, Node, user_location
-from ..graph.shapes import broadcast_shapes
+from ..graph.shapes import broadcast_shapes, format_shape
 from .expr import arg, arg_index, evaluate, input_symbols
 from .registry import Op, apply
 
@@ -74,7 +74,8 @@ def _vjp(node, g):
         if not dtypes.is_float(inp.dtype):
             grads.append(None)  # no gradient flows into integer or boolean operands
             continue
-        derivative = sympy.diff(expr, arg(index))
+        # Steps (relu', sign) differentiate to DiracDelta: zero almost everywhere, as in TF and PyTorch.
+        derivative = sympy.diff(expr, arg(index)).replace(sympy.DiracDelta, lambda *_: sympy.Integer(0))
         # Operand %i of the derivative becomes operand %(i+1) of the gradient node; %0 is g.
         shifted = derivative.xreplace({arg(i): arg(i + 1) for i in range(len(node.inputs))})
         local = make(f"d{node.attrs['label']}/d{index}", arg(0) * shifted, [g, *node.inputs], inp.dtype)
@@ -110,7 +111,12 @@ def make(label, expr, inputs, dtype):
             unique.append(node)
         renumber[symbol] = arg(position)
     body = expr.xreplace(renumber)
-    shape = broadcast_shapes(*[i.shape for i in inputs]) if inputs else ()
+    try:
+        shape = broadcast_shapes(*[i.shape for i in inputs]) if inputs else ()
+    except ValueError as error:
+        operands = ", ".join(f"{format_shape(i.shape)} {i.dtype}" for i in inputs)
+        raise GraphError(f"{label}: shapes do not broadcast: {error}; operands: {operands} "
+                         f"(at {user_location()})") from None
     if body.is_Symbol and unique[0].dtype == dtype and tuple(unique[0].shape) == tuple(shape):
         return unique[0]
     if not unique:

@@ -32,6 +32,8 @@ def dim_symbols(expr) -> list:
 
 def _power(base, exponent):
     # Small integer and half exponents are the common cases; np.power is slow and less exact for them.
+    if np.ndim(exponent) != 0:  # a tensor exponent (x ** y, 2 ** x)
+        return np.power(base, exponent)
     if exponent == 2:
         return base * base
     if exponent == -1:

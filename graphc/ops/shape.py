@@ -31,11 +31,11 @@ def _resolve_minus_one(x, shape):
     if unknown:
         known = size([d for d in shape if not (isinstance(d, int) and d == -1)])
         total = size(x.shape)
-        inferred = canonical_dim(sympy.sympify(total) / sympy.sympify(known))
-        if isinstance(inferred, sympy.Basic) and not inferred.is_integer:
+        inferred = sympy.simplify(sympy.sympify(total) / sympy.sympify(known))
+        if not inferred.is_integer:
             raise GraphError(f"reshape: cannot reshape {format_shape(x.shape)} into {tuple(shape)} "
                              f"(at {user_location()})")
-        shape[unknown[0]] = inferred
+        shape[unknown[0]] = canonical_dim(inferred)
     return tuple(shape)
 
 
@@ -91,7 +91,11 @@ def transpose(x, axes=None) -> Node:
 def _broadcast_infer(inputs, attrs):
     (x,) = inputs
     target = attrs["shape"]
-    if len(target) < x.ndim or not dims_equal_all(broadcast_shapes(x.shape, target), target):
+    try:
+        compatible = len(target) >= x.ndim and dims_equal_all(broadcast_shapes(x.shape, target), target)
+    except ValueError:
+        compatible = False
+    if not compatible:
         raise ValueError(f"cannot broadcast to {format_shape(target)}")
     return target, x.dtype
 
@@ -181,7 +185,12 @@ def _slice_infer(inputs, attrs):
 
 def _evaluated_slices(bounds, dims):
     from ..graph.shapes import evaluate_dim
-    return tuple(slice(evaluate_dim(s, dims), evaluate_dim(e, dims), step) for s, e, step in bounds)
+    slices = []
+    for start, stop, step in bounds:
+        stop = evaluate_dim(stop, dims)
+        # slice.indices' stop of -1 for a negative step means "before index 0": None to numpy, not "the last".
+        slices.append(slice(evaluate_dim(start, dims), None if stop < 0 else stop, step))
+    return tuple(slices)
 
 
 def _slice_reference(node, arrays, dims):
@@ -240,7 +249,8 @@ def getitem(x, index) -> Node:
     if Ellipsis in index:
         at = index.index(Ellipsis)
         index = index[:at] + (slice(None),) * (x.ndim - consumed) + index[at + 1:]
-    index = index + (slice(None),) * (x.ndim - consumed)
+    else:
+        index = index + (slice(None),) * (x.ndim - consumed)
     bounds, out_shape, axis = [], [], 0
     for item in index:
         if item is None:
