@@ -34,7 +34,9 @@ def canonical_dim(dim):
         return dim_symbol(dim)  # the same symbol placeholders use, not a plain sympy one
     if hasattr(dim, "__index__") and not isinstance(dim, sympy.Basic):
         return int(dim)
-    expr = sympy.simplify(sympy.sympify(dim))
+    expr = sympy.sympify(dim)
+    if not expr.is_Symbol:
+        expr = sympy.simplify(expr)
     if expr.is_Integer:
         return int(expr)
     if not expr.free_symbols:
@@ -45,7 +47,11 @@ def canonical_dim(dim):
 def dims_equal(a, b) -> bool:
     if isinstance(a, int) and isinstance(b, int):
         return a == b
-    return sympy.simplify(sympy.sympify(a) - sympy.sympify(b)) == 0
+    if isinstance(a, int) != isinstance(b, int) and (a == 1 or b == 1):
+        return False  # a symbolic dim is positive but never known to be 1
+    if a == b:
+        return True  # the same expression: the common case, and no algebra needed
+    return sympy.expand(sympy.sympify(a) - sympy.sympify(b)) == 0
 
 
 def is_static(shape) -> bool:

@@ -253,7 +253,8 @@ class _DimEvaluator:
             if expr not in self.dim_index:
                 raise KeyError(f"dimension {expr} has no entry in dim_index {self.dim_index}")
             pointer = b.gep(self.dims, [const(self.dim_index[expr])], source_etype=I64)
-            return b.load(pointer, typ=I64, name=expr.name.replace("?", "d"))
+            # Named by position, not by symbol: fresh dims (?7) must not change the IR text the cache keys on.
+            return b.load(pointer, typ=I64, name=f"dim{self.dim_index[expr]}")
         if isinstance(expr, (sympy.floor, sympy.ceiling)):
             numerator, denominator = sympy.fraction(sympy.together(expr.args[0]))
             if not denominator.is_Integer:

@@ -1,16 +1,20 @@
-"""Op name -> kernel emitter, for every op except matmul (the program builder adds that).
+"""Op name -> kernel emitter.
 
 Every emitter is `emit(module, name, node, target, dim_index) -> ir.Function`
 adding `void name(T_out* out, T_in0* in0, ..., i64* dims, i32 tid, i32 nthreads)`
-to `module`; see irutil.py for the calling convention.
+to `module` (matmul kernels take one more pointer before `dims`: their packing scratch);
+see irutil.py for the calling convention.
 """
 from .elementwise import emit_elementwise
+from .matmul import emit_matmul
 from .layout import emit_broadcast_to, emit_concatenate, emit_reshape, emit_slice, emit_transpose, emit_unslice
 from .nn import emit_log_softmax, emit_one_hot, emit_softmax
 from .reduce import emit_argmax, emit_reduce
 
 EMITTERS = {
     "elementwise": emit_elementwise,
+    "matmul": emit_matmul,
+    "fused_matmul": emit_matmul,
     "reduce_sum": emit_reduce,
     "reduce_max": emit_reduce,
     "reduce_min": emit_reduce,

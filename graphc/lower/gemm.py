@@ -1,0 +1,651 @@
+"""Native GEMM generator: C = op(A) @ op(B), emitted as LLVM IR.
+
+Design (BLIS-style, specialised for static N and K):
+
+* A register-blocked micro-kernel computes a `rows x (vectors*lanes)` tile of
+  C.  The whole tile stays in vector registers for the *entire* K reduction
+  (one FMA per accumulator per k, A broadcast, B loaded as vectors), so the
+  epilogue runs exactly once per output element.  The tile shape is picked per
+  GEMM from the target's register count by a small cost model
+  (`choose_micro_tile`), e.g. 6x64 / 14x32 / 16x16 on AVX-512 fp32, 6x16 on AVX2.
+* B is packed, per thread, into K x cols panels (contiguous vectors per k,
+  zero padded at the right edge).  Packing also performs the transposition when
+  `trans_b`, so no transposed copy is ever made outside the kernel.
+* A is read in place for full row tiles: a(r, k) sits at one pointer plus a
+  static offset r*K (row-major) or r (trans_a, where the pointer steps by M per
+  k), so the kernel needs a single address register for all of its rows.  Only
+  the last, partial row tile is packed (k-major, zero padded rows).
+* Column edges are static (N is static): the last column panel gets its own
+  narrower kernel; its last partial vector reaches the epilogue one scalar at a
+  time (lanes == 1).
+* Threading: each of `nthreads` callers computes a disjoint block of C.  The
+  N dimension is split in whole panels when there are at least `nthreads`
+  panels, otherwise the M dimension in whole row tiles.  No synchronisation.
+
+Generated signature:
+
+    void name(T* A, T* B, T* C, i64 M, T* workspace, i32 tid, i32 nthreads,
+              <extra pointer args>...)
+
+A is M x K (or K x M if trans_a), B is K x N (or N x K if trans_b), C is M x N,
+all row-major and contiguous; A, B, C and workspace must not overlap.  When
+`spec.M` is an int the M argument is ignored and the static value used.
+Thread `tid` (0 <= tid < nthreads) uses
+`workspace + tid * gemm_workspace_elems(spec, target)`; any alignment works,
+64 bytes is fastest.
+
+Epilogue hook: `epilogue(builder, row, col, acc, lanes, args)` is called once
+per output vector after the full K sum, only for in-bounds elements:
+`row`, `col` are i64 values (C[row, col:col+lanes]), `acc` is a
+<lanes x T> vector, or a scalar T when lanes == 1 (right-edge remainder).
+`args` maps 'A', 'B', 'C', 'workspace', 'tid', 'nthreads' and every extra
+argument name to its ir.Value, 'M' to the row count (the static value when
+spec.M is an int) and 'N' to an i64 constant (the row stride of C).  The callable must store the result itself; `store_to_c` is the
+default and can be reused by fused epilogues after transforming `acc`.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+from llvmlite import ir
+
+from graphc.lower.target import Target
+
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+PTR = ir.PointerType()
+
+_ELEMENT_TYPES = {"float32": ir.FloatType(), "float64": ir.DoubleType()}
+_ITEMSIZE = {"float32": 4, "float64": 8}
+
+# Cache budgets (bytes): the rows of A that stream past one packed B panel,
+# plus that panel, should stay in L2; the packed B block (the per-thread
+# workspace) only has to fit comfortably in L3.
+_A_BLOCK_BYTES = 256 * 1024
+_B_BLOCK_BYTES = 2 * 1024 * 1024
+# Beyond this many rows a taller tile gains nothing but code size.
+_MAX_TILE_ROWS = 16
+# L1d geometry (32 KiB, 8 ways) for the in-place A conflict check: at most 4
+# of the 8 ways may hold A rows, the rest is left for the B panel and C.
+_L1_WAY_BYTES = 4096
+_CACHE_LINE = 64
+_A_ROWS_PER_L1_SET = 4
+# Row count assumed by the tile cost model when M is only known at run time.
+_TYPICAL_M = 128
+
+Epilogue = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value, int, dict], None]
+
+
+@dataclass(frozen=True)
+class GemmSpec:
+    dtype: str
+    M: int | None
+    N: int
+    K: int
+    trans_a: bool = False
+    trans_b: bool = False
+
+    def __post_init__(self):
+        if self.dtype not in _ELEMENT_TYPES:
+            raise ValueError(f"unsupported dtype {self.dtype!r}")
+        if self.N < 1 or self.K < 1 or (self.M is not None and self.M < 0):
+            raise ValueError(f"invalid GEMM shape M={self.M} N={self.N} K={self.K}")
+
+
+@dataclass(frozen=True)
+class MicroTile:
+    """Register block of C: `rows` x `vectors` vectors of `lanes` elements."""
+    rows: int
+    vectors: int
+    lanes: int
+
+    @property
+    def cols(self) -> int:
+        return self.vectors * self.lanes
+
+
+@dataclass(frozen=True)
+class _Blocking:
+    tile: MicroTile
+    block_rows: int  # rows of A streamed past each B panel (multiple of tile.rows)
+    block_cols: int  # columns of B per packed B block (multiple of tile.cols)
+
+
+# ---------------------------------------------------------------------------
+# Tile selection and blocking (pure Python, no IR)
+# ---------------------------------------------------------------------------
+
+def _max_rows_in_place(spec: GemmSpec) -> int:
+    """Most tile rows a row-major A can be read in place with.
+
+    Those rows are K elements apart; when that stride is a multiple of a large
+    power of two (K = 512, 1024 in fp32) many rows fall into the same L1 set
+    and evict each other every k.  Allow at most _A_ROWS_PER_L1_SET distinct
+    lines of those rows per set.
+    trans_a tiles read consecutive elements, so they are never limited.
+    """
+    if spec.trans_a:
+        return _MAX_TILE_ROWS
+    stride = spec.K * _ITEMSIZE[spec.dtype]
+    rows = 1
+    while rows < _MAX_TILE_ROWS:
+        lines = {r * stride // _CACHE_LINE for r in range(rows + 1)}
+        lines_per_set = Counter(line % (_L1_WAY_BYTES // _CACHE_LINE) for line in lines)
+        if max(lines_per_set.values()) > _A_ROWS_PER_L1_SET:
+            break
+        rows += 1
+    return rows
+
+
+def _candidate_tiles(spec: GemmSpec, target: Target) -> list[MicroTile]:
+    # Accumulators + one register per B vector + one for the A broadcast + one
+    # spare must fit in the register file, or LLVM spills in the inner loop.
+    lanes = target.lanes(spec.dtype)
+    max_rows = _max_rows_in_place(spec)
+    tiles = []
+    for vectors in range(1, 5):
+        rows = min(max_rows, (target.vector_registers - vectors - 2) // vectors)
+        if rows >= 1:
+            tiles.append(MicroTile(rows, vectors, lanes))
+    return tiles
+
+
+def _tile_cycles(tile: MicroTile, vectors: int, K: int, target: Target) -> float:
+    """Rough cycles for one tile: FMA-bound or load-bound (2 loads/cycle; every
+    A broadcast and B vector is a load), plus loop and epilogue overhead.
+    Two FMA pipes of 256 bits: one 512-bit FMA or two narrower ones per cycle."""
+    fmas_per_cycle = 1 if target.vector_bytes > 32 else 2
+    per_k = max(tile.rows * vectors / fmas_per_cycle, (tile.rows + vectors) / 2) + 1
+    return K * per_k + tile.rows * vectors + 10
+
+
+def _busiest_thread_cycles(spec: GemmSpec, target: Target, tile: MicroTile,
+                           nthreads: int) -> float:
+    """Mirror of the run-time work split, returning the slowest thread's cycles."""
+    m = spec.M if spec.M is not None else _TYPICAL_M
+    row_tiles = math.ceil(m / tile.rows)
+    full_panels, edge = divmod(spec.N, tile.cols)
+    panel_costs = [_tile_cycles(tile, tile.vectors, spec.K, target)] * full_panels
+    if edge:
+        panel_costs.append(_tile_cycles(tile, math.ceil(edge / tile.lanes), spec.K, target))
+    if len(panel_costs) >= nthreads:
+        shares = [panel_costs[t * len(panel_costs) // nthreads:
+                              (t + 1) * len(panel_costs) // nthreads]
+                  for t in range(nthreads)]
+        return row_tiles * max(sum(share) for share in shares)
+    return math.ceil(row_tiles / nthreads) * sum(panel_costs)
+
+
+def choose_micro_tile(spec: GemmSpec, target: Target) -> MicroTile:
+    """The register tile with the lowest estimated time at 1 and 2 threads."""
+    return min(_candidate_tiles(spec, target),
+               key=lambda tile: sum(_busiest_thread_cycles(spec, target, tile, threads)
+                                    for threads in (1, 2)))
+
+
+def _round_down(value: int, multiple: int) -> int:
+    return max(multiple, value // multiple * multiple)
+
+
+def _blocking(spec: GemmSpec, target: Target) -> _Blocking:
+    tile = choose_micro_tile(spec, target)
+    k_bytes = spec.K * _ITEMSIZE[spec.dtype]
+    block_rows = _round_down(_A_BLOCK_BYTES // k_bytes, tile.rows)
+    padded_n = math.ceil(spec.N / tile.cols) * tile.cols
+    block_cols = min(padded_n, _round_down(_B_BLOCK_BYTES // k_bytes, tile.cols))
+    return _Blocking(tile, block_rows, block_cols)
+
+
+def gemm_workspace_elems(spec: GemmSpec, target: Target) -> int:
+    """Scratch elements (of spec.dtype) needed by EACH thread."""
+    blocking = _blocking(spec, target)
+    # The packed B block, then room for the one packed partial row tile of A.
+    return spec.K * (blocking.block_cols + blocking.tile.rows)
+
+
+# ---------------------------------------------------------------------------
+# IR helpers
+# ---------------------------------------------------------------------------
+
+def _const(value: int) -> ir.Constant:
+    return ir.Constant(I64, value)
+
+
+def _align_of(element: ir.Type) -> int:
+    return 8 if isinstance(element, ir.DoubleType) else 4
+
+
+def _imin(builder: ir.IRBuilder, a: ir.Value, b: ir.Value) -> ir.Value:
+    return builder.select(builder.icmp_signed("<", a, b), a, b)
+
+
+@contextmanager
+def _for_range(builder: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int,
+               name: str) -> Iterator[ir.Value]:
+    """`for i in range(start, stop, step)` over i64; the body is emitted in the
+    `with` block at the builder's position."""
+    preheader = builder.block
+    header = builder.append_basic_block(f"{name}.head")
+    body = builder.append_basic_block(f"{name}.body")
+    exit_block = builder.append_basic_block(f"{name}.exit")
+    builder.branch(header)
+    builder.position_at_end(header)
+    index = builder.phi(I64, name=name)
+    index.add_incoming(start, preheader)
+    builder.cbranch(builder.icmp_signed("<", index, stop), body, exit_block)
+    builder.position_at_end(body)
+    yield index
+    index.add_incoming(builder.add(index, _const(step)), builder.block)
+    builder.branch(header)
+    builder.position_at_end(exit_block)
+
+
+def _fma_intrinsic(module: ir.Module, vector: ir.VectorType) -> ir.Function:
+    # Vector intrinsics must be declared by hand with their full type.
+    suffix = "f64" if isinstance(vector.element, ir.DoubleType) else "f32"
+    name = f"llvm.fma.v{vector.count}{suffix}"
+    if name in module.globals:
+        return module.globals[name]
+    return ir.Function(module, ir.FunctionType(vector, [vector] * 3), name=name)
+
+
+def _masked_load_intrinsic(module: ir.Module, vector: ir.VectorType) -> ir.Function:
+    suffix = "f64" if isinstance(vector.element, ir.DoubleType) else "f32"
+    name = f"llvm.masked.load.v{vector.count}{suffix}.p0"
+    if name in module.globals:
+        return module.globals[name]
+    mask = ir.VectorType(ir.IntType(1), vector.count)
+    return ir.Function(module, ir.FunctionType(vector, [PTR, I32, mask, vector]), name=name)
+
+
+def store_to_c(builder: ir.IRBuilder, row: ir.Value, col: ir.Value, acc: ir.Value,
+               lanes: int, args: dict) -> None:
+    """Default epilogue: C[row, col:col+lanes] = acc."""
+    element = acc.type if lanes == 1 else acc.type.element
+    offset = builder.add(builder.mul(row, args["N"]), col)
+    pointer = builder.gep(args["C"], [offset], source_etype=element)
+    builder.store(acc, pointer, align=_align_of(element))
+
+
+@dataclass(frozen=True)
+class _ATile:
+    """Where the kernel finds a(r, k): base + r*row_stride + k*k_stride."""
+    base: ir.Value
+    row_stride: int
+    k_stride: int | ir.Value
+    rows_may_exceed_m: bool  # partial tile: the epilogue must guard rows
+
+
+@dataclass(frozen=True)
+class _ThreadRange:
+    row_begin: ir.Value
+    row_end: ir.Value
+    col_begin: ir.Value
+    col_end: ir.Value
+
+
+# ---------------------------------------------------------------------------
+# The generator
+# ---------------------------------------------------------------------------
+
+class _GemmEmitter:
+    def __init__(self, function: ir.Function, spec: GemmSpec, target: Target,
+                 epilogue: Epilogue, extra_names: Sequence[str]):
+        self.spec = spec
+        self.workspace_elems = gemm_workspace_elems(spec, target)
+        self.blocking = _blocking(spec, target)
+        self.tile = self.blocking.tile
+        self.element = _ELEMENT_TYPES[spec.dtype]
+        self.align = _align_of(self.element)
+        self.vector = ir.VectorType(self.element, self.tile.lanes)
+        self.fma = _fma_intrinsic(function.module, self.vector)
+        self.masked_load = _masked_load_intrinsic(function.module, self.vector)
+        self.epilogue = epilogue
+        self.builder = ir.IRBuilder(function.append_basic_block("entry"))
+
+        names = ["A", "B", "C", "M", "workspace", "tid", "nthreads", *extra_names]
+        self.args = dict(zip(names, function.args))
+        self.M = self.args["M"] if spec.M is None else _const(spec.M)
+        self.args["M"] = self.M
+        self.args["N"] = _const(spec.N)
+        self.K = _const(spec.K)
+        self.N = _const(spec.N)
+
+    # -- small IR utilities -------------------------------------------------
+
+    def _gep(self, base: ir.Value, offset: ir.Value) -> ir.Value:
+        return self.builder.gep(base, [offset], source_etype=self.element)
+
+    def _load_vector(self, pointer: ir.Value) -> ir.Value:
+        return self.builder.load(pointer, typ=self.vector, align=self.align)
+
+    def _masked_load_vector(self, pointer: ir.Value, count: int) -> ir.Value:
+        """Load the first `count` lanes from `pointer`, the rest are 0.0."""
+        lanes = self.tile.lanes
+        mask = ir.Constant(ir.VectorType(ir.IntType(1), lanes),
+                           [int(lane < count) for lane in range(lanes)])
+        zeros = ir.Constant(self.vector, [0.0] * lanes)
+        return self.builder.call(self.masked_load,
+                                 [pointer, ir.Constant(I32, self.align), mask, zeros])
+
+    def _load_scalar(self, pointer: ir.Value) -> ir.Value:
+        return self.builder.load(pointer, typ=self.element, align=self.align)
+
+    def _splat(self, scalar: ir.Value) -> ir.Value:
+        b = self.builder
+        undef = ir.Constant(self.vector, ir.Undefined)
+        lane0 = b.insert_element(undef, scalar, ir.Constant(I32, 0))
+        zeros = ir.Constant(ir.VectorType(I32, self.tile.lanes), [0] * self.tile.lanes)
+        return b.shuffle_vector(lane0, undef, zeros)
+
+    def _mul(self, a: ir.Value, b: int | ir.Value) -> ir.Value:
+        return self.builder.mul(a, _const(b) if isinstance(b, int) else b)
+
+    def _add(self, a: ir.Value, b: int | ir.Value) -> ir.Value:
+        return self.builder.add(a, _const(b) if isinstance(b, int) else b)
+
+    def _no_unroll_loop_id(self) -> ir.MDValue:
+        """A fresh `llvm.loop` ID asking LLVM not to unroll the loop.
+
+        The kernel body is already `rows x vectors` FMAs wide; unrolling it
+        fully for a small static K only makes LLVM's loop analyses (quadratic
+        in memory operations) slow down compilation of the enclosing loop."""
+        module = self.builder.module
+        disable = module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])
+        # Loop IDs must refer to themselves, which add_metadata cannot express:
+        # create a node with a unique placeholder, then point it at itself.
+        loop_id = module.add_metadata([ir.MetaDataString(module, f"graphc.loop.{len(module.metadata)}"),
+                                       disable])
+        loop_id.operands = (loop_id, disable)
+        return loop_id
+
+    # -- top level ----------------------------------------------------------
+
+    def emit(self) -> None:
+        thread = self._thread_range()
+        tid = self.builder.sext(self.args["tid"], I64)
+        workspace = self._gep(self.args["workspace"], self._mul(tid, self.workspace_elems))
+        packed_b = workspace
+        packed_a = self._gep(workspace, _const(self.spec.K * self.blocking.block_cols))
+        self._emit_blocks(thread, packed_a, packed_b)
+        self.builder.ret_void()
+
+    def _thread_range(self) -> _ThreadRange:
+        """Split N in whole panels if there are >= nthreads panels, else M in
+        whole row tiles.  Ranges are half-open; an empty range means no work."""
+        b = self.builder
+        tile = self.tile
+        tid = b.sext(self.args["tid"], I64)
+        nthreads = b.sext(self.args["nthreads"], I64)
+        panels = _const(math.ceil(self.spec.N / tile.cols))
+        row_tiles = b.udiv(self._add(self.M, tile.rows - 1), _const(tile.rows))
+
+        def share(count: ir.Value, which: ir.Value) -> ir.Value:
+            return b.sdiv(self._mul(which, count), nthreads)
+
+        first, last = tid, self._add(tid, 1)
+        by_columns = b.icmp_signed(">=", panels, nthreads)
+        col_begin = self._mul(share(panels, first), tile.cols)
+        col_end = _imin(b, self._mul(share(panels, last), tile.cols), self.N)
+        row_begin = self._mul(share(row_tiles, first), tile.rows)
+        row_end = _imin(b, self._mul(share(row_tiles, last), tile.rows), self.M)
+        zero = _const(0)
+        return _ThreadRange(
+            row_begin=b.select(by_columns, zero, row_begin),
+            row_end=b.select(by_columns, self.M, row_end),
+            col_begin=b.select(by_columns, col_begin, zero),
+            col_end=b.select(by_columns, col_end, self.N),
+        )
+
+    def _emit_blocks(self, thread: _ThreadRange, packed_a: ir.Value,
+                     packed_b: ir.Value) -> None:
+        """For each B block: pack it; for each block of rows: pack the partial
+        row tile if it is there, then run the micro-kernel over all
+        (panel, row tile) pairs."""
+        b = self.builder
+        blocking = self.blocking
+        with _for_range(b, thread.col_begin, thread.col_end, blocking.block_cols, "jc") as jc:
+            block_cols = _imin(b, _const(blocking.block_cols), b.sub(thread.col_end, jc))
+            self._emit_pack_b_block(jc, block_cols, packed_b)
+            with _for_range(b, thread.row_begin, thread.row_end, blocking.block_rows,
+                            "ic") as ic:
+                block_rows = _imin(b, _const(blocking.block_rows), b.sub(thread.row_end, ic))
+                self._emit_pack_partial_a_tile(ic, block_rows, packed_a)
+                self._emit_block_product(jc, block_cols, ic, block_rows, packed_a, packed_b)
+
+    # -- packing ------------------------------------------------------------
+
+    def _emit_for_each_panel(self, block_cols: ir.Value, jc: ir.Value, name: str,
+                             body: Callable[[ir.Value, ir.Value, int], None]) -> None:
+        """Loop over the column panels of a B block, calling
+        body(jr, col, width) with the panel's static width (the last panel of
+        C may be narrower than a full tile)."""
+        b = self.builder
+        cols = self.tile.cols
+        edge_width = self.spec.N % cols
+        with _for_range(b, _const(0), block_cols, cols, name) as jr:
+            col = b.add(jc, jr)
+            if edge_width == 0:
+                body(jr, col, cols)
+            else:
+                is_full = b.icmp_signed("<=", self._add(col, cols), self.N)
+                with b.if_else(is_full) as (full, edge):
+                    with full:
+                        body(jr, col, cols)
+                    with edge:
+                        body(jr, col, edge_width)
+
+    def _emit_pack_b_block(self, jc: ir.Value, block_cols: ir.Value,
+                           packed_b: ir.Value) -> None:
+        """Pack B[:, jc:jc+block_cols] as consecutive K x width panels."""
+        def pack_panel(jr, col, width):
+            panel = self._gep(packed_b, self._mul(jr, self.spec.K))
+            self._emit_pack_b_panel(col, panel, width)
+        self._emit_for_each_panel(block_cols, jc, "pack_b", pack_panel)
+
+    def _emit_pack_b_panel(self, col: ir.Value, panel: ir.Value, width: int) -> None:
+        """panel[k, j] = op(B)[k, col + j] for j < width, 0 up to a whole vector."""
+        b = self.builder
+        lanes = self.tile.lanes
+        padded = math.ceil(width / lanes) * lanes
+        with _for_range(b, _const(0), self.K, 1, "pack_b.k") as k:
+            dst_row = self._gep(panel, self._mul(k, padded))
+            if self.spec.trans_b:
+                self._emit_pack_b_row_transposed(col, k, dst_row, width, padded)
+            else:
+                self._emit_pack_b_row(col, k, dst_row, width, padded)
+
+    def _emit_pack_b_row(self, col, k, dst_row, width: int, padded: int) -> None:
+        """B is K x N: row k of the panel is a contiguous piece of row k of B."""
+        b = self.builder
+        lanes = self.tile.lanes
+        src_row = self._gep(self.args["B"], b.add(self._mul(k, self.N), col))
+        for start in range(0, padded, lanes):
+            source = self._gep(src_row, _const(start))
+            if start + lanes <= width:
+                vector = self._load_vector(source)
+            else:
+                # Right edge: load only the columns that exist, zeros elsewhere.
+                vector = self._masked_load_vector(source, width - start)
+            b.store(vector, self._gep(dst_row, _const(start)), align=self.align)
+
+    def _emit_pack_b_row_transposed(self, col, k, dst_row, width: int, padded: int) -> None:
+        """B is N x K: element j of row k of the panel is B[col + j, k]."""
+        b = self.builder
+        zero = ir.Constant(self.element, 0.0)
+        for j in range(padded):
+            value = zero
+            if j < width:
+                offset = b.add(self._mul(self._add(col, j), self.spec.K), k)
+                value = self._load_scalar(self._gep(self.args["B"], offset))
+            b.store(value, self._gep(dst_row, _const(j)), align=self.align)
+
+    def _partial_tile_row(self) -> ir.Value:
+        """First row of the last, partial row tile (== M if there is none)."""
+        rows = _const(self.tile.rows)
+        return self.builder.mul(self.builder.udiv(self.M, rows), rows)
+
+    def _emit_pack_partial_a_tile(self, ic: ir.Value, block_rows: ir.Value,
+                                  packed_a: ir.Value) -> None:
+        """Pack the partial last row tile of A, if it lies in this block."""
+        b = self.builder
+        if self.spec.M is not None and self.spec.M % self.tile.rows == 0:
+            return
+        partial_row = self._partial_tile_row()
+        in_block = b.and_(
+            b.icmp_signed("<", partial_row, self.M),
+            b.and_(b.icmp_signed(">=", partial_row, ic),
+                   b.icmp_signed("<", partial_row, b.add(ic, block_rows))))
+        with b.if_then(in_block):
+            self._emit_pack_a_tile(partial_row, packed_a)
+
+    def _emit_pack_a_tile(self, row: ir.Value, tile_buffer: ir.Value) -> None:
+        """tile_buffer[k, r] = op(A)[row + r, k], zero for rows >= M."""
+        b = self.builder
+        rows = self.tile.rows
+        zero = ir.Constant(self.element, 0.0)
+        last_row = b.sub(self.M, _const(1))
+        valid, source_rows = [], []
+        for r in range(rows):
+            row_r = self._add(row, r)
+            valid.append(b.icmp_signed("<", row_r, self.M))
+            # Rows past M read row M-1 (in bounds) and are then replaced by 0.
+            source_rows.append(_imin(b, row_r, last_row))
+        with _for_range(b, _const(0), self.K, 1, "pack_a.k") as k:
+            dst = self._gep(tile_buffer, self._mul(k, rows))
+            for r in range(rows):
+                source = self._gep(self.args["A"], self._a_offset(source_rows[r], k))
+                value = self._load_scalar(source)
+                b.store(b.select(valid[r], value, zero), self._gep(dst, _const(r)),
+                        align=self.align)
+
+    def _a_offset(self, row: ir.Value, k: ir.Value) -> ir.Value:
+        """Element offset of op(A)[row, k] in the stored A."""
+        if self.spec.trans_a:
+            return self.builder.add(self._mul(k, self.M), row)
+        return self.builder.add(self._mul(row, self.spec.K), k)
+
+    # -- the block product ----------------------------------------------------
+
+    def _emit_block_product(self, jc, block_cols, ic, block_rows, packed_a, packed_b) -> None:
+        def row_tiles(jr, col, width):
+            panel = self._gep(packed_b, self._mul(jr, self.spec.K))
+            self._emit_row_tiles(ic, block_rows, packed_a, panel, col, width)
+        self._emit_for_each_panel(block_cols, jc, "jr", row_tiles)
+
+    def _emit_row_tiles(self, ic, block_rows, packed_a, panel, col, width: int) -> None:
+        """Run the kernel for every row tile of the block against one B panel:
+        full tiles read A in place, the partial one its packed copy.  A static
+        M tells which of the two kernels are needed."""
+        b = self.builder
+        rows = self.tile.rows
+        packed = _ATile(packed_a, row_stride=1, k_stride=rows, rows_may_exceed_m=True)
+        with _for_range(b, _const(0), block_rows, rows, "ir") as ir_:
+            row = b.add(ic, ir_)
+            if self.spec.M is not None and self.spec.M % rows == 0:
+                self._emit_micro_kernel(self._a_in_place(row), panel, row, col, width)
+            elif self.spec.M is not None and self.spec.M < rows:
+                self._emit_micro_kernel(packed, panel, row, col, width)
+            else:
+                is_full = b.icmp_signed("<=", self._add(row, rows), self.M)
+                with b.if_else(is_full) as (full, partial):
+                    with full:
+                        self._emit_micro_kernel(self._a_in_place(row), panel, row, col, width)
+                    with partial:
+                        self._emit_micro_kernel(packed, panel, row, col, width)
+
+    def _a_in_place(self, row: ir.Value) -> _ATile:
+        base = self._gep(self.args["A"], self._a_offset(row, _const(0)))
+        if self.spec.trans_a:
+            return _ATile(base, row_stride=1, k_stride=self.M, rows_may_exceed_m=False)
+        return _ATile(base, row_stride=self.spec.K, k_stride=1, rows_may_exceed_m=False)
+
+    def _emit_micro_kernel(self, a_tile: _ATile, panel: ir.Value, row: ir.Value,
+                           col: ir.Value, width: int) -> None:
+        """acc[r][v] = sum_k a(r, k) * panel[k, v*lanes:(v+1)*lanes], all of K
+        in registers, then the epilogue on every in-bounds element."""
+        b = self.builder
+        lanes = self.tile.lanes
+        vectors = math.ceil(width / lanes)
+        panel_stride = vectors * lanes
+        preheader = b.block
+        loop = b.append_basic_block("kernel.k")
+        done = b.append_basic_block("kernel.done")
+        b.branch(loop)
+
+        b.position_at_end(loop)
+        k = b.phi(I64, name="k")
+        k.add_incoming(_const(0), preheader)
+        zero = ir.Constant(self.vector, [0.0] * lanes)
+        accs = []
+        for _ in range(self.tile.rows):
+            row_accs = [b.phi(self.vector) for _ in range(vectors)]
+            for acc in row_accs:
+                acc.add_incoming(zero, preheader)
+            accs.append(row_accs)
+
+        b_row = self._gep(panel, self._mul(k, panel_stride))
+        b_vectors = [self._load_vector(self._gep(b_row, _const(v * lanes)))
+                     for v in range(vectors)]
+        a_column = self._gep(a_tile.base, self._mul(k, a_tile.k_stride))
+        sums = []
+        for r in range(self.tile.rows):
+            a_value = self._splat(self._load_scalar(
+                self._gep(a_column, _const(r * a_tile.row_stride))))
+            sums.append([b.call(self.fma, [a_value, b_vectors[v], accs[r][v]])
+                         for v in range(vectors)])
+        for acc_row, sum_row in zip(accs, sums):
+            for acc, total in zip(acc_row, sum_row):
+                acc.add_incoming(total, loop)
+        k_next = self._add(k, 1)
+        k.add_incoming(k_next, loop)
+        latch = b.cbranch(b.icmp_signed("<", k_next, self.K), loop, done)
+        latch.set_metadata("llvm.loop", self._no_unroll_loop_id())
+
+        b.position_at_end(done)
+        self._emit_tile_epilogue(sums, row, col, width, a_tile.rows_may_exceed_m)
+
+    def _emit_tile_epilogue(self, sums, row: ir.Value, col: ir.Value, width: int,
+                            guard_rows: bool) -> None:
+        b = self.builder
+        for r, sum_row in enumerate(sums):
+            row_r = self._add(row, r)
+            if guard_rows:
+                with b.if_then(b.icmp_signed("<", row_r, self.M)):
+                    self._emit_row_epilogue(sum_row, row_r, col, width)
+            else:
+                self._emit_row_epilogue(sum_row, row_r, col, width)
+
+    def _emit_row_epilogue(self, sum_row, row: ir.Value, col: ir.Value, width: int) -> None:
+        b = self.builder
+        lanes = self.tile.lanes
+        for v, total in enumerate(sum_row):
+            start = v * lanes
+            if start + lanes <= width:
+                self.epilogue(b, row, self._add(col, start), total, lanes, self.args)
+                continue
+            for j in range(width - start):
+                scalar = b.extract_element(total, ir.Constant(I32, j))
+                self.epilogue(b, row, self._add(col, start + j), scalar, 1, self.args)
+
+
+def emit_gemm(module: ir.Module, name: str, spec: GemmSpec, target: Target,
+              epilogue: Epilogue | None = None,
+              extra_args: Sequence[tuple[str, ir.Type]] = ()) -> ir.Function:
+    """Add `name` computing C = op(A) @ op(B) for `spec` to `module`.
+
+    See the module docstring for the signature, threading and epilogue contract.
+    """
+    params = [PTR, PTR, PTR, I64, PTR, I32, I32, *(ty for _, ty in extra_args)]
+    function = ir.Function(module, ir.FunctionType(ir.VoidType(), params), name=name)
+    function.attributes.add("nounwind")
+    for index in range(3):
+        function.args[index].add_attribute("noalias")
+    function.args[4].add_attribute("noalias")
+    _GemmEmitter(function, spec, target, epilogue or store_to_c,
+                 [arg_name for arg_name, _ in extra_args]).emit()
+    return function

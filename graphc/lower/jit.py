@@ -1,0 +1,98 @@
+"""Compile LLVM IR to native code in-process (MCJIT) or to relocatable objects.
+
+`compile_module` is the normal path.  `emit_object` + `load_object` split it
+in two so that an on-disk cache can store the object bytes and skip LLVM's
+optimizer and code generator on the next run.
+"""
+from __future__ import annotations
+
+from typing import Union
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+
+from graphc.lower.target import Target
+
+IRInput = Union[ir.Module, str]
+
+
+class CompiledModule:
+    """Native code loaded into an ExecutionEngine.
+
+    The engine (and with it the machine code) lives as long as this object:
+    keep a reference while any function address obtained from it is in use.
+    """
+
+    def __init__(self, engine: llvm.ExecutionEngine, target: Target,
+                 optimized_ir: str | None):
+        self._engine = engine
+        self._target = target
+        self._optimized_ir = optimized_ir
+        self._asm: str | None = None
+
+    def address(self, name: str) -> int:
+        """Address of the function `name`; raises KeyError if it is not defined."""
+        addr = self._engine.get_function_address(name)
+        if not addr:
+            raise KeyError(f"no function named {name!r} in compiled module")
+        return addr
+
+    @property
+    def llvm_ir(self) -> str | None:
+        """Optimized IR text (None for a module loaded from object code)."""
+        return self._optimized_ir
+
+    @property
+    def asm(self) -> str | None:
+        """Assembly text (None for a module loaded from object code).
+
+        Generated on first access from a fresh parse of the optimized IR, so
+        the module owned by the engine is never touched again.
+        """
+        if self._asm is None and self._optimized_ir is not None:
+            module = llvm.parse_assembly(self._optimized_ir)
+            self._asm = self._target.create_target_machine().emit_assembly(module)
+        return self._asm
+
+
+def _optimized_module(source: IRInput, tm: llvm.TargetMachine) -> llvm.ModuleRef:
+    """Parse, verify and run the O3 pipeline (with both vectorizers)."""
+    module = llvm.parse_assembly(str(source))
+    module.triple = tm.triple
+    module.data_layout = str(tm.target_data)
+    module.verify()
+    tuning = llvm.create_pipeline_tuning_options(speed_level=3)
+    tuning.loop_vectorization = True
+    tuning.slp_vectorization = True
+    tuning.loop_unrolling = True
+    pass_builder = llvm.create_pass_builder(tm, tuning)
+    pass_builder.getModulePassManager().run(module, pass_builder)
+    return module
+
+
+def compile_module(source: IRInput, target: Target) -> CompiledModule:
+    """Optimize `source` (an llvmlite ir.Module or IR text) and JIT it for `target`."""
+    tm = target.create_target_machine()
+    module = _optimized_module(source, tm)
+    optimized_ir = str(module)
+    engine = llvm.create_mcjit_compiler(module, tm)
+    engine.finalize_object()
+    return CompiledModule(engine, target, optimized_ir)
+
+
+def emit_object(source: IRInput, target: Target) -> bytes:
+    """Optimize `source` and return relocatable object code for `target`."""
+    tm = target.create_target_machine()
+    return tm.emit_object(_optimized_module(source, tm))
+
+
+def load_object(object_code: bytes, target: Target) -> CompiledModule:
+    """Load object code produced by `emit_object` into a fresh engine."""
+    tm = target.create_target_machine()
+    empty = llvm.parse_assembly("")
+    empty.triple = tm.triple
+    empty.data_layout = str(tm.target_data)
+    engine = llvm.create_mcjit_compiler(empty, tm)
+    engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
+    engine.finalize_object()
+    return CompiledModule(engine, target, optimized_ir=None)

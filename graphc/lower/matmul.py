@@ -1,0 +1,97 @@
+"""Lowering ``matmul`` and ``fused_matmul`` onto the GEMM generator.
+
+A fused_matmul's epilogue (an elementwise body over %0 = the product and %1.. = extra
+operands such as a bias row or an activation mask) is lowered by the elementwise
+expression lowering, inside the GEMM, on each output vector while it is still in registers.
+"""
+from dataclasses import dataclass
+
+from llvmlite import ir
+
+from .elementwise import ExprLowering, compute_dtype, convert
+from .gemm import GemmSpec, emit_gemm, gemm_workspace_elems, store_to_c
+from .irutil import IR_TYPES, ITEMSIZE, PTR, KernelBuilder, const, dim_value, splat, vector_type
+from ..ops.expr import arg
+
+
+def gemm_spec(node) -> GemmSpec:
+    a, b = node.inputs[:2]
+    if a.ndim != 2 or b.ndim != 2:
+        raise NotImplementedError(f"the native backend lowers 2-D matmul only, got {a.shape} @ {b.shape} "
+                                  f"({node.name}, at {node.location})")
+    m, n = node.shape
+    k = a.shape[0] if node.attrs["transpose_a"] else a.shape[1]
+    if not isinstance(n, int) or not isinstance(k, int):
+        raise NotImplementedError(f"matmul with a symbolic N or K is not lowered yet ({node.name}: "
+                                  f"{a.shape} @ {b.shape}, at {node.location})")
+    return GemmSpec(node.dtype, m if isinstance(m, int) else None, n, k,
+                    node.attrs["transpose_a"], node.attrs["transpose_b"])
+
+
+def scratch_bytes_per_thread(node, target) -> int:
+    return gemm_workspace_elems(gemm_spec(node), target) * ITEMSIZE[node.dtype]
+
+
+def emit_matmul(module, name, node, target, dim_index) -> ir.Function:
+    """``void name(C, A, B, extras..., scratch, i64 *dims, i32 tid, i32 nthreads)``: a GEMM specialised
+    for the node's shapes and transposes, with the node's epilogue (if fused) applied per output vector."""
+    spec = gemm_spec(node)
+    extras = node.inputs[2:]
+    extra_args = [(f"extra{i}", PTR) for i in range(len(extras))] + [("dims", PTR)]
+    epilogue = _Epilogue(node, dim_index) if node.op.name == "fused_matmul" else None
+    gemm = emit_gemm(module, f"{name}_gemm", spec, target, epilogue, extra_args)
+    gemm.linkage = "internal"
+    kb = KernelBuilder.create(module, name, len(node.inputs) + 1, dim_index)
+    a, b, *extra_pointers, scratch = kb.inputs
+    rows = const(spec.M) if spec.M is not None else kb.dim(node.shape[0])
+    kb.builder.call(gemm, [a, b, kb.out, rows, scratch, kb.function.args[-2], kb.function.args[-1],
+                           *extra_pointers, kb.dims])
+    return kb.finish()
+
+
+@dataclass
+class _Epilogue:
+    """Called by the GEMM once per output vector C[row, col:col+lanes] after the K sum."""
+
+    node: object
+    dim_index: dict
+
+    def __call__(self, builder, row, col, acc, lanes, args):
+        node = self.node
+        dtype = compute_dtype(node)
+        values = {arg(0): acc}
+        for index, extra in enumerate(node.inputs[2:]):
+            loaded = self._load(builder, args[f"extra{index}"], extra, row, col, lanes, args["N"])
+            values[arg(index + 1)] = convert(builder, loaded, extra.dtype, dtype)
+        scope = _Scope(builder, args["dims"], self.dim_index)
+        result = ExprLowering(scope, node, lanes, values).number(node.attrs["epilogue"])
+        store_to_c(builder, row, col, convert(builder, result, dtype, node.dtype), lanes, args)
+
+    @staticmethod
+    def _load(builder, pointer, operand, row, col, lanes, n):
+        """operand[row, col:col+lanes] with numpy broadcasting onto the (M, N) product."""
+        rows, cols = ((1,) * (2 - operand.ndim) + tuple(operand.shape))[-2:]
+        offset = const(0)
+        if rows != 1:
+            offset = builder.mul(row, const(cols) if isinstance(cols, int) else n)
+        element = IR_TYPES[operand.dtype]
+        if cols == 1:
+            value = builder.load(builder.gep(pointer, [offset], source_etype=element), typ=element,
+                                 align=ITEMSIZE[operand.dtype])
+            return value if lanes == 1 else splat(builder, value, lanes)
+        address = builder.gep(pointer, [builder.add(offset, col)], source_etype=element)
+        return builder.load(address, typ=vector_type(operand.dtype, lanes), align=ITEMSIZE[operand.dtype])
+
+
+@dataclass
+class _Scope:
+    """What the expression lowering needs from a kernel: a builder and the run-time dims."""
+
+    builder: ir.IRBuilder
+    dims: ir.Value
+    dim_index: dict
+
+    def dim(self, expr):
+        return dim_value(self.builder, expr, self.dims, self.dim_index)
+
+

@@ -1,0 +1,95 @@
+"""The ``llvm`` backend: plan the graph, emit one LLVM module, reuse cached object code, run it natively."""
+import os
+import re
+
+import sympy
+
+from runtime import cache
+from runtime.native import Executable, SlotLayout
+
+from .jit import compile_module, emit_object, load_object
+from .matmul import scratch_bytes_per_thread
+from .program import ITEMSIZE, emit_program, plan
+from .target import host_target
+
+
+class NativeProgram:
+    """A graph compiled to native code; ``run(feeds, dims)`` follows the backend contract of gc.function."""
+
+    def __init__(self, graph, target=None, threads=None):
+        self.target = target or host_target()
+        self.threads = int(threads or os.cpu_count() or 1)
+        self.schedule = plan(graph)
+        self.ir_text = str(emit_program(self.schedule, self.target))
+        key = cache.cache_key(self.ir_text, self.target.triple, self.target.cpu, self.target.features)
+        object_code = cache.load(key)
+        self.from_cache = object_code is not None
+        if object_code is None:
+            object_code = emit_object(self.ir_text, self.target)
+            cache.store(key, object_code)
+        self._compiled = load_object(object_code, self.target)
+        self.executable = Executable(self._compiled.address("program"), self._layout(), self.threads,
+                                     keepalive=self._compiled)
+
+    def run(self, feeds, dims):
+        ordered = tuple(dims[symbol] for symbol in self.schedule.dims)
+        return self.executable.run(feeds, ordered), None  # updates were applied in place
+
+    def _layout(self) -> SlotLayout:
+        schedule, symbols = self.schedule, self.schedule.dims
+        by_kind = {}
+        for buffer in schedule.buffers:
+            by_kind.setdefault(buffer.kind, []).append(buffer)
+        fixed = {b.slot: b.node.storage for b in by_kind.get("variable", [])}
+        fixed.update({b.slot: b.node.attrs["value"] for b in by_kind.get("constant", [])})
+        sizes = {}  # slot -> byte-size expressions of the buffers sharing it
+        for buffer in by_kind.get("temp", []):
+            sizes.setdefault(buffer.slot, []).append(buffer.nbytes)
+        for buffer in by_kind.get("scratch", []):
+            sizes.setdefault(buffer.slot, []).append(scratch_bytes_per_thread(buffer.node, self.target) * self.threads)
+        temps = [(slot, _as_function(symbols, sympy.Max(*exprs))) for slot, exprs in sizes.items()]
+        outputs = [(b.slot, _as_function(symbols, sympy.Tuple(*b.node.shape)), b.node.dtype)
+                   for b in schedule.outputs]
+        inputs = {b.node.id: b.slot for b in by_kind.get("input", [])}
+        return SlotLayout(count=len(schedule.buffers), inputs=tuple(inputs[p.id] for p in schedule.graph.inputs),
+                          outputs=tuple(outputs), fixed=fixed, temps=tuple(temps))
+
+    # ---- introspection -----------------------------------------------------------------------
+    def llvm_ir(self) -> dict:
+        """Kernel name -> the LLVM IR graphc generated for it (before LLVM's optimizer)."""
+        return _split_functions(self.ir_text, r"^define .*@\"?(?P<name>[\w.]+)\"?\(", r"^}")
+
+    def asm(self) -> dict:
+        """Kernel name -> its assembly for the target (compiles the module again, without the cache)."""
+        assembly = compile_module(self.ir_text, self.target).asm
+        return _split_functions(assembly, r"^(?P<name>[A-Za-z_][\w.]*):\s*(#.*)?$", r"^\s*\.size\s")
+
+
+def _as_function(symbols, expr):
+    """A fast Python function of the dims tuple (sympy.lambdify over plain ints)."""
+    function = sympy.lambdify(symbols, sympy.sympify(expr), modules="math")
+    if isinstance(expr, sympy.Tuple):
+        return lambda dims: tuple(int(v) for v in function(*dims))
+    return lambda dims: int(function(*dims))
+
+
+def _split_functions(text, start_pattern, end_pattern) -> dict:
+    start, end = re.compile(start_pattern), re.compile(end_pattern)
+    functions, name, lines = {}, None, []
+    for line in text.splitlines():
+        match = start.match(line)
+        if name is None and match:
+            name, lines = match.group("name"), []
+        if name is not None:
+            lines.append(line)
+            if end.match(line):
+                functions[name] = "\n".join(lines)
+                name = None
+    return functions
+
+
+def compile_native(graph, target=None, threads=None):
+    return NativeProgram(graph, target, threads)
+
+
+

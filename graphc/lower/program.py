@@ -1,0 +1,272 @@
+"""Lowering a whole graph to one native program: buffers, a kernel schedule, and the entry point.
+
+    plan(graph)            -> Schedule: one kernel per computing node, a buffer per value
+    emit_program(schedule) -> llvmlite module: the kernels + ``program(slots, dims, tid, nthreads, barrier)``
+
+Buffers are numbered slots in a pointer table the runtime fills per call
+(inputs, outputs, variables, constants, temporaries). ``reshape`` is free: its
+node shares its input's buffer. Updates are written to temporaries and copied
+onto the variables after every other kernel, so each new value is computed
+from the old ones (Theano semantics).
+"""
+from dataclasses import dataclass, field
+
+import sympy
+from llvmlite import ir
+
+from ..graph import Graph
+from ..graph.shapes import size
+from ..ops.registry import apply
+from ..ops.shape import reshape_op
+from .kernels import EMITTERS
+
+I32, I64, PTR = ir.IntType(32), ir.IntType(64), ir.PointerType()
+ITEMSIZE = {"bool": 1, "int32": 4, "int64": 8, "float32": 4, "float64": 8}
+SPIN_BEFORE_YIELD = 1 << 12  # a barrier spins this long before giving the core away (oversubscribed machines)
+
+
+@dataclass(eq=False)
+class Buffer:
+    """Memory for one value. ``kind``: input, output, variable, constant or temp."""
+
+    slot: int
+    kind: str
+    node: object  # the node whose shape and dtype the memory holds
+
+    @property
+    def nbytes(self):
+        return size(self.node.shape) * ITEMSIZE[self.node.dtype]
+
+
+@dataclass(eq=False)
+class Kernel:
+    """One native function: computes ``node`` into ``out`` from ``inputs`` (plus ``scratch`` bytes per thread)."""
+
+    name: str
+    node: object
+    out: Buffer
+    inputs: list
+    scratch: Buffer | None = None
+
+
+@dataclass
+class Schedule:
+    graph: Graph
+    dims: list  # the symbolic dimensions, in the order of the runtime's dims array
+    buffers: list = field(default_factory=list)
+    kernels: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)  # one output Buffer per graph output
+
+    def new_buffer(self, kind, node) -> Buffer:
+        buffer = Buffer(len(self.buffers), kind, node)
+        self.buffers.append(buffer)
+        return buffer
+
+    @property
+    def dim_index(self) -> dict:
+        return {symbol: i for i, symbol in enumerate(self.dims)}
+
+
+def graph_dims(graph: Graph) -> list:
+    """Symbolic dims in order of first appearance in the inputs' shapes: the layout of the dims array."""
+    dims = []
+    for placeholder in graph.inputs:
+        for dim in placeholder.shape:
+            if isinstance(dim, sympy.Symbol) and dim not in dims:
+                dims.append(dim)
+    return dims
+
+
+def plan(graph: Graph) -> Schedule:
+    schedule = Schedule(graph, graph_dims(graph))
+    buffer_of = {}
+    sources = {"placeholder": "input", "variable": "variable", "constant": "constant"}
+    for node in graph.nodes:
+        if node.op.name in sources:
+            buffer_of[node.id] = schedule.new_buffer(sources[node.op.name], node)
+        elif node.op.name == "reshape":
+            buffer_of[node.id] = buffer_of[node.inputs[0].id]  # same bytes, another shape
+        else:
+            _add_kernel(schedule, node, schedule.new_buffer("temp", node), buffer_of)
+    for node in graph.outputs:
+        buffer = buffer_of[node.id]
+        if buffer.kind != "temp":
+            # Inputs, variables, constants and already-claimed buffers are copied into an output of their own,
+            # before the updates run (outputs see the old values of variables).
+            buffer = _add_copy(schedule, node, schedule.new_buffer("temp", node), buffer_of)
+        buffer.kind, buffer.node = "output", node
+        schedule.outputs.append(buffer)
+    values = []
+    for variable, new in graph.updates:
+        buffer = buffer_of[new.id]
+        if buffer.kind not in ("temp", "output"):
+            buffer = _add_copy(schedule, new, schedule.new_buffer("temp", new), buffer_of)
+        values.append(buffer)
+    for (variable, new), buffer in zip(graph.updates, values):
+        _add_copy(schedule, variable, buffer_of[variable.id], {new.id: buffer}, source=new)
+    _update_in_place(schedule)
+    _share_memory(schedule)
+    return schedule
+
+
+def _readers(schedule) -> dict:
+    """Buffer -> indexes of the kernels reading it."""
+    readers = {}
+    for index, kernel in enumerate(schedule.kernels):
+        for buffer in kernel.inputs:
+            readers.setdefault(id(buffer), []).append(index)
+    return readers
+
+
+def _in_place_safe(kernel, buffer) -> bool:
+    """An elementwise kernel may write over its input 0 when it has the output's shape and dtype."""
+    node = kernel.node
+    return (node.op.name == "elementwise" and kernel.inputs and kernel.inputs[0] is buffer
+            and tuple(map(str, node.inputs[0].shape)) == tuple(map(str, node.shape))
+            and node.inputs[0].dtype == node.dtype)
+
+
+def _update_in_place(schedule):
+    """An update computed by an elementwise kernel from its variable (W - lr * g) writes the variable
+    directly, and its copy disappears, when nothing reads the old value afterwards."""
+    readers = _readers(schedule)
+    producer = {id(k.out): i for i, k in enumerate(schedule.kernels)}
+    dropped = set()
+    for index, assign in enumerate(schedule.kernels):
+        variable = assign.out
+        if variable.kind != "variable" or not assign.node.op.name == "reshape":
+            continue
+        (value,) = assign.inputs
+        source = producer.get(id(value))
+        if source is None or value.kind != "temp" or readers.get(id(value)) != [index]:
+            continue
+        kernel = schedule.kernels[source]
+        if not _in_place_safe(kernel, variable) or any(r > source for r in readers.get(id(variable), [])):
+            continue
+        kernel.out = variable
+        dropped.add(index)
+    schedule.kernels = [k for i, k in enumerate(schedule.kernels) if i not in dropped]
+
+
+def _share_memory(schedule):
+    """Temporaries whose lifetimes do not overlap share a slot (same size only: sizes are symbolic);
+    an elementwise kernel writes over an input that dies with it; all GEMMs share one packing scratch."""
+    readers = _readers(schedule)
+    last_read = {key: max(indexes) for key, indexes in readers.items()}
+    free = []
+    scratch_slot = None
+    for index, kernel in enumerate(schedule.kernels):
+        if kernel.scratch is not None:
+            scratch_slot = kernel.scratch.slot if scratch_slot is None else scratch_slot
+            kernel.scratch.slot = scratch_slot
+        out = kernel.out
+        if out.kind == "temp":
+            dying_input = kernel.inputs[0] if kernel.inputs else None
+            if (dying_input is not None and dying_input.kind == "temp" and _in_place_safe(kernel, dying_input)
+                    and last_read.get(id(dying_input)) == index):
+                out.slot = dying_input.slot
+            else:
+                reusable = next((b for b in free if b.nbytes == out.nbytes), None)
+                if reusable is not None:
+                    free.remove(reusable)
+                    out.slot = reusable.slot
+        for buffer in {id(b): b for b in kernel.inputs}.values():
+            if buffer.kind == "temp" and last_read[id(buffer)] == index and buffer.slot != out.slot:
+                free.append(buffer)
+
+
+def workspace_bytes(schedule, dims: dict) -> int:
+    """Bytes of temporaries (not inputs, outputs or variables) the program needs at these dims."""
+    from ..graph.shapes import evaluate_dim
+    sizes = {}
+    for buffer in schedule.buffers:
+        if buffer.kind == "temp":
+            sizes[buffer.slot] = max(sizes.get(buffer.slot, 0), evaluate_dim(buffer.nbytes, dims))
+    return sum(sizes.values())
+
+
+def _add_kernel(schedule, node, out, buffer_of):
+    if node.op.name not in EMITTERS:
+        raise NotImplementedError(f"the native backend cannot lower {node.op.name} yet ({node.name})")
+    kernel = Kernel(f"k{len(schedule.kernels)}_{_label(node)}", node, out, [buffer_of[i.id] for i in node.inputs])
+    if node.op.kind == "matmul":
+        kernel.scratch = schedule.new_buffer("scratch", node)
+    schedule.kernels.append(kernel)
+    buffer_of[node.id] = out
+    return out
+
+
+def _add_copy(schedule, node, out, buffer_of, source=None):
+    """A kernel copying ``source`` (default ``node``) into ``out``: a same-shape reshape, lowered as a copy."""
+    source = source if source is not None else node
+    copy = apply(reshape_op, [source], {"shape": node.shape})
+    kernel = Kernel(f"k{len(schedule.kernels)}_copy", copy, out, [buffer_of[source.id]])
+    schedule.kernels.append(kernel)
+    return out
+
+
+def _label(node) -> str:
+    label = node.op.display_name(node)
+    return "".join(c if c.isalnum() else "_" for c in label)[:24]
+
+
+# ---- emission ------------------------------------------------------------------------------
+def emit_program(schedule: Schedule, target) -> ir.Module:
+    module = ir.Module(name="graphc_program")
+    dim_index = schedule.dim_index
+    functions = [EMITTERS[k.node.op.name](module, k.name, k.node, target, dim_index) for k in schedule.kernels]
+    barrier = _emit_barrier(module)
+    entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I32, I32, PTR]), name="program")
+    slots, dims, tid, nthreads, state = entry.args
+    builder = ir.IRBuilder(entry.append_basic_block("entry"))
+    for index, (kernel, function) in enumerate(zip(schedule.kernels, functions)):
+        buffers = [kernel.out] + kernel.inputs + ([kernel.scratch] if kernel.scratch else [])
+        pointers = [builder.load(builder.gep(slots, [ir.Constant(I64, b.slot)], source_etype=PTR), typ=PTR)
+                    for b in buffers]
+        builder.call(function, pointers + [dims, tid, nthreads])
+        if index + 1 < len(functions):
+            builder.call(barrier, [state, nthreads])
+    builder.ret_void()
+    return module
+
+
+def _emit_barrier(module) -> ir.Function:
+    """``barrier(state, nthreads)``: wait until every thread has arrived. state[0] counts arrivals,
+    state[1] is the generation; the last arrival resets the count and opens the next generation."""
+    function = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I32]), name="graphc_barrier")
+    function.linkage = "internal"
+    state, nthreads = function.args
+    pause = ir.Function(module, ir.FunctionType(ir.VoidType(), []), name="llvm.x86.sse2.pause")
+    sched_yield = ir.Function(module, ir.FunctionType(ir.IntType(32), []), name="sched_yield")
+    entry, last, wait, spin, done = (function.append_basic_block(n) for n in ("entry", "last", "wait", "spin", "done"))
+    builder = ir.IRBuilder(entry)
+    arrived_ptr, generation_ptr = state, builder.gep(state, [ir.Constant(I64, 1)], source_etype=I64)
+    generation = builder.load_atomic(generation_ptr, "acquire", 8, typ=I64)
+    before = builder.atomic_rmw("add", arrived_ptr, ir.Constant(I64, 1), "acq_rel")
+    expected = builder.sub(builder.zext(nthreads, I64), ir.Constant(I64, 1))
+    builder.cbranch(builder.icmp_signed("==", before, expected), last, wait)
+
+    builder.position_at_end(last)
+    # An atomic exchange, because llvmlite's store_atomic still expects typed pointers.
+    builder.atomic_rmw("xchg", arrived_ptr, ir.Constant(I64, 0), "monotonic")
+    builder.atomic_rmw("add", generation_ptr, ir.Constant(I64, 1), "release")
+    builder.branch(done)
+
+    builder.position_at_end(wait)
+    spins = builder.phi(I64)
+    spins.add_incoming(ir.Constant(I64, 0), entry)
+    now = builder.load_atomic(generation_ptr, "acquire", 8, typ=I64)
+    builder.cbranch(builder.icmp_signed("!=", now, generation), done, spin)
+
+    builder.position_at_end(spin)
+    builder.call(pause, [])
+    next_spins = builder.add(spins, ir.Constant(I64, 1))
+    with builder.if_then(builder.icmp_signed("==", builder.and_(next_spins, ir.Constant(I64, SPIN_BEFORE_YIELD - 1)),
+                                             ir.Constant(I64, 0))):
+        builder.call(sched_yield, [])
+    spins.add_incoming(next_spins, builder.block)
+    builder.branch(wait)
+
+    builder.position_at_end(done)
+    builder.ret_void()
+    return function

@@ -1,0 +1,153 @@
+"""The llvm backend end to end: whole functions compiled natively agree with the reference executor."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.lower.target import avx2_target, host_target
+from runtime import cache
+
+TARGETS = [pytest.param(None, id="host"), pytest.param("avx2", id="avx2")]
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "objects"))
+
+
+def _target(name):
+    return avx2_target() if name == "avx2" else host_target()
+
+
+def _mlp(dtype, hidden=33, seed=0, optimizer="rmsprop"):
+    """The seed MLP shrunk: dense relu, dense softmax, categorical cross-entropy, an optimizer's updates."""
+    rng = np.random.default_rng(seed)
+    x = gc.placeholder(("batch", 20), dtype, name="x")
+    y = gc.placeholder(("batch", 10), dtype, name="y")
+    w1 = gc.variable((rng.normal(size=(20, hidden)) * 0.3).astype(dtype), name="w1")
+    b1 = gc.variable(np.zeros(hidden, dtype), name="b1")
+    w2 = gc.variable((rng.normal(size=(hidden, 10)) * 0.3).astype(dtype), name="w2")
+    b2 = gc.variable(np.zeros(10, dtype), name="b2")
+    probabilities = gc.softmax(gc.dot(gc.relu(gc.dot(x, w1) + b1), w2) + b2)
+    loss = gc.mean(gc.categorical_crossentropy(y, probabilities))
+    accuracy = gc.mean(gc.cast(gc.equal(gc.argmax(probabilities), gc.argmax(y)), dtype))
+    params = [w1, b1, w2, b2]
+    updates = []
+    for param, grad in zip(params, gc.grad(loss, params)):
+        if optimizer == "sgd":
+            updates.append((param, param - 0.1 * grad))
+            continue
+        velocity = gc.variable(np.zeros(param.shape, dtype))
+        new_velocity = 0.9 * velocity + 0.1 * gc.square(grad)
+        updates += [(velocity, new_velocity), (param, param - 0.01 * grad / gc.sqrt(new_velocity + 1e-7))]
+    return [x, y], [loss, accuracy], updates
+
+
+def _batch(rng, n, dtype):
+    return rng.random((n, 20)).astype(dtype), np.eye(10, dtype=dtype)[rng.integers(0, 10, n)]
+
+
+def _variables(updates):
+    return [var for var, _ in updates]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("target", TARGETS)
+def test_training_steps_match_the_reference(dtype, threads, target):
+    inputs, outputs, updates = _mlp(dtype)
+    variables = _variables(updates)
+    start = [v.value for v in variables]
+    reference = gc.function(inputs, outputs, updates, backend="reference")
+    rng = np.random.default_rng(1)
+    batches = [_batch(rng, n, dtype) for n in (7, 129, 1, 64)]
+    expected_outputs, expected_values = [], []
+    for batch in batches:
+        expected_outputs.append(reference(*batch))
+    expected_values = [v.value for v in variables]
+    for v, value in zip(variables, start):
+        v.value = value
+    native = gc.function(inputs, outputs, updates, backend="llvm", threads=threads, target=_target(target))
+    tolerance = 2e-4 if dtype == "float32" else 1e-10
+    for batch, expected in zip(batches, expected_outputs):
+        np.testing.assert_allclose(native(*batch), expected, rtol=tolerance, atol=tolerance)
+    for variable, expected in zip(variables, expected_values):
+        np.testing.assert_allclose(variable.value, expected, rtol=tolerance * 10, atol=tolerance)
+
+
+def test_unoptimized_and_optimized_programs_agree():
+    inputs, outputs, updates = _mlp("float64", optimizer="sgd")
+    variables = _variables(updates)
+    start = [v.value for v in variables]
+    batch = _batch(np.random.default_rng(2), 33, "float64")
+    results = []
+    for level in (0, 2):
+        for v, value in zip(variables, start):
+            v.value = value
+        function = gc.function(inputs, outputs, updates, backend="llvm", optimize=level)
+        results.append((function(*batch), [v.value for v in variables]))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-10)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_updates_are_simultaneous_and_outputs_see_old_values():
+    a = gc.variable(np.array([1.0, 2.0]), name="a")
+    b = gc.variable(np.array([3.0, 4.0]), name="b")
+    swap = gc.function([], [a, b], updates=[(a, b), (b, a)], backend="llvm")
+    old_a, old_b = swap()
+    np.testing.assert_array_equal(old_a, [1.0, 2.0])
+    np.testing.assert_array_equal(old_b, [3.0, 4.0])
+    np.testing.assert_array_equal(a.value, [3.0, 4.0])
+    np.testing.assert_array_equal(b.value, [1.0, 2.0])
+
+
+def test_bad_inputs_raise_before_native_code_runs():
+    x = gc.placeholder(("batch", 3), "float32", name="x")
+    y = gc.placeholder(("batch", 3), "int32", name="labels")
+    f = gc.function([x, y], gc.sum(x * gc.cast(y, "float32")), backend="llvm")
+    good = np.ones((4, 3), np.float32), np.ones((4, 3), np.int32)
+    assert f(*good) == pytest.approx(12.0)
+    with pytest.raises(ValueError, match="x"):
+        f(np.ones((4, 2), np.float32), good[1])
+    with pytest.raises(ValueError, match="batch"):
+        f(np.ones((4, 3), np.float32), np.ones((5, 3), np.int32))
+    with pytest.raises(ValueError, match="labels"):
+        f(good[0], np.ones((4, 3), np.float32))  # float data into an int placeholder
+    with pytest.raises(ValueError, match="expected 2 input"):
+        f(good[0])
+    strided = np.ones((4, 6), np.float32)[:, ::2]  # not contiguous: copied, same answer
+    assert f(strided, good[1]) == pytest.approx(12.0)
+
+
+def test_nan_and_inf_propagate_like_numpy():
+    x = gc.placeholder((None,), "float32", name="x")
+    f = gc.function([x], [gc.relu(x), gc.exp(x), gc.sum(x)], backend="llvm")
+    data = np.array([np.nan, np.inf, -np.inf, 1.0], np.float32)
+    relu, exp, total = f(data)
+    assert np.isnan(relu[0]) and relu[1] == np.inf and relu[2] == 0 and relu[3] == 1
+    assert np.isnan(exp[0]) and exp[1] == np.inf and exp[2] == 0
+    assert np.isnan(total)
+
+
+def test_second_compilation_comes_from_the_cache_and_corrupt_entries_are_rebuilt(tmp_path):
+    def compile_once():
+        x = gc.placeholder((None, 5), name="x")
+        return gc.function([x], gc.tanh(x) * 3.0, backend="llvm")
+    first = compile_once()
+    second = compile_once()
+    assert not first.program.from_cache and second.program.from_cache
+    for entry in cache.cache_dir().glob("*.o"):
+        entry.write_bytes(entry.read_bytes()[:-7] + b"garbage")
+    third = compile_once()
+    assert not third.program.from_cache
+    data = np.linspace(-2, 2, 15, dtype=np.float32).reshape(3, 5)
+    np.testing.assert_allclose(third(data), np.tanh(data) * 3, rtol=1e-6)
+
+
+def test_llvm_ir_and_assembly_per_kernel():
+    x = gc.placeholder((None, 8), name="x")
+    f = gc.function([x], gc.exp(x) + 1.0, backend="llvm")
+    ir_text, assembly = f.llvm_ir(), f.asm()
+    kernel = next(name for name in ir_text if name.startswith("k0_"))
+    assert "define" in ir_text[kernel] and kernel in assembly
+    assert "program" in ir_text
