@@ -117,6 +117,9 @@ def numpy_function(expr):
 
 def evaluate(expr, arrays, dims, dtype):
     """``expr`` over input ``arrays`` (``%i`` = arrays[i]) and dimension bindings ``dims``, as ``dtype``."""
+    if dtype != "bool":
+        # Every operand is converted to the result's dtype first, as the native kernels do.
+        arrays = [np.asarray(a).astype(dtype, copy=False) for a in arrays]
     values = {arg(i): a for i, a in enumerate(arrays)}
     values.update({s: dims[s] for s in dim_symbols(expr)})
     with np.errstate(all="ignore"):  # NaN and Inf propagate as in numpy, silently

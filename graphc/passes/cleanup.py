@@ -30,7 +30,7 @@ def eliminate_common_subexpressions(graph: Graph) -> Graph:
     def rule(node, _original):
         key = (node.op.name, tuple(i.id for i in node.inputs),
                tuple(sorted((k, _frozen(v)) for k, v in node.attrs.items())))
-        return seen.setdefault(key, node) if node.op.name not in ("variable", "placeholder") else None
+        return seen.setdefault(key, node)  # sources never get here: rebuild only offers nodes with inputs
     return rebuild(graph, rule)
 
 

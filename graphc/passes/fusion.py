@@ -3,6 +3,7 @@
 fuse_elementwise:        e2(e1(x), y) => e(x, y) with e = e2's body with e1's body substituted
 fuse_matmul_epilogue:    e(matmul(a, b), bias, ...) => fused_matmul(a, b, bias, ...) with e as the epilogue
 """
+import numpy as np
 import sympy
 
 from ..graph import Graph, dtypes
@@ -28,7 +29,10 @@ def _fusable_producer(producer, consumer, uses: int) -> bool:
         return False
     if producer.dtype == "bool":
         return True
-    return dtypes.is_float(producer.dtype) and producer.dtype == consumer.dtype
+    # A rounding cast (float64 -> float32) stays a node: inside the consumer's body its operand would be
+    # read unrounded (the reference evaluates a body at numpy's promotion of its operands).
+    exact = all(np.can_cast(i.dtype, producer.dtype, "safe") for i in producer.inputs)
+    return dtypes.is_float(producer.dtype) and producer.dtype == consumer.dtype and exact
 
 
 def fuse_elementwise(graph: Graph) -> Graph:
