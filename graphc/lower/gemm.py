@@ -1,6 +1,6 @@
 """Native GEMM generator: C = op(A) @ op(B), emitted as LLVM IR.
 
-Design (BLIS-style, specialised for static N and K):
+Design (BLIS-style, specialised for a static N and, preferably, K):
 
 * A register-blocked micro-kernel computes a `rows x (vectors*lanes)` tile of
   C.  The whole tile stays in vector registers for the *entire* K reduction
@@ -15,6 +15,11 @@ Design (BLIS-style, specialised for static N and K):
   static offset r*K (row-major) or r (trans_a, where the pointer steps by M per
   k), so the kernel needs a single address register for all of its rows.  Only
   the last, partial row tile is packed (k-major, zero padded rows).
+* A runtime K (spec.K None: K is the batch in weight-gradient GEMMs such as
+  x^T @ dh) is supported when B is stored K x N.  Nothing is packed then (the
+  workspace size is 0): B is read in place, with masked loads at the right
+  edge, and the partial row tile reads A in place with its excess rows
+  redirected to row M-1.  K may be 0 (C = epilogue(0)).
 * Column edges are static (N is static): the last column panel gets its own
   narrower kernel; its last partial vector reaches the epilogue one scalar at a
   time (lanes == 1).
@@ -25,7 +30,7 @@ Design (BLIS-style, specialised for static N and K):
 Generated signature:
 
     void name(T* A, T* B, T* C, i64 M, T* workspace, i32 tid, i32 nthreads,
-              <extra pointer args>...)
+              [i64 K, only when spec.K is None,] <extra args>...)
 
 A is M x K (or K x M if trans_a), B is K x N (or N x K if trans_b), C is M x N,
 all row-major and contiguous; A, B, C and workspace must not overlap.  When
@@ -39,9 +44,10 @@ per output vector after the full K sum, only for in-bounds elements:
 `row`, `col` are i64 values (C[row, col:col+lanes]), `acc` is a
 <lanes x T> vector, or a scalar T when lanes == 1 (right-edge remainder).
 `args` maps 'A', 'B', 'C', 'workspace', 'tid', 'nthreads' and every extra
-argument name to its ir.Value, 'M' to the row count (the static value when
-spec.M is an int) and 'N' to an i64 constant (the row stride of C).  The callable must store the result itself; `store_to_c` is the
-default and can be reused by fused epilogues after transforming `acc`.
+argument name to its ir.Value, 'M' and 'K' to i64 values (constants when
+static) and 'N' to an i64 constant (the row stride of C).  The
+callable must store the result itself; `store_to_c` is the default and can be
+reused by fused epilogues after transforming `acc`.
 """
 from __future__ import annotations
 
@@ -74,8 +80,9 @@ _MAX_TILE_ROWS = 16
 _L1_WAY_BYTES = 4096
 _CACHE_LINE = 64
 _A_ROWS_PER_L1_SET = 4
-# Row count assumed by the tile cost model when M is only known at run time.
+# Sizes assumed by the tile cost model when M or K is only known at run time.
 _TYPICAL_M = 128
+_TYPICAL_K = 128
 
 Epilogue = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value, int, dict], None]
 
@@ -85,15 +92,17 @@ class GemmSpec:
     dtype: str
     M: int | None
     N: int
-    K: int
+    K: int | None
     trans_a: bool = False
     trans_b: bool = False
 
     def __post_init__(self):
         if self.dtype not in _ELEMENT_TYPES:
             raise ValueError(f"unsupported dtype {self.dtype!r}")
-        if self.N < 1 or self.K < 1 or (self.M is not None and self.M < 0):
+        if self.N < 1 or (self.K is not None and self.K < 1) or (self.M is not None and self.M < 0):
             raise ValueError(f"invalid GEMM shape M={self.M} N={self.N} K={self.K}")
+        if self.K is None and self.trans_b:
+            raise ValueError("a runtime K needs B stored K x N (trans_b=False)")
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,8 @@ def _max_rows_in_place(spec: GemmSpec) -> int:
     """
     if spec.trans_a:
         return _MAX_TILE_ROWS
+    if spec.K is None:
+        return _A_ROWS_PER_L1_SET  # unknown stride: one address register per row
     stride = spec.K * _ITEMSIZE[spec.dtype]
     rows = 1
     while rows < _MAX_TILE_ROWS:
@@ -167,11 +178,12 @@ def _busiest_thread_cycles(spec: GemmSpec, target: Target, tile: MicroTile,
                            nthreads: int) -> float:
     """Mirror of the run-time work split, returning the slowest thread's cycles."""
     m = spec.M if spec.M is not None else _TYPICAL_M
+    k = spec.K if spec.K is not None else _TYPICAL_K
     row_tiles = math.ceil(m / tile.rows)
     full_panels, edge = divmod(spec.N, tile.cols)
-    panel_costs = [_tile_cycles(tile, tile.vectors, spec.K, target)] * full_panels
+    panel_costs = [_tile_cycles(tile, tile.vectors, k, target)] * full_panels
     if edge:
-        panel_costs.append(_tile_cycles(tile, math.ceil(edge / tile.lanes), spec.K, target))
+        panel_costs.append(_tile_cycles(tile, math.ceil(edge / tile.lanes), k, target))
     if len(panel_costs) >= nthreads:
         shares = [panel_costs[t * len(panel_costs) // nthreads:
                               (t + 1) * len(panel_costs) // nthreads]
@@ -193,15 +205,20 @@ def _round_down(value: int, multiple: int) -> int:
 
 def _blocking(spec: GemmSpec, target: Target) -> _Blocking:
     tile = choose_micro_tile(spec, target)
-    k_bytes = spec.K * _ITEMSIZE[spec.dtype]
+    k_bytes = (spec.K if spec.K is not None else _TYPICAL_K) * _ITEMSIZE[spec.dtype]
     block_rows = _round_down(_A_BLOCK_BYTES // k_bytes, tile.rows)
     padded_n = math.ceil(spec.N / tile.cols) * tile.cols
+    if spec.K is None:  # B is read in place: no packed block to size
+        return _Blocking(tile, block_rows, padded_n)
     block_cols = min(padded_n, _round_down(_B_BLOCK_BYTES // k_bytes, tile.cols))
     return _Blocking(tile, block_rows, block_cols)
 
 
 def gemm_workspace_elems(spec: GemmSpec, target: Target) -> int:
-    """Scratch elements (of spec.dtype) needed by EACH thread."""
+    """Scratch elements (of spec.dtype) needed by EACH thread (0 for a
+    runtime K: nothing is packed then)."""
+    if spec.K is None:
+        return 0
     blocking = _blocking(spec, target)
     # The packed B block, then room for the one packed partial row tile of A.
     return spec.K * (blocking.block_cols + blocking.tile.rows)
@@ -273,11 +290,22 @@ def store_to_c(builder: ir.IRBuilder, row: ir.Value, col: ir.Value, acc: ir.Valu
 
 @dataclass(frozen=True)
 class _ATile:
-    """Where the kernel finds a(r, k): base + r*row_stride + k*k_stride."""
+    """Where the kernel finds a(r, k): base + row_offsets[r] + k*k_stride."""
     base: ir.Value
-    row_stride: int
+    row_offsets: list  # int (a static displacement) or i64 value, per row
     k_stride: int | ir.Value
     rows_may_exceed_m: bool  # partial tile: the epilogue must guard rows
+
+
+@dataclass(frozen=True)
+class _BPanel:
+    """Where the kernel finds op(B)[k, col:col+width]: base + k*k_stride.
+
+    A packed panel is zero padded to whole vectors; a panel read in place (B
+    row-major, runtime K) loads its last partial vector with a mask."""
+    base: ir.Value
+    k_stride: int | ir.Value
+    in_place: bool
 
 
 @dataclass(frozen=True)
@@ -307,12 +335,13 @@ class _GemmEmitter:
         self.epilogue = epilogue
         self.builder = ir.IRBuilder(function.append_basic_block("entry"))
 
-        names = ["A", "B", "C", "M", "workspace", "tid", "nthreads", *extra_names]
+        runtime_k = ["K"] if spec.K is None else []
+        names = ["A", "B", "C", "M", "workspace", "tid", "nthreads", *runtime_k, *extra_names]
         self.args = dict(zip(names, function.args))
         self.M = self.args["M"] if spec.M is None else _const(spec.M)
-        self.args["M"] = self.M
+        self.K = self.args["K"] if spec.K is None else _const(spec.K)
+        self.args["M"], self.args["K"] = self.M, self.K
         self.args["N"] = _const(spec.N)
-        self.K = _const(spec.K)
         self.N = _const(spec.N)
 
     # -- small IR utilities -------------------------------------------------
@@ -342,6 +371,15 @@ class _GemmEmitter:
         zeros = ir.Constant(ir.VectorType(I32, self.tile.lanes), [0] * self.tile.lanes)
         return b.shuffle_vector(lane0, undef, zeros)
 
+    def _scaled(self, count: int, stride: int | ir.Value) -> int | ir.Value:
+        """count * stride, folded to an int when the stride is static."""
+        if isinstance(stride, int):
+            return count * stride
+        return self._mul(_const(count), stride)
+
+    def _offset(self, base: ir.Value, offset: int | ir.Value) -> ir.Value:
+        return self._gep(base, _const(offset) if isinstance(offset, int) else offset)
+
     def _mul(self, a: ir.Value, b: int | ir.Value) -> ir.Value:
         return self.builder.mul(a, _const(b) if isinstance(b, int) else b)
 
@@ -358,8 +396,8 @@ class _GemmEmitter:
         disable = module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])
         # Loop IDs must refer to themselves, which add_metadata cannot express:
         # create a node with a unique placeholder, then point it at itself.
-        loop_id = module.add_metadata([ir.MetaDataString(module, f"graphc.loop.{len(module.metadata)}"),
-                                       disable])
+        placeholder = ir.MetaDataString(module, f"graphc.loop.{len(module.metadata)}")
+        loop_id = module.add_metadata([placeholder, disable])
         loop_id.operands = (loop_id, disable)
         return loop_id
 
@@ -370,7 +408,7 @@ class _GemmEmitter:
         tid = self.builder.sext(self.args["tid"], I64)
         workspace = self._gep(self.args["workspace"], self._mul(tid, self.workspace_elems))
         packed_b = workspace
-        packed_a = self._gep(workspace, _const(self.spec.K * self.blocking.block_cols))
+        packed_a = self._gep(workspace, self._scaled(self.blocking.block_cols, self.K))
         self._emit_blocks(thread, packed_a, packed_b)
         self.builder.ret_void()
 
@@ -410,7 +448,8 @@ class _GemmEmitter:
         blocking = self.blocking
         with _for_range(b, thread.col_begin, thread.col_end, blocking.block_cols, "jc") as jc:
             block_cols = _imin(b, _const(blocking.block_cols), b.sub(thread.col_end, jc))
-            self._emit_pack_b_block(jc, block_cols, packed_b)
+            if self.spec.K is not None:
+                self._emit_pack_b_block(jc, block_cols, packed_b)
             with _for_range(b, thread.row_begin, thread.row_end, blocking.block_rows,
                             "ic") as ic:
                 block_rows = _imin(b, _const(blocking.block_rows), b.sub(thread.row_end, ic))
@@ -443,7 +482,7 @@ class _GemmEmitter:
                            packed_b: ir.Value) -> None:
         """Pack B[:, jc:jc+block_cols] as consecutive K x width panels."""
         def pack_panel(jr, col, width):
-            panel = self._gep(packed_b, self._mul(jr, self.spec.K))
+            panel = self._gep(packed_b, self._mul(jr, self.K))
             self._emit_pack_b_panel(col, panel, width)
         self._emit_for_each_panel(block_cols, jc, "pack_b", pack_panel)
 
@@ -480,7 +519,7 @@ class _GemmEmitter:
         for j in range(padded):
             value = zero
             if j < width:
-                offset = b.add(self._mul(self._add(col, j), self.spec.K), k)
+                offset = b.add(self._mul(self._add(col, j), self.K), k)
                 value = self._load_scalar(self._gep(self.args["B"], offset))
             b.store(value, self._gep(dst_row, _const(j)), align=self.align)
 
@@ -493,8 +532,8 @@ class _GemmEmitter:
                                   packed_a: ir.Value) -> None:
         """Pack the partial last row tile of A, if it lies in this block."""
         b = self.builder
-        if self.spec.M is not None and self.spec.M % self.tile.rows == 0:
-            return
+        if self.spec.K is None or (self.spec.M is not None and self.spec.M % self.tile.rows == 0):
+            return  # no partial tile, or it is read in place with clamped rows
         partial_row = self._partial_tile_row()
         in_block = b.and_(
             b.icmp_signed("<", partial_row, self.M),
@@ -527,55 +566,80 @@ class _GemmEmitter:
         """Element offset of op(A)[row, k] in the stored A."""
         if self.spec.trans_a:
             return self.builder.add(self._mul(k, self.M), row)
-        return self.builder.add(self._mul(row, self.spec.K), k)
+        return self.builder.add(self._mul(row, self.K), k)
 
     # -- the block product ----------------------------------------------------
 
     def _emit_block_product(self, jc, block_cols, ic, block_rows, packed_a, packed_b) -> None:
         def row_tiles(jr, col, width):
-            panel = self._gep(packed_b, self._mul(jr, self.spec.K))
+            if self.spec.K is None:
+                panel = _BPanel(self._gep(self.args["B"], col), self.spec.N, in_place=True)
+            else:
+                padded = math.ceil(width / self.tile.lanes) * self.tile.lanes
+                panel = _BPanel(self._gep(packed_b, self._mul(jr, self.K)), padded,
+                                in_place=False)
             self._emit_row_tiles(ic, block_rows, packed_a, panel, col, width)
         self._emit_for_each_panel(block_cols, jc, "jr", row_tiles)
 
     def _emit_row_tiles(self, ic, block_rows, packed_a, panel, col, width: int) -> None:
         """Run the kernel for every row tile of the block against one B panel:
-        full tiles read A in place, the partial one its packed copy.  A static
-        M tells which of the two kernels are needed."""
+        full tiles read A in place, the partial one as `_a_partial` says.  A
+        static M tells which of the two kernels are needed."""
         b = self.builder
         rows = self.tile.rows
-        packed = _ATile(packed_a, row_stride=1, k_stride=rows, rows_may_exceed_m=True)
         with _for_range(b, _const(0), block_rows, rows, "ir") as ir_:
             row = b.add(ic, ir_)
             if self.spec.M is not None and self.spec.M % rows == 0:
                 self._emit_micro_kernel(self._a_in_place(row), panel, row, col, width)
             elif self.spec.M is not None and self.spec.M < rows:
-                self._emit_micro_kernel(packed, panel, row, col, width)
+                self._emit_micro_kernel(self._a_partial(row, packed_a), panel, row, col, width)
             else:
                 is_full = b.icmp_signed("<=", self._add(row, rows), self.M)
                 with b.if_else(is_full) as (full, partial):
                     with full:
                         self._emit_micro_kernel(self._a_in_place(row), panel, row, col, width)
                     with partial:
-                        self._emit_micro_kernel(packed, panel, row, col, width)
+                        self._emit_micro_kernel(self._a_partial(row, packed_a), panel, row,
+                                                col, width)
+
+    def _a_row_stride(self) -> int | ir.Value:
+        return 1 if self.spec.trans_a else (self.spec.K if self.spec.K is not None else self.K)
+
+    def _a_k_stride(self) -> int | ir.Value:
+        return self.M if self.spec.trans_a else 1
 
     def _a_in_place(self, row: ir.Value) -> _ATile:
         base = self._gep(self.args["A"], self._a_offset(row, _const(0)))
-        if self.spec.trans_a:
-            return _ATile(base, row_stride=1, k_stride=self.M, rows_may_exceed_m=False)
-        return _ATile(base, row_stride=self.spec.K, k_stride=1, rows_may_exceed_m=False)
+        offsets = [self._scaled(r, self._a_row_stride()) for r in range(self.tile.rows)]
+        return _ATile(base, offsets, self._a_k_stride(), rows_may_exceed_m=False)
 
-    def _emit_micro_kernel(self, a_tile: _ATile, panel: ir.Value, row: ir.Value,
+    def _a_partial(self, row: ir.Value, packed_a: ir.Value) -> _ATile:
+        """The partial row tile: its packed copy when K is static, else A in
+        place with rows past M redirected to row M-1 (their sums are dropped)."""
+        rows = self.tile.rows
+        if self.spec.K is not None:
+            return _ATile(packed_a, list(range(rows)), rows, rows_may_exceed_m=True)
+        b = self.builder
+        last_row = b.sub(self.M, _const(1))
+        base = self._gep(self.args["A"], self._a_offset(row, _const(0)))
+        offsets = [self._mul(b.sub(_imin(b, self._add(row, r), last_row), row),
+                             self._a_row_stride()) for r in range(rows)]
+        return _ATile(base, offsets, self._a_k_stride(), rows_may_exceed_m=True)
+
+    def _emit_micro_kernel(self, a_tile: _ATile, panel: _BPanel, row: ir.Value,
                            col: ir.Value, width: int) -> None:
         """acc[r][v] = sum_k a(r, k) * panel[k, v*lanes:(v+1)*lanes], all of K
         in registers, then the epilogue on every in-bounds element."""
         b = self.builder
         lanes = self.tile.lanes
         vectors = math.ceil(width / lanes)
-        panel_stride = vectors * lanes
         preheader = b.block
         loop = b.append_basic_block("kernel.k")
         done = b.append_basic_block("kernel.done")
-        b.branch(loop)
+        if self.spec.K is None:  # K may be 0 at run time
+            b.cbranch(b.icmp_signed(">", self.K, _const(0)), loop, done)
+        else:
+            b.branch(loop)
 
         b.position_at_end(loop)
         k = b.phi(I64, name="k")
@@ -588,14 +652,17 @@ class _GemmEmitter:
                 acc.add_incoming(zero, preheader)
             accs.append(row_accs)
 
-        b_row = self._gep(panel, self._mul(k, panel_stride))
-        b_vectors = [self._load_vector(self._gep(b_row, _const(v * lanes)))
-                     for v in range(vectors)]
+        b_row = self._gep(panel.base, self._mul(k, panel.k_stride))
+        b_vectors = []
+        for v in range(vectors):
+            source = self._gep(b_row, _const(v * lanes))
+            tail = width - v * lanes
+            b_vectors.append(self._masked_load_vector(source, tail)
+                             if panel.in_place and tail < lanes else self._load_vector(source))
         a_column = self._gep(a_tile.base, self._mul(k, a_tile.k_stride))
         sums = []
         for r in range(self.tile.rows):
-            a_value = self._splat(self._load_scalar(
-                self._gep(a_column, _const(r * a_tile.row_stride))))
+            a_value = self._splat(self._load_scalar(self._offset(a_column, a_tile.row_offsets[r])))
             sums.append([b.call(self.fma, [a_value, b_vectors[v], accs[r][v]])
                          for v in range(vectors)])
         for acc_row, sum_row in zip(accs, sums):
@@ -607,7 +674,16 @@ class _GemmEmitter:
         latch.set_metadata("llvm.loop", self._no_unroll_loop_id())
 
         b.position_at_end(done)
+        if self.spec.K is None:
+            sums = [[self._merge(zero, preheader, total, loop) for total in sum_row]
+                    for sum_row in sums]
         self._emit_tile_epilogue(sums, row, col, width, a_tile.rows_may_exceed_m)
+
+    def _merge(self, first: ir.Value, first_block, second: ir.Value, second_block) -> ir.Value:
+        phi = self.builder.phi(first.type)
+        phi.add_incoming(first, first_block)
+        phi.add_incoming(second, second_block)
+        return phi
 
     def _emit_tile_epilogue(self, sums, row: ir.Value, col: ir.Value, width: int,
                             guard_rows: bool) -> None:
@@ -640,7 +716,8 @@ def emit_gemm(module: ir.Module, name: str, spec: GemmSpec, target: Target,
 
     See the module docstring for the signature, threading and epilogue contract.
     """
-    params = [PTR, PTR, PTR, I64, PTR, I32, I32, *(ty for _, ty in extra_args)]
+    runtime_k = [I64] if spec.K is None else []
+    params = [PTR, PTR, PTR, I64, PTR, I32, I32, *runtime_k, *(ty for _, ty in extra_args)]
     function = ir.Function(module, ir.FunctionType(ir.VoidType(), params), name=name)
     function.attributes.add("nounwind")
     for index in range(3):

@@ -21,10 +21,10 @@ def gemm_spec(node) -> GemmSpec:
                                   f"({node.name}, at {node.location})")
     m, n = node.shape
     k = a.shape[0] if node.attrs["transpose_a"] else a.shape[1]
-    if not isinstance(n, int) or not isinstance(k, int):
-        raise NotImplementedError(f"matmul with a symbolic N or K is not lowered yet ({node.name}: "
+    if not isinstance(n, int):
+        raise NotImplementedError(f"matmul with a symbolic number of columns is not lowered yet ({node.name}: "
                                   f"{a.shape} @ {b.shape}, at {node.location})")
-    return GemmSpec(node.dtype, m if isinstance(m, int) else None, n, k,
+    return GemmSpec(node.dtype, m if isinstance(m, int) else None, n, k if isinstance(k, int) else None,
                     node.attrs["transpose_a"], node.attrs["transpose_b"])
 
 
@@ -34,7 +34,8 @@ def scratch_bytes_per_thread(node, target) -> int:
 
 def emit_matmul(module, name, node, target, dim_index) -> ir.Function:
     """``void name(C, A, B, extras..., scratch, i64 *dims, i32 tid, i32 nthreads)``: a GEMM specialised
-    for the node's shapes and transposes, with the node's epilogue (if fused) applied per output vector."""
+    for the node's shapes and transposes (M and K may be symbolic: read from dims), with the node's
+    epilogue (if fused) applied per output vector."""
     spec = gemm_spec(node)
     extras = node.inputs[2:]
     extra_args = [(f"extra{i}", PTR) for i in range(len(extras))] + [("dims", PTR)]
@@ -44,8 +45,9 @@ def emit_matmul(module, name, node, target, dim_index) -> ir.Function:
     kb = KernelBuilder.create(module, name, len(node.inputs) + 1, dim_index)
     a, b, *extra_pointers, scratch = kb.inputs
     rows = const(spec.M) if spec.M is not None else kb.dim(node.shape[0])
+    depth = [] if spec.K is not None else [kb.dim(node.inputs[0].shape[0 if spec.trans_a else 1])]
     kb.builder.call(gemm, [a, b, kb.out, rows, scratch, kb.function.args[-2], kb.function.args[-1],
-                           *extra_pointers, kb.dims])
+                           *depth, *extra_pointers, kb.dims])
     return kb.finish()
 
 
