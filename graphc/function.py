@@ -35,7 +35,7 @@ def _compile_native(graph: Graph, target=None, threads=None):
 BACKENDS = {"reference": ReferenceProgram, "llvm": _compile_native}
 
 
-def function(inputs, outputs, updates=None, backend="reference", optimize=2, **options):
+def function(inputs, outputs, updates=None, backend="llvm", optimize=2, **options):
     """A callable computing ``outputs`` from arrays fed for ``inputs`` and then applying ``updates``.
 
     ``outputs`` may be one tensor (the call returns one array) or a list (a list).

@@ -4,23 +4,24 @@ A fused_matmul's epilogue (an elementwise body over %0 = the product and %1.. = 
 operands such as a bias row or an activation mask) is lowered by the elementwise
 expression lowering, inside the GEMM, on each output vector while it is still in registers.
 """
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from llvmlite import ir
 
 from .elementwise import ExprLowering, compute_dtype, convert
 from .gemm import GemmSpec, emit_gemm, gemm_workspace_elems, store_to_c
-from .irutil import IR_TYPES, ITEMSIZE, PTR, KernelBuilder, const, dim_value, splat, vector_type
+from .irutil import (IR_TYPES, ITEMSIZE, PTR, KernelBuilder, const, dim_value, dot_offset, loop, size_of, splat,
+                     unravel, vector_type)
+from .strided import broadcast_strides
 from ..ops.expr import arg
 
 
 def gemm_spec(node) -> GemmSpec:
+    """The GEMM of one matrix of the (possibly batched) product."""
     a, b = node.inputs[:2]
-    if a.ndim != 2 or b.ndim != 2:
-        raise NotImplementedError(f"the native backend lowers 2-D matmul only, got {a.shape} @ {b.shape} "
-                                  f"({node.name}, at {node.location})")
-    m, n = node.shape
-    k = a.shape[0] if node.attrs["transpose_a"] else a.shape[1]
+    m, n = node.shape[-2:]
+    k = a.shape[-2] if node.attrs["transpose_a"] else a.shape[-1]
     if not isinstance(n, int):
         raise NotImplementedError(f"matmul with a symbolic number of columns is not lowered yet ({node.name}: "
                                   f"{a.shape} @ {b.shape}, at {node.location})")
@@ -44,11 +45,32 @@ def emit_matmul(module, name, node, target, dim_index) -> ir.Function:
     gemm.linkage = "internal"
     kb = KernelBuilder.create(module, name, len(node.inputs) + 1, dim_index)
     a, b, *extra_pointers, scratch = kb.inputs
-    rows = const(spec.M) if spec.M is not None else kb.dim(node.shape[0])
-    depth = [] if spec.K is not None else [kb.dim(node.inputs[0].shape[0 if spec.trans_a else 1])]
-    kb.builder.call(gemm, [a, b, kb.out, rows, scratch, kb.function.args[-2], kb.function.args[-1],
-                           *depth, *extra_pointers, kb.dims])
+    rows = const(spec.M) if spec.M is not None else kb.dim(node.shape[-2])
+    depth = [] if spec.K is not None else [kb.dim(node.inputs[0].shape[-2 if spec.trans_a else -1])]
+    thread_args = kb.function.args[-2:]
+    with _for_each_matrix(kb, node, [a, b, kb.out]) as (a, b, c):
+        kb.builder.call(gemm, [a, b, c, rows, scratch, *thread_args, *depth, *extra_pointers, kb.dims])
     return kb.finish()
+
+
+@contextmanager
+def _for_each_matrix(kb, node, pointers):
+    """Yield the operands' and the result's matrix pointers for each matrix of a batched product
+    (once, unchanged, for a 2-D one); a broadcast batch axis has stride 0 in its operand."""
+    batch_shape = node.shape[:-2]
+    if not batch_shape:
+        yield pointers
+        return
+    b = kb.builder
+    operands = [*node.inputs[:2], node]
+    strides = [[kb.dim(s) for s in broadcast_strides(o.shape[:-2], batch_shape)] for o in operands]
+    matrix_sizes = [kb.dim(size_of(o.shape[-2:])) for o in operands]
+    sizes = [kb.dim(d) for d in batch_shape]
+    with loop(b, const(0), kb.dim(size_of(batch_shape)), name="matrix") as matrix:
+        index = unravel(b, matrix.index, sizes)
+        yield [b.gep(pointer, [b.mul(dot_offset(b, index, stride, const(0)), matrix_size)],
+                     source_etype=IR_TYPES[node.dtype])
+               for pointer, stride, matrix_size in zip(pointers, strides, matrix_sizes)]
 
 
 @dataclass

@@ -151,3 +151,21 @@ def test_llvm_ir_and_assembly_per_kernel():
     kernel = next(name for name in ir_text if name.startswith("k0_"))
     assert "define" in ir_text[kernel] and kernel in assembly
     assert "program" in ir_text
+
+
+@pytest.mark.parametrize("shapes", [((3, 7, 5), (5, 4)), ((2, 1, 7, 5), (3, 5, 9)), (("n", 4, 3), (3, 2)),
+                                    ((1, 129), (129, 17))])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batched_matmul_and_its_gradient(shapes, dtype):
+    """Batched products loop over the batch in native code; broadcast batch axes read one matrix again."""
+    rng = np.random.default_rng(3)
+    a, b = (gc.placeholder(shape, dtype) for shape in shapes)
+    product = gc.matmul(a, b)
+    outputs = [product, *gc.grad(gc.sum(product * product), [a, b])]
+    arrays = [rng.random(tuple(6 if d == "n" else d for d in shape)).astype(dtype) for shape in shapes]
+    expected = gc.function([a, b], outputs, backend="reference")(*arrays)
+    tolerance = 1e-4 if dtype == "float32" else 1e-11
+    for threads in (1, 2):
+        actual = gc.function([a, b], outputs, backend="llvm", threads=threads)(*arrays)
+        for got, want in zip(actual, expected):
+            np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
