@@ -20,7 +20,8 @@ def dump_text(obj, stage: str = "autodiff") -> str:
             inputs = ", ".join(buffer_name(b, keys) for b in kernel.inputs)
             outputs = ", ".join(buffer_name(b, keys) for b in kernel.outputs)
             lines.append(f"kernel {kernel.name}({inputs}) -> {outputs}")
-            lines += [f"    {line[n.id]}" for n in kernel.nodes if n.id in line]
+            # A backend's own nodes (the copies that assign updates) are not in the graph: describe them too.
+            lines += [f"    {line.get(n.id) or describe(n) + '  [copy]'}" for n in kernel.nodes]
     else:
         lines += [line[n.id] for n in view.nodes]
     if view.outputs:

@@ -52,7 +52,7 @@ def test_kernels_text_groups_nodes_under_their_kernel_with_its_buffers(step):
 
 def test_machine_code_needs_a_native_function(step):
     with pytest.raises(DumpError, match="no llvm to show: .*reference backend"):
-        machine_code(step, "llvm")
+        machine_code(mnist_mlp(hidden=4, backend="reference"), "llvm")
     with pytest.raises(DumpError, match="no asm to show"):
         machine_code(step.graph.outputs[0], "asm")
     with pytest.raises(DumpError, match="unknown machine-code format 'ptx'"):
