@@ -38,7 +38,7 @@ class NativeProgram:
     def _layout(self) -> SlotLayout:
         schedule, symbols = self.schedule, self.schedule.dims
         by_kind = {}
-        for buffer in schedule.buffers:
+        for buffer in schedule.used_buffers() + [b for b in schedule.buffers if b.kind == "input"]:
             by_kind.setdefault(buffer.kind, []).append(buffer)
         fixed = {b.slot: b.node.storage for b in by_kind.get("variable", [])}
         fixed.update({b.slot: b.node.attrs["value"] for b in by_kind.get("constant", [])})

@@ -62,6 +62,14 @@ class Schedule:
         self.buffers.append(buffer)
         return buffer
 
+    def used_buffers(self) -> list:
+        """The buffers some kernel reads or writes (rewrites such as in-place updates orphan others)."""
+        used = {}
+        for kernel in self.kernels:
+            for buffer in [kernel.out, *kernel.inputs] + ([kernel.scratch] if kernel.scratch else []):
+                used[id(buffer)] = buffer
+        return list(used.values())
+
     @property
     def dim_index(self) -> dict:
         return {symbol: i for i, symbol in enumerate(self.dims)}
@@ -127,8 +135,9 @@ def _in_place_safe(kernel, buffer) -> bool:
 
 
 def _update_in_place(schedule):
-    """An update computed by an elementwise kernel from its variable (W - lr * g) writes the variable
-    directly, and its copy disappears, when nothing reads the old value afterwards."""
+    """An update computed by an elementwise kernel from its variable (W - lr * g, v * rho + ...) writes
+    the variable directly, and its copy disappears, when nothing reads the old value afterwards; later
+    readers of the new value read the variable."""
     readers = _readers(schedule)
     producer = {id(k.out): i for i, k in enumerate(schedule.kernels)}
     dropped = set()
@@ -138,12 +147,14 @@ def _update_in_place(schedule):
             continue
         (value,) = assign.inputs
         source = producer.get(id(value))
-        if source is None or value.kind != "temp" or readers.get(id(value)) != [index]:
+        if source is None or value.kind != "temp":
             continue
         kernel = schedule.kernels[source]
         if not _in_place_safe(kernel, variable) or any(r > source for r in readers.get(id(variable), [])):
             continue
         kernel.out = variable
+        for reader in schedule.kernels[source + 1:]:
+            reader.inputs = [variable if b is value else b for b in reader.inputs]
         dropped.add(index)
     schedule.kernels = [k for i, k in enumerate(schedule.kernels) if i not in dropped]
 
@@ -179,7 +190,7 @@ def workspace_bytes(schedule, dims: dict) -> int:
     """Bytes of temporaries (not inputs, outputs or variables) the program needs at these dims."""
     from ..graph.shapes import evaluate_dim
     sizes = {}
-    for buffer in schedule.buffers:
+    for buffer in schedule.used_buffers():
         if buffer.kind == "temp":
             sizes[buffer.slot] = max(sizes.get(buffer.slot, 0), evaluate_dim(buffer.nbytes, dims))
     return sum(sizes.values())

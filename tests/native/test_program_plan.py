@@ -1,0 +1,45 @@
+"""What the native planner makes of a graph: kernels, in-place updates, shared memory."""
+import numpy as np
+
+import graphc as gc
+from graphc.graph.shapes import dim_symbol
+from graphc.lower.program import plan, workspace_bytes
+from graphc.viz.examples import mnist_mlp
+
+BATCH_128 = {dim_symbol("batch"): 128}
+
+
+def test_the_seed_step_is_34_kernels_with_every_update_written_in_place():
+    optimized = plan(mnist_mlp(backend="reference").optimized_graph)
+    unoptimized = plan(mnist_mlp(backend="reference", optimize=0).optimized_graph)
+    assert len(optimized.kernels) == 34 and len(unoptimized.kernels) == 72
+    assert not [k.name for k in optimized.kernels if k.name.endswith("_copy")]
+    written = {k.out.node.name for k in optimized.kernels if k.out.kind == "variable"}
+    assert written == {"W1", "b1", "W2", "b2", "W1_rms", "b1_rms", "W2_rms", "b2_rms"}
+    first = optimized.kernels[0]
+    assert first.node.op.name == "fused_matmul" and str(first.node.attrs["epilogue"]) == "Max(0, %0 + %1)"
+    assert workspace_bytes(optimized, BATCH_128) < workspace_bytes(unoptimized, BATCH_128) / 2
+
+
+def test_an_update_whose_old_value_is_still_read_keeps_its_copy():
+    w = gc.variable(np.array([1.0, 2.0]), name="w")
+    x = gc.placeholder((2,), "float64", name="x")
+    new_w = w + x
+    f = gc.function([x], [new_w * w], updates=[(w, new_w)], backend="llvm")
+    assert any(k.name.endswith("_copy") for k in f.program.schedule.kernels)
+    (product,) = f(np.array([10.0, 20.0]))
+    np.testing.assert_array_equal(product, [11.0, 44.0])  # (w + x) * old w
+    np.testing.assert_array_equal(w.value, [11.0, 22.0])
+
+
+def test_temporaries_with_disjoint_lifetimes_share_a_slot():
+    x = gc.placeholder(("batch", 64), name="x")
+    chain = x
+    for _ in range(6):
+        chain = gc.softmax(chain)  # softmax does not fuse: six kernels, six (batch, 64) values
+    schedule = plan(gc.Graph([x], [gc.sum(chain)]))
+    slots = {k.out.slot for k in schedule.kernels if k.out.kind == "temp"}
+    assert len(slots) < 6
+    f = gc.function([x], gc.sum(chain), backend="llvm")
+    data = np.random.default_rng(0).random((5, 64), dtype=np.float32)
+    np.testing.assert_allclose(f(data), gc.function([x], gc.sum(chain), backend="reference")(data), rtol=1e-5)
