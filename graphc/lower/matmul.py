@@ -33,23 +33,31 @@ def scratch_bytes_per_thread(node, target) -> int:
     return gemm_workspace_elems(gemm_spec(node), target) * ITEMSIZE[node.dtype]
 
 
-def emit_matmul(module, name, node, target, dim_index) -> ir.Function:
-    """``void name(C, A, B, extras..., scratch, i64 *dims, i32 tid, i32 nthreads)``: a GEMM specialised
-    for the node's shapes and transposes (M and K may be symbolic: read from dims), with the node's
-    epilogue (if fused) applied per output vector."""
+def emit_matmul(module, name, node, target, dim_index, updates=(), store_product=True) -> ir.Function:
+    """``void name(C, A, B, extras..., [update pointers...], scratch, i64 *dims, i32 tid, i32 nthreads)``:
+    a GEMM specialised for the node's shapes and transposes (M and K may be symbolic: read from dims),
+    with the node's epilogue (if fused) applied per output vector, then ``updates`` (see
+    program._fuse_updates_into_gemm): (update node, sources) pairs whose pointers are the update's output
+    then one per "load" source. ``store_product=False``: the product is never written (C may be null)."""
     spec = gemm_spec(node)
     extras = node.inputs[2:]
-    extra_args = [(f"extra{i}", PTR) for i in range(len(extras))] + [("dims", PTR)]
-    epilogue = _Epilogue(node, dim_index) if node.op.name == "fused_matmul" else None
+    update_args = []
+    for k, (_, sources) in enumerate(updates):
+        update_args += [f"update{k}_out"] + [f"update{k}_load{j}" for j in range(sources.count("load"))]
+    extra_args = [(f"extra{i}", PTR) for i in range(len(extras))] + [(n, PTR) for n in update_args]
+    extra_args.append(("dims", PTR))
+    epilogue = None
+    if node.op.name == "fused_matmul" or updates or not store_product:
+        epilogue = _Epilogue(node, dim_index, list(updates), store_product)
     gemm = emit_gemm(module, f"{name}_gemm", spec, target, epilogue, extra_args)
     gemm.linkage = "internal"
-    kb = KernelBuilder.create(module, name, len(node.inputs) + 1, dim_index)
-    a, b, *extra_pointers, scratch = kb.inputs
+    kb = KernelBuilder.create(module, name, 2 + len(extras) + len(update_args) + 1, dim_index)
+    a, b, *epilogue_pointers, scratch = kb.inputs
     rows = const(spec.M) if spec.M is not None else kb.dim(node.shape[-2])
     depth = [] if spec.K is not None else [kb.dim(node.inputs[0].shape[-2 if spec.trans_a else -1])]
     thread_args = kb.function.args[-2:]
     with _for_each_matrix(kb, node, [a, b, kb.out]) as (a, b, c):
-        kb.builder.call(gemm, [a, b, c, rows, scratch, *thread_args, *depth, *extra_pointers, kb.dims])
+        kb.builder.call(gemm, [a, b, c, rows, scratch, *thread_args, *depth, *epilogue_pointers, kb.dims])
     return kb.finish()
 
 
@@ -75,21 +83,43 @@ def _for_each_matrix(kb, node, pointers):
 
 @dataclass
 class _Epilogue:
-    """Called by the GEMM once per output vector C[row, col:col+lanes] after the K sum."""
+    """Called by the GEMM once per output vector C[row, col:col+lanes] after the K sum: the node's own
+    epilogue body (fused_matmul), the store of the product (unless nobody reads it), then the updates."""
 
     node: object
     dim_index: dict
+    updates: list
+    store_product: bool
 
     def __call__(self, builder, row, col, acc, lanes, args):
-        node = self.node
-        dtype = compute_dtype(node)
-        values = {arg(0): acc}
-        for index, extra in enumerate(node.inputs[2:]):
-            loaded = self._load(builder, args[f"extra{index}"], extra, row, col, lanes, args["N"])
-            values[arg(index + 1)] = convert(builder, loaded, extra.dtype, dtype)
-        scope = _Scope(builder, args["dims"], self.dim_index)
-        result = ExprLowering(scope, node, lanes, values).number(node.attrs["epilogue"])
-        store_to_c(builder, row, col, convert(builder, result, dtype, node.dtype), lanes, args)
+        node, scope = self.node, _Scope(builder, args["dims"], self.dim_index)
+        product = acc
+        if node.op.name == "fused_matmul":
+            dtype = compute_dtype(node)
+            values = {arg(0): convert(builder, acc, node.dtype, dtype)}
+            for index, extra in enumerate(node.inputs[2:]):
+                loaded = self._load(builder, args[f"extra{index}"], extra, row, col, lanes, args["N"])
+                values[arg(index + 1)] = convert(builder, loaded, extra.dtype, dtype)
+            result = ExprLowering(scope, node, lanes, values).number(node.attrs["epilogue"])
+            product = convert(builder, result, dtype, node.dtype)
+        if self.store_product:
+            store_to_c(builder, row, col, product, lanes, args)
+        computed = []
+        for k, (update, sources) in enumerate(self.updates):
+            dtype, values, loads = compute_dtype(update), {}, 0
+            for i, (source, operand) in enumerate(zip(sources, update.inputs)):
+                if source == "product":
+                    value = convert(builder, product, node.dtype, dtype)
+                elif source == "load":
+                    loaded = self._load(builder, args[f"update{k}_load{loads}"], operand, row, col, lanes, args["N"])
+                    value, loads = convert(builder, loaded, operand.dtype, dtype), loads + 1
+                else:
+                    earlier = source[1]
+                    value = convert(builder, computed[earlier], self.updates[earlier][0].dtype, dtype)
+                values[arg(i)] = value
+            result = ExprLowering(scope, update, lanes, values).number(update.attrs["expr"])
+            computed.append(convert(builder, result, dtype, update.dtype))
+            store_to_c(builder, row, col, computed[-1], lanes, {**args, "C": args[f"update{k}_out"]})
 
     @staticmethod
     def _load(builder, pointer, operand, row, col, lanes, n):

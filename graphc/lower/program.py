@@ -39,14 +39,47 @@ class Buffer:
 
 
 @dataclass(eq=False)
+class EpilogueUpdate:
+    """An elementwise update a GEMM applies per output vector after its product (see _fuse_updates_into_gemm).
+    ``sources`` says where each input of ``node`` comes from: "product", ("update", k) for the value an
+    earlier update of the same GEMM computed, or a Buffer to load."""
+
+    node: object
+    out: Buffer
+    inputs: list  # the buffers of node's inputs, as the unfused kernel read them
+    sources: list
+
+    @property
+    def loads(self) -> list:
+        return [source for source in self.sources if isinstance(source, Buffer)]
+
+
+@dataclass(eq=False)
 class Kernel:
-    """One native function: computes ``node`` into ``out`` from ``inputs`` (plus ``scratch`` bytes per thread)."""
+    """One native function: computes ``node`` into ``out`` from ``inputs`` (plus ``scratch`` bytes per thread).
+    A GEMM kernel may carry ``updates`` applied in its epilogue; ``out`` is then None if nothing else reads
+    the product, which is never written to memory."""
 
     name: str
     node: object
-    out: Buffer
+    out: Buffer | None
     inputs: list
     scratch: Buffer | None = None
+    updates: list = field(default_factory=list)
+
+    @property
+    def nodes(self) -> list:
+        return [self.node] + [update.node for update in self.updates]
+
+    @property
+    def outputs(self) -> list:
+        return ([self.out] if self.out is not None else []) + [update.out for update in self.updates]
+
+    @property
+    def arguments(self) -> list:
+        """The buffers passed to the native function, in order (None: a pointer nothing dereferences)."""
+        extra = [b for update in self.updates for b in (update.out, *update.loads)]
+        return [self.out, *self.inputs, *extra] + ([self.scratch] if self.scratch else [])
 
 
 @dataclass
@@ -66,8 +99,9 @@ class Schedule:
         """The buffers some kernel reads or writes (rewrites such as in-place updates orphan others)."""
         used = {}
         for kernel in self.kernels:
-            for buffer in [kernel.out, *kernel.inputs] + ([kernel.scratch] if kernel.scratch else []):
-                used[id(buffer)] = buffer
+            for buffer in kernel.arguments:
+                if buffer is not None:
+                    used[id(buffer)] = buffer
         return list(used.values())
 
     @property
@@ -113,6 +147,7 @@ def plan(graph: Graph) -> Schedule:
     for (variable, new), buffer in zip(graph.updates, values):
         _add_copy(schedule, variable, buffer_of[variable.id], {new.id: buffer}, source=new)
     _update_in_place(schedule)
+    _fuse_updates_into_gemm(schedule)
     _share_memory(schedule)
     return schedule
 
@@ -159,6 +194,71 @@ def _update_in_place(schedule):
     schedule.kernels = [k for i, k in enumerate(schedule.kernels) if i not in dropped]
 
 
+def _same_shape(a, b) -> bool:
+    return tuple(map(str, a.shape)) == tuple(map(str, b.shape))
+
+
+def _fuse_updates_into_gemm(schedule):
+    """The in-place updates right after a GEMM that read its product (v = rho*v + (1-rho)*dW^2, then
+    W -= lr*dW/sqrt(v + eps)) run in the GEMM's epilogue, tile by tile, so the product (the weight
+    gradient) is never written to memory when nothing else reads it.
+
+    Per output element the updates run in schedule order, which is the unfused order; so every buffer
+    an update writes must be read by the others at the same element only (full shape, no broadcast)."""
+    readers = _readers(schedule)
+    kernels, fused_away = schedule.kernels, set()
+    for index, gemm in enumerate(kernels):
+        if gemm.node.op.kind != "matmul" or gemm.node.ndim != 2 or gemm.out is None or gemm.out.kind != "temp":
+            continue
+        updates = []
+        for candidate in kernels[index + 1:]:
+            update = _as_epilogue_update(candidate, gemm, updates)
+            if update is None:
+                break
+            updates.append(update)
+        if not updates:
+            continue
+        first = index + 1
+        fused_away.update(range(first, first + len(updates)))
+        product_readers = [r for r in readers.get(id(gemm.out), []) if not first <= r < first + len(updates)]
+        gemm.updates = updates
+        if not product_readers and gemm.out.kind != "output":
+            gemm.out = None
+    schedule.kernels = [k for i, k in enumerate(kernels) if i not in fused_away]
+
+
+def _as_epilogue_update(kernel, gemm, earlier):
+    """``kernel`` as an update of ``gemm``'s epilogue after the ``earlier`` ones, or None if it can't be."""
+    node = kernel.node
+    if node.op.name != "elementwise" or kernel.out.kind != "variable" or not _same_shape(node, gemm.node):
+        return None
+    written = {id(u.out): k for k, u in enumerate(earlier)}
+    if id(kernel.out) in {id(b) for b in gemm.inputs}:
+        return None
+    sources = []
+    for buffer, operand in zip(kernel.inputs, node.inputs):
+        if buffer is gemm.out:
+            sources.append("product")
+        elif id(buffer) in written:
+            if not _same_shape(operand, node):
+                return None
+            sources.append(("update", written[id(buffer)]))
+        elif buffer is kernel.out and _same_shape(operand, node):
+            sources.append(buffer)  # the variable's old value, read at the element it overwrites
+        else:
+            if buffer is kernel.out or operand.ndim > 2:
+                return None
+            sources.append(buffer)
+    if "product" not in sources and not any(isinstance(s, tuple) for s in sources):
+        return None
+    # What this update overwrites must not be read elsewhere by an earlier update (broadcast reads).
+    for update in earlier:
+        for buffer, operand in zip(update.inputs, update.node.inputs):
+            if buffer is kernel.out and not _same_shape(operand, update.node):
+                return None
+    return EpilogueUpdate(node, kernel.out, kernel.inputs, sources)
+
+
 def _share_memory(schedule):
     """Temporaries whose lifetimes do not overlap share a slot (same size only: sizes are symbolic);
     an elementwise kernel writes over an input that dies with it; all GEMMs share one packing scratch."""
@@ -171,7 +271,7 @@ def _share_memory(schedule):
             scratch_slot = kernel.scratch.slot if scratch_slot is None else scratch_slot
             kernel.scratch.slot = scratch_slot
         out = kernel.out
-        if out.kind == "temp":
+        if out is not None and out.kind == "temp":
             dying_input = kernel.inputs[0] if kernel.inputs else None
             if (dying_input is not None and dying_input.kind == "temp" and _in_place_safe(kernel, dying_input)
                     and last_read.get(id(dying_input)) == index):
@@ -182,7 +282,7 @@ def _share_memory(schedule):
                     free.remove(reusable)
                     out.slot = reusable.slot
         for buffer in {id(b): b for b in kernel.inputs}.values():
-            if buffer.kind == "temp" and last_read[id(buffer)] == index and buffer.slot != out.slot:
+            if buffer.kind == "temp" and last_read[id(buffer)] == index and (out is None or buffer.slot != out.slot):
                 free.append(buffer)
 
 
@@ -225,20 +325,29 @@ def _label(node) -> str:
 def emit_program(schedule: Schedule, target) -> ir.Module:
     module = ir.Module(name="graphc_program")
     dim_index = schedule.dim_index
-    functions = [EMITTERS[k.node.op.name](module, k.name, k.node, target, dim_index) for k in schedule.kernels]
+    functions = [_emit_kernel(module, k, target, dim_index) for k in schedule.kernels]
     barrier = _emit_barrier(module)
     entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I32, I32, PTR]), name="program")
     slots, dims, tid, nthreads, state = entry.args
     builder = ir.IRBuilder(entry.append_basic_block("entry"))
     for index, (kernel, function) in enumerate(zip(schedule.kernels, functions)):
-        buffers = [kernel.out] + kernel.inputs + ([kernel.scratch] if kernel.scratch else [])
-        pointers = [builder.load(builder.gep(slots, [ir.Constant(I64, b.slot)], source_etype=PTR), typ=PTR)
-                    for b in buffers]
+        pointers = [ir.Constant(PTR, None) if b is None else
+                    builder.load(builder.gep(slots, [ir.Constant(I64, b.slot)], source_etype=PTR), typ=PTR)
+                    for b in kernel.arguments]
         builder.call(function, pointers + [dims, tid, nthreads])
         if index + 1 < len(functions):
             builder.call(barrier, [state, nthreads])
     builder.ret_void()
     return module
+
+
+def _emit_kernel(module, kernel, target, dim_index) -> ir.Function:
+    emit = EMITTERS[kernel.node.op.name]
+    if not kernel.updates:
+        return emit(module, kernel.name, kernel.node, target, dim_index)
+    updates = [(u.node, ["load" if isinstance(s, Buffer) else s for s in u.sources]) for u in kernel.updates]
+    return emit(module, kernel.name, kernel.node, target, dim_index,
+                updates=updates, store_product=kernel.out is not None)
 
 
 def _emit_barrier(module) -> ir.Function:

@@ -9,16 +9,26 @@ from graphc.viz.examples import mnist_mlp
 BATCH_128 = {dim_symbol("batch"): 128}
 
 
-def test_the_seed_step_is_34_kernels_with_every_update_written_in_place():
+def test_the_seed_step_is_30_kernels_with_every_update_written_in_place():
     optimized = plan(mnist_mlp(backend="reference").optimized_graph)
     unoptimized = plan(mnist_mlp(backend="reference", optimize=0).optimized_graph)
-    assert len(optimized.kernels) == 34 and len(unoptimized.kernels) == 72
+    assert len(optimized.kernels) == 30 and len(unoptimized.kernels) == 72
     assert not [k.name for k in optimized.kernels if k.name.endswith("_copy")]
-    written = {k.out.node.name for k in optimized.kernels if k.out.kind == "variable"}
+    written = {b.node.name for k in optimized.kernels for b in k.outputs if b.kind == "variable"}
     assert written == {"W1", "b1", "W2", "b2", "W1_rms", "b1_rms", "W2_rms", "b2_rms"}
     first = optimized.kernels[0]
     assert first.node.op.name == "fused_matmul" and str(first.node.attrs["epilogue"]) == "Max(0, %0 + %1)"
     assert workspace_bytes(optimized, BATCH_128) < workspace_bytes(unoptimized, BATCH_128) / 2
+
+
+def test_weight_gradients_are_consumed_by_the_rmsprop_update_in_the_gemm_epilogue():
+    """dW = x^T dZ is never written: each output tile updates the RMSprop slot, then the weight."""
+    schedule = plan(mnist_mlp(backend="reference").optimized_graph)
+    weight_gradients = [k for k in schedule.kernels if k.updates]
+    assert [[u.out.node.name for u in k.updates] for k in weight_gradients] == [["W1_rms", "W1"], ["W2_rms", "W2"]]
+    assert all(k.out is None and k.node.attrs["transpose_a"] for k in weight_gradients)
+    slot_update, weight_update = weight_gradients[0].updates
+    assert "product" in slot_update.sources and ("update", 0) in weight_update.sources
 
 
 def test_an_update_whose_old_value_is_still_read_keeps_its_copy():
