@@ -50,6 +50,17 @@ class Executable:
         self._pool = _ThreadPool(self.threads - 1) if self.threads > 1 else None
 
     def run(self, feeds: list, dims: tuple) -> list:
+        slots, dims_array, outputs = self.bind(feeds, dims)
+        self._call_all(slots.ctypes.data, dims_array.ctypes.data)
+        return outputs
+
+    def bind(self, feeds: list, dims: tuple) -> tuple:
+        """Fill the slot table for a call on ``feeds`` at ``dims`` without running the program.
+
+        Returns (slot table: a uintp array of buffer addresses, dims as an int64 array, the new output
+        arrays). The caller keeps ``feeds`` alive while it uses the table; the next ``run`` or ``bind``
+        overwrites the table. A profiler calls the kernels one by one on it.
+        """
         layout = self.layout
         for slot, array in zip(layout.inputs, feeds):
             self._slots[slot] = array.ctypes.data
@@ -63,8 +74,7 @@ class Executable:
         for (slot, _), offset in zip(layout.temps, offsets):
             self._slots[slot] = base + offset
         dims_array = np.array(dims, dtype=np.int64) if dims else np.zeros(1, dtype=np.int64)
-        self._call_all(self._slots.ctypes.data, dims_array.ctypes.data)
-        return outputs
+        return self._slots, dims_array, outputs
 
     def _arena(self, dims: tuple):
         """One allocation holding every temporary for these dims; reused while the dims repeat."""

@@ -53,20 +53,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 from llvmlite import ir
 
+from graphc.graph.dtypes import FLOATS
+from graphc.lower.irutil import (I1, I32, I64, IR_TYPES, ITEMSIZE, PTR, call_intrinsic, const, imin, intrinsic,
+                                 itemsize_of, loop, splat)
 from graphc.lower.target import Target
-
-I32 = ir.IntType(32)
-I64 = ir.IntType(64)
-PTR = ir.PointerType()
-
-_ELEMENT_TYPES = {"float32": ir.FloatType(), "float64": ir.DoubleType()}
-_ITEMSIZE = {"float32": 4, "float64": 8}
 
 # Cache budgets (bytes): the rows of A that stream past one packed B panel,
 # plus that panel, should stay in L2; the packed B block (the per-thread
@@ -97,7 +92,7 @@ class GemmSpec:
     trans_b: bool = False
 
     def __post_init__(self):
-        if self.dtype not in _ELEMENT_TYPES:
+        if self.dtype not in FLOATS:
             raise ValueError(f"unsupported dtype {self.dtype!r}")
         if self.N < 1 or (self.K is not None and self.K < 1) or (self.M is not None and self.M < 0):
             raise ValueError(f"invalid GEMM shape M={self.M} N={self.N} K={self.K}")
@@ -141,7 +136,7 @@ def _max_rows_in_place(spec: GemmSpec) -> int:
         return _MAX_TILE_ROWS
     if spec.K is None:
         return _A_ROWS_PER_L1_SET  # unknown stride: one address register per row
-    stride = spec.K * _ITEMSIZE[spec.dtype]
+    stride = spec.K * ITEMSIZE[spec.dtype]
     rows = 1
     while rows < _MAX_TILE_ROWS:
         lines = {r * stride // _CACHE_LINE for r in range(rows + 1)}
@@ -205,7 +200,7 @@ def _round_down(value: int, multiple: int) -> int:
 
 def _blocking(spec: GemmSpec, target: Target) -> _Blocking:
     tile = choose_micro_tile(spec, target)
-    k_bytes = (spec.K if spec.K is not None else _TYPICAL_K) * _ITEMSIZE[spec.dtype]
+    k_bytes = (spec.K if spec.K is not None else _TYPICAL_K) * ITEMSIZE[spec.dtype]
     block_rows = _round_down(_A_BLOCK_BYTES // k_bytes, tile.rows)
     padded_n = math.ceil(spec.N / tile.cols) * tile.cols
     if spec.K is None:  # B is read in place: no packed block to size
@@ -225,59 +220,8 @@ def gemm_workspace_elems(spec: GemmSpec, target: Target) -> int:
 
 
 # ---------------------------------------------------------------------------
-# IR helpers
+# The default epilogue and the emitter's operand descriptions
 # ---------------------------------------------------------------------------
-
-def _const(value: int) -> ir.Constant:
-    return ir.Constant(I64, value)
-
-
-def _align_of(element: ir.Type) -> int:
-    return 8 if isinstance(element, ir.DoubleType) else 4
-
-
-def _imin(builder: ir.IRBuilder, a: ir.Value, b: ir.Value) -> ir.Value:
-    return builder.select(builder.icmp_signed("<", a, b), a, b)
-
-
-@contextmanager
-def _for_range(builder: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int,
-               name: str) -> Iterator[ir.Value]:
-    """`for i in range(start, stop, step)` over i64; the body is emitted in the
-    `with` block at the builder's position."""
-    preheader = builder.block
-    header = builder.append_basic_block(f"{name}.head")
-    body = builder.append_basic_block(f"{name}.body")
-    exit_block = builder.append_basic_block(f"{name}.exit")
-    builder.branch(header)
-    builder.position_at_end(header)
-    index = builder.phi(I64, name=name)
-    index.add_incoming(start, preheader)
-    builder.cbranch(builder.icmp_signed("<", index, stop), body, exit_block)
-    builder.position_at_end(body)
-    yield index
-    index.add_incoming(builder.add(index, _const(step)), builder.block)
-    builder.branch(header)
-    builder.position_at_end(exit_block)
-
-
-def _fma_intrinsic(module: ir.Module, vector: ir.VectorType) -> ir.Function:
-    # Vector intrinsics must be declared by hand with their full type.
-    suffix = "f64" if isinstance(vector.element, ir.DoubleType) else "f32"
-    name = f"llvm.fma.v{vector.count}{suffix}"
-    if name in module.globals:
-        return module.globals[name]
-    return ir.Function(module, ir.FunctionType(vector, [vector] * 3), name=name)
-
-
-def _masked_load_intrinsic(module: ir.Module, vector: ir.VectorType) -> ir.Function:
-    suffix = "f64" if isinstance(vector.element, ir.DoubleType) else "f32"
-    name = f"llvm.masked.load.v{vector.count}{suffix}.p0"
-    if name in module.globals:
-        return module.globals[name]
-    mask = ir.VectorType(ir.IntType(1), vector.count)
-    return ir.Function(module, ir.FunctionType(vector, [PTR, I32, mask, vector]), name=name)
-
 
 def store_to_c(builder: ir.IRBuilder, row: ir.Value, col: ir.Value, acc: ir.Value,
                lanes: int, args: dict) -> None:
@@ -285,7 +229,7 @@ def store_to_c(builder: ir.IRBuilder, row: ir.Value, col: ir.Value, acc: ir.Valu
     element = acc.type if lanes == 1 else acc.type.element
     offset = builder.add(builder.mul(row, args["N"]), col)
     pointer = builder.gep(args["C"], [offset], source_etype=element)
-    builder.store(acc, pointer, align=_align_of(element))
+    builder.store(acc, pointer, align=itemsize_of(element))
 
 
 @dataclass(frozen=True)
@@ -327,22 +271,20 @@ class _GemmEmitter:
         self.workspace_elems = gemm_workspace_elems(spec, target)
         self.blocking = _blocking(spec, target)
         self.tile = self.blocking.tile
-        self.element = _ELEMENT_TYPES[spec.dtype]
-        self.align = _align_of(self.element)
+        self.element = IR_TYPES[spec.dtype]
+        self.align = ITEMSIZE[spec.dtype]
         self.vector = ir.VectorType(self.element, self.tile.lanes)
-        self.fma = _fma_intrinsic(function.module, self.vector)
-        self.masked_load = _masked_load_intrinsic(function.module, self.vector)
         self.epilogue = epilogue
         self.builder = ir.IRBuilder(function.append_basic_block("entry"))
 
         runtime_k = ["K"] if spec.K is None else []
         names = ["A", "B", "C", "M", "workspace", "tid", "nthreads", *runtime_k, *extra_names]
         self.args = dict(zip(names, function.args))
-        self.M = self.args["M"] if spec.M is None else _const(spec.M)
-        self.K = self.args["K"] if spec.K is None else _const(spec.K)
+        self.M = self.args["M"] if spec.M is None else const(spec.M)
+        self.K = self.args["K"] if spec.K is None else const(spec.K)
         self.args["M"], self.args["K"] = self.M, self.K
-        self.args["N"] = _const(spec.N)
-        self.N = _const(spec.N)
+        self.args["N"] = const(spec.N)
+        self.N = const(spec.N)
 
     # -- small IR utilities -------------------------------------------------
 
@@ -355,36 +297,29 @@ class _GemmEmitter:
     def _masked_load_vector(self, pointer: ir.Value, count: int) -> ir.Value:
         """Load the first `count` lanes from `pointer`, the rest are 0.0."""
         lanes = self.tile.lanes
-        mask = ir.Constant(ir.VectorType(ir.IntType(1), lanes),
-                           [int(lane < count) for lane in range(lanes)])
+        mask = ir.Constant(ir.VectorType(I1, lanes), [int(lane < count) for lane in range(lanes)])
         zeros = ir.Constant(self.vector, [0.0] * lanes)
-        return self.builder.call(self.masked_load,
-                                 [pointer, ir.Constant(I32, self.align), mask, zeros])
+        masked_load = intrinsic(self.builder.module, "llvm.masked.load", self.vector,
+                                [PTR, I32, mask.type, self.vector], suffix_types=[self.vector, PTR])
+        return self.builder.call(masked_load, [pointer, ir.Constant(I32, self.align), mask, zeros])
 
     def _load_scalar(self, pointer: ir.Value) -> ir.Value:
         return self.builder.load(pointer, typ=self.element, align=self.align)
-
-    def _splat(self, scalar: ir.Value) -> ir.Value:
-        b = self.builder
-        undef = ir.Constant(self.vector, ir.Undefined)
-        lane0 = b.insert_element(undef, scalar, ir.Constant(I32, 0))
-        zeros = ir.Constant(ir.VectorType(I32, self.tile.lanes), [0] * self.tile.lanes)
-        return b.shuffle_vector(lane0, undef, zeros)
 
     def _scaled(self, count: int, stride: int | ir.Value) -> int | ir.Value:
         """count * stride, folded to an int when the stride is static."""
         if isinstance(stride, int):
             return count * stride
-        return self._mul(_const(count), stride)
+        return self._mul(const(count), stride)
 
     def _offset(self, base: ir.Value, offset: int | ir.Value) -> ir.Value:
-        return self._gep(base, _const(offset) if isinstance(offset, int) else offset)
+        return self._gep(base, const(offset) if isinstance(offset, int) else offset)
 
     def _mul(self, a: ir.Value, b: int | ir.Value) -> ir.Value:
-        return self.builder.mul(a, _const(b) if isinstance(b, int) else b)
+        return self.builder.mul(a, const(b) if isinstance(b, int) else b)
 
     def _add(self, a: ir.Value, b: int | ir.Value) -> ir.Value:
-        return self.builder.add(a, _const(b) if isinstance(b, int) else b)
+        return self.builder.add(a, const(b) if isinstance(b, int) else b)
 
     def _no_unroll_loop_id(self) -> ir.MDValue:
         """A fresh `llvm.loop` ID asking LLVM not to unroll the loop.
@@ -419,8 +354,8 @@ class _GemmEmitter:
         tile = self.tile
         tid = b.sext(self.args["tid"], I64)
         nthreads = b.sext(self.args["nthreads"], I64)
-        panels = _const(math.ceil(self.spec.N / tile.cols))
-        row_tiles = b.udiv(self._add(self.M, tile.rows - 1), _const(tile.rows))
+        panels = const(math.ceil(self.spec.N / tile.cols))
+        row_tiles = b.udiv(self._add(self.M, tile.rows - 1), const(tile.rows))
 
         def share(count: ir.Value, which: ir.Value) -> ir.Value:
             return b.sdiv(self._mul(which, count), nthreads)
@@ -428,10 +363,10 @@ class _GemmEmitter:
         first, last = tid, self._add(tid, 1)
         by_columns = b.icmp_signed(">=", panels, nthreads)
         col_begin = self._mul(share(panels, first), tile.cols)
-        col_end = _imin(b, self._mul(share(panels, last), tile.cols), self.N)
+        col_end = imin(b, self._mul(share(panels, last), tile.cols), self.N)
         row_begin = self._mul(share(row_tiles, first), tile.rows)
-        row_end = _imin(b, self._mul(share(row_tiles, last), tile.rows), self.M)
-        zero = _const(0)
+        row_end = imin(b, self._mul(share(row_tiles, last), tile.rows), self.M)
+        zero = const(0)
         return _ThreadRange(
             row_begin=b.select(by_columns, zero, row_begin),
             row_end=b.select(by_columns, self.M, row_end),
@@ -446,13 +381,14 @@ class _GemmEmitter:
         (panel, row tile) pairs."""
         b = self.builder
         blocking = self.blocking
-        with _for_range(b, thread.col_begin, thread.col_end, blocking.block_cols, "jc") as jc:
-            block_cols = _imin(b, _const(blocking.block_cols), b.sub(thread.col_end, jc))
+        with loop(b, thread.col_begin, thread.col_end, blocking.block_cols, "jc") as column_blocks:
+            jc = column_blocks.index
+            block_cols = imin(b, const(blocking.block_cols), b.sub(thread.col_end, jc))
             if self.spec.K is not None:
                 self._emit_pack_b_block(jc, block_cols, packed_b)
-            with _for_range(b, thread.row_begin, thread.row_end, blocking.block_rows,
-                            "ic") as ic:
-                block_rows = _imin(b, _const(blocking.block_rows), b.sub(thread.row_end, ic))
+            with loop(b, thread.row_begin, thread.row_end, blocking.block_rows, "ic") as row_blocks:
+                ic = row_blocks.index
+                block_rows = imin(b, const(blocking.block_rows), b.sub(thread.row_end, ic))
                 self._emit_pack_partial_a_tile(ic, block_rows, packed_a)
                 self._emit_block_product(jc, block_cols, ic, block_rows, packed_a, packed_b)
 
@@ -466,7 +402,8 @@ class _GemmEmitter:
         b = self.builder
         cols = self.tile.cols
         edge_width = self.spec.N % cols
-        with _for_range(b, _const(0), block_cols, cols, name) as jr:
+        with loop(b, const(0), block_cols, cols, name) as panels:
+            jr = panels.index
             col = b.add(jc, jr)
             if edge_width == 0:
                 body(jr, col, cols)
@@ -491,7 +428,8 @@ class _GemmEmitter:
         b = self.builder
         lanes = self.tile.lanes
         padded = math.ceil(width / lanes) * lanes
-        with _for_range(b, _const(0), self.K, 1, "pack_b.k") as k:
+        with loop(b, const(0), self.K, 1, "pack_b.k") as k_loop:
+            k = k_loop.index
             dst_row = self._gep(panel, self._mul(k, padded))
             if self.spec.trans_b:
                 self._emit_pack_b_row_transposed(col, k, dst_row, width, padded)
@@ -504,13 +442,13 @@ class _GemmEmitter:
         lanes = self.tile.lanes
         src_row = self._gep(self.args["B"], b.add(self._mul(k, self.N), col))
         for start in range(0, padded, lanes):
-            source = self._gep(src_row, _const(start))
+            source = self._gep(src_row, const(start))
             if start + lanes <= width:
                 vector = self._load_vector(source)
             else:
                 # Right edge: load only the columns that exist, zeros elsewhere.
                 vector = self._masked_load_vector(source, width - start)
-            b.store(vector, self._gep(dst_row, _const(start)), align=self.align)
+            b.store(vector, self._gep(dst_row, const(start)), align=self.align)
 
     def _emit_pack_b_row_transposed(self, col, k, dst_row, width: int, padded: int) -> None:
         """B is N x K: element j of row k of the panel is B[col + j, k]."""
@@ -521,11 +459,11 @@ class _GemmEmitter:
             if j < width:
                 offset = b.add(self._mul(self._add(col, j), self.K), k)
                 value = self._load_scalar(self._gep(self.args["B"], offset))
-            b.store(value, self._gep(dst_row, _const(j)), align=self.align)
+            b.store(value, self._gep(dst_row, const(j)), align=self.align)
 
     def _partial_tile_row(self) -> ir.Value:
         """First row of the last, partial row tile (== M if there is none)."""
-        rows = _const(self.tile.rows)
+        rows = const(self.tile.rows)
         return self.builder.mul(self.builder.udiv(self.M, rows), rows)
 
     def _emit_pack_partial_a_tile(self, ic: ir.Value, block_rows: ir.Value,
@@ -547,19 +485,20 @@ class _GemmEmitter:
         b = self.builder
         rows = self.tile.rows
         zero = ir.Constant(self.element, 0.0)
-        last_row = b.sub(self.M, _const(1))
+        last_row = b.sub(self.M, const(1))
         valid, source_rows = [], []
         for r in range(rows):
             row_r = self._add(row, r)
             valid.append(b.icmp_signed("<", row_r, self.M))
             # Rows past M read row M-1 (in bounds) and are then replaced by 0.
-            source_rows.append(_imin(b, row_r, last_row))
-        with _for_range(b, _const(0), self.K, 1, "pack_a.k") as k:
+            source_rows.append(imin(b, row_r, last_row))
+        with loop(b, const(0), self.K, 1, "pack_a.k") as k_loop:
+            k = k_loop.index
             dst = self._gep(tile_buffer, self._mul(k, rows))
             for r in range(rows):
                 source = self._gep(self.args["A"], self._a_offset(source_rows[r], k))
                 value = self._load_scalar(source)
-                b.store(b.select(valid[r], value, zero), self._gep(dst, _const(r)),
+                b.store(b.select(valid[r], value, zero), self._gep(dst, const(r)),
                         align=self.align)
 
     def _a_offset(self, row: ir.Value, k: ir.Value) -> ir.Value:
@@ -587,7 +526,8 @@ class _GemmEmitter:
         static M tells which of the two kernels are needed."""
         b = self.builder
         rows = self.tile.rows
-        with _for_range(b, _const(0), block_rows, rows, "ir") as ir_:
+        with loop(b, const(0), block_rows, rows, "ir") as tiles:
+            ir_ = tiles.index
             row = b.add(ic, ir_)
             if self.spec.M is not None and self.spec.M % rows == 0:
                 self._emit_micro_kernel(self._a_in_place(row), panel, row, col, width)
@@ -609,7 +549,7 @@ class _GemmEmitter:
         return self.M if self.spec.trans_a else 1
 
     def _a_in_place(self, row: ir.Value) -> _ATile:
-        base = self._gep(self.args["A"], self._a_offset(row, _const(0)))
+        base = self._gep(self.args["A"], self._a_offset(row, const(0)))
         offsets = [self._scaled(r, self._a_row_stride()) for r in range(self.tile.rows)]
         return _ATile(base, offsets, self._a_k_stride(), rows_may_exceed_m=False)
 
@@ -620,9 +560,9 @@ class _GemmEmitter:
         if self.spec.K is not None:
             return _ATile(packed_a, list(range(rows)), rows, rows_may_exceed_m=True)
         b = self.builder
-        last_row = b.sub(self.M, _const(1))
-        base = self._gep(self.args["A"], self._a_offset(row, _const(0)))
-        offsets = [self._mul(b.sub(_imin(b, self._add(row, r), last_row), row),
+        last_row = b.sub(self.M, const(1))
+        base = self._gep(self.args["A"], self._a_offset(row, const(0)))
+        offsets = [self._mul(b.sub(imin(b, self._add(row, r), last_row), row),
                              self._a_row_stride()) for r in range(rows)]
         return _ATile(base, offsets, self._a_k_stride(), rows_may_exceed_m=True)
 
@@ -634,16 +574,16 @@ class _GemmEmitter:
         lanes = self.tile.lanes
         vectors = math.ceil(width / lanes)
         preheader = b.block
-        loop = b.append_basic_block("kernel.k")
+        k_loop = b.append_basic_block("kernel.k")
         done = b.append_basic_block("kernel.done")
         if self.spec.K is None:  # K may be 0 at run time
-            b.cbranch(b.icmp_signed(">", self.K, _const(0)), loop, done)
+            b.cbranch(b.icmp_signed(">", self.K, const(0)), k_loop, done)
         else:
-            b.branch(loop)
+            b.branch(k_loop)
 
-        b.position_at_end(loop)
+        b.position_at_end(k_loop)
         k = b.phi(I64, name="k")
-        k.add_incoming(_const(0), preheader)
+        k.add_incoming(const(0), preheader)
         zero = ir.Constant(self.vector, [0.0] * lanes)
         accs = []
         for _ in range(self.tile.rows):
@@ -655,27 +595,27 @@ class _GemmEmitter:
         b_row = self._gep(panel.base, self._mul(k, panel.k_stride))
         b_vectors = []
         for v in range(vectors):
-            source = self._gep(b_row, _const(v * lanes))
+            source = self._gep(b_row, const(v * lanes))
             tail = width - v * lanes
             b_vectors.append(self._masked_load_vector(source, tail)
                              if panel.in_place and tail < lanes else self._load_vector(source))
         a_column = self._gep(a_tile.base, self._mul(k, a_tile.k_stride))
         sums = []
         for r in range(self.tile.rows):
-            a_value = self._splat(self._load_scalar(self._offset(a_column, a_tile.row_offsets[r])))
-            sums.append([b.call(self.fma, [a_value, b_vectors[v], accs[r][v]])
+            a_value = splat(b, self._load_scalar(self._offset(a_column, a_tile.row_offsets[r])), lanes)
+            sums.append([call_intrinsic(b, "llvm.fma", a_value, b_vectors[v], accs[r][v])
                          for v in range(vectors)])
         for acc_row, sum_row in zip(accs, sums):
             for acc, total in zip(acc_row, sum_row):
-                acc.add_incoming(total, loop)
+                acc.add_incoming(total, k_loop)
         k_next = self._add(k, 1)
-        k.add_incoming(k_next, loop)
-        latch = b.cbranch(b.icmp_signed("<", k_next, self.K), loop, done)
+        k.add_incoming(k_next, k_loop)
+        latch = b.cbranch(b.icmp_signed("<", k_next, self.K), k_loop, done)
         latch.set_metadata("llvm.loop", self._no_unroll_loop_id())
 
         b.position_at_end(done)
         if self.spec.K is None:
-            sums = [[self._merge(zero, preheader, total, loop) for total in sum_row]
+            sums = [[self._merge(zero, preheader, total, k_loop) for total in sum_row]
                     for sum_row in sums]
         self._emit_tile_epilogue(sums, row, col, width, a_tile.rows_may_exceed_m)
 

@@ -16,6 +16,7 @@ reshape) stay correct when `out` is input 0 and has its shape and dtype.
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 
 import sympy
@@ -40,6 +41,12 @@ def const(value: int) -> ir.Constant:
 def is_float_type(typ: ir.Type) -> bool:
     element = typ.element if isinstance(typ, ir.VectorType) else typ
     return isinstance(element, (ir.FloatType, ir.DoubleType))
+
+
+def itemsize_of(typ: ir.Type) -> int:
+    """Bytes (and natural alignment) of one element of the scalar or vector type `typ`."""
+    element = typ.element if isinstance(typ, ir.VectorType) else typ
+    return next(ITEMSIZE[dtype] for dtype, ir_type in IR_TYPES.items() if ir_type == element)
 
 
 def vector_type(dtype: str, width: int) -> ir.Type:
@@ -71,7 +78,9 @@ def splat(builder: ir.IRBuilder, scalar: ir.Value, width: int) -> ir.Value:
 
 
 def type_suffix(typ: ir.Type) -> str:
-    """LLVM's overload suffix: f32, v16f32, i64, v8i8 ..."""
+    """LLVM's overload suffix: f32, v16f32, i64, v8i8, p0 ..."""
+    if isinstance(typ, ir.PointerType):
+        return f"p{typ.addrspace}"
     if isinstance(typ, ir.VectorType):
         return f"v{typ.count}{type_suffix(typ.element)}"
     if isinstance(typ, ir.FloatType):
@@ -276,21 +285,14 @@ class _DimEvaluator:
             return self._fold(b.mul, [expr.base] * int(expr.exp))
         if isinstance(expr, (sympy.Max, sympy.Min)):
             op = ">" if isinstance(expr, sympy.Max) else "<"
-            values = [self.value(a) for a in expr.args]
-            result = values[0]
-            for value in values[1:]:
-                result = b.select(b.icmp_signed(op, result, value), result, value)
-            return result
+            return self._fold(lambda x, y: b.select(b.icmp_signed(op, x, y), x, y), expr.args)
         if isinstance(expr, sympy.Mod):
             return b.srem(self.value(expr.args[0]), self.value(expr.args[1]))
         raise NotImplementedError(f"cannot evaluate dimension expression {expr} ({type(expr).__name__})")
 
     def _fold(self, op, args) -> ir.Value:
-        values = [self.value(a) for a in args]
-        result = values[0]
-        for value in values[1:]:
-            result = op(result, value)
-        return result
+        """op(op(v0, v1), v2)... over the values of `args` (all evaluated first, in order)."""
+        return functools.reduce(op, [self.value(a) for a in args])
 
     def _floor_div(self, value: ir.Value, divisor: int) -> ir.Value:
         b = self.builder

@@ -9,7 +9,7 @@ from runtime.native import Executable, SlotLayout
 
 from .jit import compile_module, emit_object, load_object
 from .matmul import scratch_bytes_per_thread
-from .program import ITEMSIZE, emit_program, plan
+from .program import emit_program, plan
 from .target import host_target
 
 
@@ -32,8 +32,20 @@ class NativeProgram:
                                      keepalive=self._compiled)
 
     def run(self, feeds, dims):
-        ordered = tuple(dims[symbol] for symbol in self.schedule.dims)
-        return self.executable.run(feeds, ordered), None  # updates were applied in place
+        return self.executable.run(feeds, self._ordered(dims)), None  # updates were applied in place
+
+    def bind(self, feeds, dims):
+        """The slot table, dims array and outputs of a call on ``feeds`` at ``dims`` (symbol -> int), without
+        running it: see Executable.bind."""
+        return self.executable.bind(feeds, self._ordered(dims))
+
+    def kernel_address(self, name: str) -> int:
+        """Address of kernel ``name``'s native function ``void name(buffer pointers..., i64 *dims, i32 tid,
+        i32 nthreads)``, the buffers being its Kernel's ``arguments``; valid while this program lives."""
+        return self._compiled.address(name)
+
+    def _ordered(self, dims) -> tuple:
+        return tuple(dims[symbol] for symbol in self.schedule.dims)
 
     def _layout(self) -> SlotLayout:
         schedule, symbols = self.schedule, self.schedule.dims

@@ -16,12 +16,13 @@ from llvmlite import ir
 
 from ..graph import Graph
 from ..graph.shapes import size
+from ..ops.elementwise import elementwise_op
+from ..ops.expr import arg
 from ..ops.registry import apply
 from ..ops.shape import reshape_op
+from .irutil import I32, I64, ITEMSIZE, PTR
 from .kernels import EMITTERS
 
-I32, I64, PTR = ir.IntType(32), ir.IntType(64), ir.PointerType()
-ITEMSIZE = {"bool": 1, "int32": 4, "int64": 8, "float32": 4, "float64": 8}
 SPIN_BEFORE_YIELD = 1 << 12  # a barrier spins this long before giving the core away (oversubscribed machines)
 
 
@@ -199,42 +200,61 @@ def _same_shape(a, b) -> bool:
 
 
 def _fuse_updates_into_gemm(schedule):
-    """The in-place updates right after a GEMM that read its product (v = rho*v + (1-rho)*dW^2, then
-    W -= lr*dW/sqrt(v + eps)) run in the GEMM's epilogue, tile by tile, so the product (the weight
-    gradient) is never written to memory when nothing else reads it.
+    """The in-place updates that read a GEMM's product (v = rho*v + (1-rho)*dW^2, then W -= lr*dW/sqrt(v + eps);
+    or the assignment of W - lr*dW computed in the GEMM's own epilogue) run in the GEMM's epilogue, tile by
+    tile, so the product (the weight gradient) is never written to memory when nothing else reads it.
 
-    Per output element the updates run in schedule order, which is the unfused order; so every buffer
-    an update writes must be read by the others at the same element only (full shape, no broadcast)."""
+    An update moves up to the GEMM only if no kernel in between reads or writes what it writes, or writes
+    what it reads. Per output element the updates run in schedule order, so every buffer an update writes
+    must be read by the others at the same element only (full shape, no broadcast)."""
     readers = _readers(schedule)
     kernels, fused_away = schedule.kernels, set()
     for index, gemm in enumerate(kernels):
         if gemm.node.op.kind != "matmul" or gemm.node.ndim != 2 or gemm.out is None or gemm.out.kind != "temp":
             continue
-        updates = []
-        for candidate in kernels[index + 1:]:
-            update = _as_epilogue_update(candidate, gemm, updates)
-            if update is None:
-                break
-            updates.append(update)
+        updates, skipped = [], []
+        for position in range(index + 1, len(kernels)):
+            candidate = kernels[position]
+            update = None if position in fused_away else _as_epilogue_update(candidate, gemm, updates)
+            if update is not None and not _crosses(update, skipped):
+                updates.append(update)
+                fused_away.add(position)
+            else:
+                skipped.append(candidate)
         if not updates:
             continue
-        first = index + 1
-        fused_away.update(range(first, first + len(updates)))
-        product_readers = [r for r in readers.get(id(gemm.out), []) if not first <= r < first + len(updates)]
+        moved = {id(u.out) for u in updates}
+        product_readers = [r for r in readers.get(id(gemm.out), [])
+                           if not (r in fused_away and id(kernels[r].out) in moved)]
         gemm.updates = updates
         if not product_readers and gemm.out.kind != "output":
             gemm.out = None
     schedule.kernels = [k for i, k in enumerate(kernels) if i not in fused_away]
 
 
+def _crosses(update, kernels) -> bool:
+    """Whether moving ``update`` before ``kernels`` would change what they, or it, read."""
+    loads = {id(b) for b in update.loads}
+    for kernel in kernels:
+        written = {id(b) for b in kernel.outputs}
+        read = {id(b) for b in kernel.inputs}
+        if id(update.out) in written | read or loads & written:
+            return True
+    return False
+
+
 def _as_epilogue_update(kernel, gemm, earlier):
     """``kernel`` as an update of ``gemm``'s epilogue after the ``earlier`` ones, or None if it can't be."""
     node = kernel.node
+    if node.op.name == "reshape":  # the copy assigning an update computed elsewhere: an identity body
+        node = apply(elementwise_op, node.inputs, {"expr": arg(0), "label": "assign", "dtype": node.dtype})
     if node.op.name != "elementwise" or kernel.out.kind != "variable" or not _same_shape(node, gemm.node):
         return None
     written = {id(u.out): k for k, u in enumerate(earlier)}
-    if id(kernel.out) in {id(b) for b in gemm.inputs}:
-        return None
+    if any(b is kernel.out for b in gemm.inputs[:2]) or any(
+            b is kernel.out and not _same_shape(operand, gemm.node)
+            for b, operand in zip(gemm.inputs[2:], gemm.node.inputs[2:])):
+        return None  # the GEMM reads what this update overwrites somewhere else than at the same element
     sources = []
     for buffer, operand in zip(kernel.inputs, node.inputs):
         if buffer is gemm.out:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import llvmlite.binding as llvm
 
-_ITEMSIZE = {"float32": 4, "float64": 8}
+from graphc.graph.dtypes import FLOATS
+from graphc.lower.irutil import lanes_for
 
 # Features of a Haswell-class CPU (the AVX2 + FMA baseline).  LLVM compiles for
 # a narrower CPU than the host and the resulting code runs on the host.
@@ -34,9 +35,9 @@ class Target:
 
     def lanes(self, dtype: str) -> int:
         """Elements of `dtype` ('float32' or 'float64') per vector register."""
-        if dtype not in _ITEMSIZE:
+        if dtype not in FLOATS:
             raise ValueError(f"unsupported dtype {dtype!r}")
-        return self.vector_bytes // _ITEMSIZE[dtype]
+        return lanes_for(self, dtype)
 
     def create_target_machine(self) -> llvm.TargetMachine:
         """An O3 target machine whose code can be loaded by MCJIT."""

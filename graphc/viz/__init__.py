@@ -1,5 +1,5 @@
 """Looking at graphs: networkx graphs, DOT text and pictures, text and machine-code dumps, per stage
-(forward, autodiff, optimized, kernels), and a per-node profile. See docs/dumps.md."""
+(forward, autodiff, optimized, kernels), and a per-kernel profile. See docs/dumps.md."""
 from .dot import render, to_dot
 from .networkx_graph import ROLES, STAGES, DumpError, Kernel, to_networkx
 from .profile import profile
