@@ -1,6 +1,9 @@
 """The ``llvm`` backend: plan the graph, emit one LLVM module, reuse cached object code, run it natively."""
+import functools
+import hashlib
 import os
 import re
+from pathlib import Path
 
 import sympy
 
@@ -20,8 +23,10 @@ class NativeProgram:
         self.target = target or host_target()
         self.threads = int(threads or os.cpu_count() or 1)
         self.schedule = plan(graph)
-        self.ir_text = str(emit_program(self.schedule, self.target))
-        key = cache.cache_key(self.ir_text, self.target.triple, self.target.cpu, self.target.features)
+        self._ir_text = None
+        # Keyed on the schedule and the code generator's source, so a cached program skips emitting IR too.
+        key = cache.cache_key(self.schedule.fingerprint(), _generator_version(), self.target.triple,
+                              self.target.cpu, self.target.features)
         object_code = cache.load(key)
         self.from_cache = object_code is not None
         if object_code is None:
@@ -30,6 +35,13 @@ class NativeProgram:
         self._compiled = load_object(object_code, self.target)
         self.executable = Executable(self._compiled.address("program"), self._layout(), self.threads,
                                      keepalive=self._compiled)
+
+    @property
+    def ir_text(self) -> str:
+        """The LLVM IR of the whole program, as graphc generated it (built on demand after a cache hit)."""
+        if self._ir_text is None:
+            self._ir_text = str(emit_program(self.schedule, self.target))
+        return self._ir_text
 
     def run(self, feeds, dims):
         return self.executable.run(feeds, self._ordered(dims)), None  # updates were applied in place
@@ -75,6 +87,16 @@ class NativeProgram:
         """Kernel name -> its assembly for the target (compiles the module again, without the cache)."""
         assembly = compile_module(self.ir_text, self.target).asm
         return _split_functions(assembly, r"^(?P<name>[A-Za-z_][\w.]*):\s*(#.*)?$", r"^\s*\.size\s")
+
+
+@functools.cache
+def _generator_version() -> str:
+    """A digest of the code that turns a schedule into IR: a changed emitter never loads stale objects."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent.parent
+    for path in sorted([*package.joinpath("lower").glob("*.py"), package / "ops" / "expr.py"]):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _as_function(symbols, expr):

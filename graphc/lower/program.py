@@ -105,6 +105,29 @@ class Schedule:
                     used[id(buffer)] = buffer
         return list(used.values())
 
+    def fingerprint(self) -> str:
+        """Everything the generated code depends on, as text: kernels, their argument slots and each node's
+        op, attributes, shapes and dtypes (symbolic dims by position, not by name)."""
+        positional = {symbol: sympy.Symbol(f"dim{i}") for i, symbol in enumerate(self.dims)}
+
+        def canonical(value):
+            if isinstance(value, sympy.Basic):
+                return str(value.xreplace(positional))
+            if isinstance(value, (tuple, list)):
+                return "(" + ", ".join(canonical(v) for v in value) + ")"
+            return repr(value)
+
+        def signature(node):
+            attrs = {k: v for k, v in node.attrs.items() if k not in ("label", "value")}
+            operands = [(canonical(i.shape), i.dtype) for i in node.inputs]
+            return f"{node.op.name} {canonical(sorted(attrs.items()))} {canonical(node.shape)} {node.dtype} {operands}"
+        lines = [f"dims {len(self.dims)}"]
+        for kernel in self.kernels:
+            lines.append(kernel.name + " " + " ".join("-" if b is None else str(b.slot) for b in kernel.arguments))
+            lines += [signature(node) for node in kernel.nodes]
+            lines += [repr(["load" if isinstance(s, Buffer) else s for s in u.sources]) for u in kernel.updates]
+        return "\n".join(lines)
+
     @property
     def dim_index(self) -> dict:
         return {symbol: i for i, symbol in enumerate(self.dims)}
