@@ -53,3 +53,14 @@ def test_temporaries_with_disjoint_lifetimes_share_a_slot():
     f = gc.function([x], gc.sum(chain), backend="llvm")
     data = np.random.default_rng(0).random((5, 64), dtype=np.float32)
     np.testing.assert_allclose(f(data), gc.function([x], gc.sum(chain), backend="reference")(data), rtol=1e-5)
+
+
+def test_the_fingerprint_ignores_names_but_not_what_the_code_depends_on():
+    def schedule(features, scale, dim=None):
+        x = gc.placeholder((dim, features), name="x")
+        return plan(gc.Graph([x], [gc.tanh(x) * scale]))
+    same = schedule(5, 3.0).fingerprint()
+    assert schedule(5, 3.0).fingerprint() == same  # fresh symbolic dim ?n, fresh node names
+    assert schedule(5, 3.0, dim="batch").fingerprint() == same  # dims count by position
+    assert schedule(6, 3.0).fingerprint() != same
+    assert schedule(5, 2.0).fingerprint() != same
