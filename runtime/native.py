@@ -1,15 +1,18 @@
 """Calls a compiled graphc program: binds buffers into a slot table and runs the native entry point.
 
 The entry point is ``void program(void **slots, int64 *dims, int32 tid, int32 nthreads,
-int64 *barrier)``. Every thread calls it once per step with its own ``tid``; the
+int64 *barrier)``. Every thread runs it once per step with its own ``tid``; the
 program runs all its kernels in order and synchronises between them with a
-spin barrier on ``barrier``, so no Python runs between kernels. ctypes releases
-the GIL during the call, which is what lets plain Python threads run it in parallel.
+spin barrier on ``barrier``, so no Python runs between kernels. The caller's thread
+is thread 0; threads 1..n-1 spend their life in the program's native ``worker``
+loop (entered through ctypes, which releases the GIL), so starting a step costs
+two memory writes, not a wake-up through Python.
 """
+import atexit
 import ctypes
 import threading
+import weakref
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -37,7 +40,7 @@ class SlotLayout:
 class Executable:
     """A loaded native program and the memory it runs on; ``run(feeds, dims)`` returns the outputs."""
 
-    def __init__(self, entry_address: int, layout: SlotLayout, threads: int, keepalive=None):
+    def __init__(self, entry_address: int, layout: SlotLayout, threads: int, keepalive=None, worker_address=None):
         self._entry = _ENTRY(entry_address)
         self._keepalive = keepalive  # the engine owning the machine code
         self.layout = layout
@@ -47,7 +50,9 @@ class Executable:
             self._slots[slot] = array.ctypes.data
         self._arenas: dict[tuple, tuple] = {}  # dims -> (arena array, temp offsets)
         self._barrier = np.zeros(8, dtype=np.int64)  # [arrived, generation] + padding to a cache line
-        self._pool = _ThreadPool(self.threads - 1) if self.threads > 1 else None
+        self._workers = None
+        if self.threads > 1:
+            self._workers = _Workers(worker_address, self.threads, self._barrier, keepalive)
 
     def run(self, feeds: list, dims: tuple) -> list:
         slots, dims_array, outputs = self.bind(feeds, dims)
@@ -93,56 +98,61 @@ class Executable:
         return cached
 
     def _call_all(self, slots_address: int, dims_address: int):
-        barrier = self._barrier.ctypes.data
-        if self._pool is None:
-            self._entry(slots_address, dims_address, 0, 1, barrier)
-            return
-        threads = self.threads
-        self._pool.run(lambda tid: self._entry(slots_address, dims_address, tid, threads, barrier))
-        self._entry(slots_address, dims_address, 0, threads, barrier)
-        self._pool.wait()
+        if self._workers is not None:
+            self._workers.start_step(slots_address, dims_address)
+        # Thread 0 runs here; the program ends with a barrier, so when it returns every thread is done.
+        self._entry(slots_address, dims_address, 0, self.threads, self._barrier.ctypes.data)
 
     def close(self):
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        if self._workers is not None:
+            self._workers.stop()
+            self._workers = None
 
     def __del__(self):
         self.close()
 
 
-class _ThreadPool:
-    """``size`` persistent workers; ``run(job)`` starts job(1..size) on them, ``wait()`` joins the step."""
+_WORKER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p)
 
-    def __init__(self, size: int):
-        self._size = size
-        self._job: Callable | None = None
-        self._start = threading.Barrier(size + 1)
-        self._done = threading.Barrier(size + 1)
-        self._closing = False
-        self._workers = [threading.Thread(target=self._work, args=(tid,), daemon=True, name=f"graphc-{tid}")
-                         for tid in range(1, size + 1)]
-        for worker in self._workers:
-            worker.start()
 
-    def _work(self, tid: int):
-        while True:
-            self._start.wait()
-            if self._closing:
-                return
-            self._job(tid)
-            self._done.wait()
+class _Workers:
+    """Threads 1..n-1, each living inside the program's native ``worker`` loop (ctypes released the GIL).
 
-    def run(self, job: Callable):
-        self._job = job
-        self._start.wait()
+    A step is announced by writing the call's slot table and dims into ``call`` and then bumping
+    ``control[0]``; x86 keeps the two stores in order, and the worker reads ``control`` with acquire.
+    Each thread holds the machine code and the memory it uses until it has returned, so nothing it
+    touches can be freed under it, whatever order the garbage collector finalizes things in.
+    """
 
-    def wait(self):
-        self._done.wait()
+    live = weakref.WeakSet()  # stopped at exit, before the interpreter frees what the threads read
 
-    def close(self):
-        self._closing = True
-        try:
-            self._start.wait(timeout=1)
-        except threading.BrokenBarrierError:
-            pass
+    def __init__(self, worker_address: int, threads: int, barrier: np.ndarray, keepalive):
+        _Workers.live.add(self)
+        self._control = np.zeros(8, dtype=np.int64)  # [step count, stop] + padding to a cache line
+        self._call = np.zeros(2, dtype=np.uintp)  # [slot table, dims]
+        memory = (_WORKER(worker_address), self._control, self._call, barrier, keepalive)
+        self._threads = [threading.Thread(target=_work, args=(tid, threads, memory), daemon=True,
+                                          name=f"graphc-{tid}") for tid in range(1, threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def start_step(self, slots_address: int, dims_address: int):
+        self._call[0], self._call[1] = slots_address, dims_address
+        self._control[0] += 1
+
+    def stop(self):
+        self._control[1] = 1
+        self._control[0] += 1
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+@atexit.register
+def _stop_all_workers():
+    for workers in list(_Workers.live):
+        workers.stop()
+
+
+def _work(tid: int, threads: int, memory: tuple):
+    worker, control, call, barrier, _machine_code = memory
+    worker(control.ctypes.data, call.ctypes.data, tid, threads, barrier.ctypes.data)

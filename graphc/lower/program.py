@@ -373,15 +373,69 @@ def emit_program(schedule: Schedule, target) -> ir.Module:
     entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I32, I32, PTR]), name="program")
     slots, dims, tid, nthreads, state = entry.args
     builder = ir.IRBuilder(entry.append_basic_block("entry"))
-    for index, (kernel, function) in enumerate(zip(schedule.kernels, functions)):
+    for kernel, function in zip(schedule.kernels, functions):
         pointers = [ir.Constant(PTR, None) if b is None else
                     builder.load(builder.gep(slots, [ir.Constant(I64, b.slot)], source_etype=PTR), typ=PTR)
                     for b in kernel.arguments]
         builder.call(function, pointers + [dims, tid, nthreads])
-        if index + 1 < len(functions):
-            builder.call(barrier, [state, nthreads])
+        builder.call(barrier, [state, nthreads])  # the last one: when thread 0 returns, the step is done
     builder.ret_void()
+    _emit_worker(module, entry, barrier)
     return module
+
+
+def _emit_worker(module, entry, barrier):
+    """``worker(control, call, tid, nthreads, barrier)``: a helper thread's whole life in native code.
+
+    It waits for ``control[0]`` (the step count) to change, runs ``program`` with the slot table and dims
+    found in ``call[0]``, ``call[1]``, and waits again, until ``control[1]`` (stop) is set. Waiting spins,
+    then yields the core, then sleeps, so an idle program costs no CPU.
+    """
+    function = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I32, I32, PTR]), name="worker")
+    control, call, tid, nthreads, state = function.args
+    sleep = ir.Function(module, ir.FunctionType(I32, [I32]), name="usleep")
+    pause = module.get_global("llvm.x86.sse2.pause")
+    sched_yield = module.get_global("sched_yield")
+    entry_block, wait, backoff, run, step, done = (function.append_basic_block(n)
+                                                    for n in ("entry", "wait", "backoff", "run", "step", "done"))
+    builder = ir.IRBuilder(entry_block)
+    stop_flag = builder.gep(control, [ir.Constant(I64, 1)], source_etype=I64)
+    builder.branch(wait)
+
+    builder.position_at_end(wait)
+    seen = builder.phi(I64, name="seen")
+    spins = builder.phi(I64, name="spins")
+    seen.add_incoming(ir.Constant(I64, 0), entry_block)
+    spins.add_incoming(ir.Constant(I64, 0), entry_block)
+    now = builder.load_atomic(control, "acquire", 8, typ=I64)
+    builder.cbranch(builder.icmp_signed("!=", now, seen), run, backoff)
+
+    builder.position_at_end(backoff)
+    builder.call(pause, [])
+    more = builder.add(spins, ir.Constant(I64, 1))
+    with builder.if_then(builder.icmp_signed(">", more, ir.Constant(I64, 1 << 16))):
+        builder.call(sleep, [ir.Constant(I32, 50)])  # long idle: between epochs, or the user is elsewhere
+    with builder.if_then(builder.icmp_signed("==", builder.and_(more, ir.Constant(I64, SPIN_BEFORE_YIELD - 1)),
+                                             ir.Constant(I64, 0))):
+        builder.call(sched_yield, [])
+    seen.add_incoming(seen, builder.block)
+    spins.add_incoming(more, builder.block)
+    builder.branch(wait)
+
+    builder.position_at_end(run)
+    stop = builder.load_atomic(stop_flag, "acquire", 8, typ=I64)
+    builder.cbranch(builder.icmp_signed("!=", stop, ir.Constant(I64, 0)), done, step)
+
+    builder.position_at_end(step)
+    slots = builder.load(call, typ=PTR)
+    dims = builder.load(builder.gep(call, [ir.Constant(I64, 1)], source_etype=PTR), typ=PTR)
+    builder.call(entry, [slots, dims, tid, nthreads, state])
+    seen.add_incoming(now, builder.block)
+    spins.add_incoming(ir.Constant(I64, 0), builder.block)
+    builder.branch(wait)
+
+    builder.position_at_end(done)
+    builder.ret_void()
 
 
 def _emit_kernel(module, kernel, target, dim_index) -> ir.Function:

@@ -169,3 +169,22 @@ def test_batched_matmul_and_its_gradient(shapes, dtype):
         actual = gc.function([a, b], outputs, backend="llvm", threads=threads)(*arrays)
         for got, want in zip(actual, expected):
             np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+
+
+def test_helper_threads_stop_when_the_function_is_dropped():
+    """Threads 1..n-1 live in native code; dropping the function must end them (and free nothing under them)."""
+    import gc as garbage_collector
+    import threading
+
+    def helpers():
+        return [t for t in threading.enumerate() if t.name.startswith("graphc-")]
+    before = len(helpers())
+    x = gc.placeholder((None, 300), name="x")
+    for _ in range(3):
+        f = gc.function([x], gc.exp(x) * 2.0, threads=2)
+        data = np.ones((200, 300), np.float32)
+        np.testing.assert_allclose(f(data), np.exp(data) * 2, rtol=1e-6)
+        assert len(helpers()) == before + 1
+        del f
+        garbage_collector.collect()
+        assert len(helpers()) == before
