@@ -3,7 +3,7 @@
     graph (inputs, outputs, updates) -> backend.compile -> Function(*arrays) -> arrays
 
 Backends register themselves by name in ``BACKENDS``; a backend's ``compile(graph,
-**options)`` returns a program whose ``run(feeds, dims)`` gives ``(outputs,
+schedule_passes, **options)`` returns a program whose ``run(feeds, dims)`` gives ``(outputs,
 new_variable_values)``, ``new_variable_values`` being None when the program
 assigned the updates itself.
 """
@@ -12,13 +12,13 @@ import numpy as np
 from . import reference
 from .graph import Graph, Node, dtypes
 from .graph.shapes import bind_shape, format_shape
-from .passes import optimize_graph
+from .passes import optimize_graph, selected_schedule_passes
 
 
 class ReferenceProgram:
-    """The numpy interpreter as a backend."""
+    """The numpy interpreter as a backend (it has no kernel schedule to rewrite)."""
 
-    def __init__(self, graph: Graph, **options):
+    def __init__(self, graph: Graph, schedule_passes=(), **options):
         if options:
             raise TypeError(f"the reference backend takes no options, got {sorted(options)}")
         self.graph = graph
@@ -27,9 +27,9 @@ class ReferenceProgram:
         return reference.run(self.graph, feeds, dims)
 
 
-def _compile_native(graph: Graph, target=None, threads=None):
+def _compile_native(graph: Graph, schedule_passes=(), target=None, threads=None):
     from .lower.native import NativeProgram
-    return NativeProgram(graph, target=target, threads=threads)
+    return NativeProgram(graph, target=target, threads=threads, schedule_passes=schedule_passes)
 
 
 BACKENDS = {"reference": ReferenceProgram, "llvm": _compile_native}
@@ -52,7 +52,8 @@ def function(inputs, outputs, updates=None, backend="llvm", optimize=2, **option
     except KeyError:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(sorted(BACKENDS))}") from None
     optimized = optimize_graph(graph, optimize)
-    return Function(graph, optimized, compile_backend(optimized, **options), single)
+    program = compile_backend(optimized, schedule_passes=selected_schedule_passes(optimize), **options)
+    return Function(graph, optimized, program, single)
 
 
 class Function:

@@ -12,17 +12,17 @@ from runtime.native import Executable, SlotLayout
 
 from .jit import compile_module, emit_object, load_object
 from .matmul import scratch_bytes_per_thread
-from .program import emit_program, plan
+from .program import SCHEDULE_REWRITES, emit_program, plan
 from .target import host_target
 
 
 class NativeProgram:
     """A graph compiled to native code; ``run(feeds, dims)`` follows the backend contract of gc.function."""
 
-    def __init__(self, graph, target=None, threads=None):
+    def __init__(self, graph, target=None, threads=None, schedule_passes=SCHEDULE_REWRITES):
         self.target = target or host_target()
         self.threads = int(threads or os.cpu_count() or 1)
-        self.schedule = plan(graph)
+        self.schedule = plan(graph, schedule_passes)
         self._ir_text = None
         # Keyed on the schedule and the code generator's source, so a cached program skips emitting IR too.
         key = cache.cache_key(self.schedule.fingerprint(), _generator_version(), self.target.triple,

@@ -24,6 +24,7 @@ from .irutil import I32, I64, ITEMSIZE, PTR
 from .kernels import EMITTERS
 
 SPIN_BEFORE_YIELD = 1 << 12  # a barrier spins this long before giving the core away (oversubscribed machines)
+SPINS_BEFORE_SLEEP = 1 << 14  # an idle helper thread spins this long (~0.3 ms) before it sleeps
 
 
 @dataclass(eq=False)
@@ -143,7 +144,13 @@ def graph_dims(graph: Graph) -> list:
     return dims
 
 
-def plan(graph: Graph) -> Schedule:
+def plan(graph: Graph, rewrites=None) -> Schedule:
+    """One kernel per computing node, the copies that assign updates, then the schedule ``rewrites``
+    (names from SCHEDULE_REWRITES; all by default) and memory sharing."""
+    rewrites = SCHEDULE_REWRITES if rewrites is None else rewrites
+    unknown = set(rewrites) - set(SCHEDULE_REWRITES)
+    if unknown:
+        raise ValueError(f"unknown schedule rewrite(s) {sorted(unknown)}; known: {', '.join(SCHEDULE_REWRITES)}")
     schedule = Schedule(graph, graph_dims(graph))
     buffer_of = {}
     sources = {"placeholder": "input", "variable": "variable", "constant": "constant"}
@@ -170,8 +177,9 @@ def plan(graph: Graph) -> Schedule:
         values.append(buffer)
     for (variable, new), buffer in zip(graph.updates, values):
         _add_copy(schedule, variable, buffer_of[variable.id], {new.id: buffer}, source=new)
-    _update_in_place(schedule)
-    _fuse_updates_into_gemm(schedule)
+    for name in SCHEDULE_REWRITES:
+        if name in rewrites:
+            SCHEDULE_REWRITES[name](schedule)
     _share_memory(schedule)
     return schedule
 
@@ -302,6 +310,13 @@ def _as_epilogue_update(kernel, gemm, earlier):
     return EpilogueUpdate(node, kernel.out, kernel.inputs, sources)
 
 
+# name -> rewrite, in the order they run; gc.function's ``optimize`` picks them (graphc.passes.SCHEDULE_PASSES).
+SCHEDULE_REWRITES = {
+    "update_in_place": _update_in_place,
+    "fuse_updates_into_gemm": _fuse_updates_into_gemm,
+}
+
+
 def _share_memory(schedule):
     """Temporaries whose lifetimes do not overlap share a slot (same size only: sizes are symbolic);
     an elementwise kernel writes over an input that dies with it; all GEMMs share one packing scratch."""
@@ -413,8 +428,11 @@ def _emit_worker(module, entry, barrier):
     builder.position_at_end(backoff)
     builder.call(pause, [])
     more = builder.add(spins, ir.Constant(I64, 1))
-    with builder.if_then(builder.icmp_signed(">", more, ir.Constant(I64, 1 << 16))):
-        builder.call(sleep, [ir.Constant(I32, 50)])  # long idle: between epochs, or the user is elsewhere
+    # Spin through the gap between training steps (~0.3 ms), then sleep: 50 us naps while a pause may
+    # be short, 1 ms ones once idle for long (between epochs, or the user is elsewhere).
+    with builder.if_then(builder.icmp_signed(">", more, ir.Constant(I64, SPINS_BEFORE_SLEEP))):
+        long_idle = builder.icmp_signed(">", more, ir.Constant(I64, SPINS_BEFORE_SLEEP + 1000))
+        builder.call(sleep, [builder.select(long_idle, ir.Constant(I32, 1000), ir.Constant(I32, 50))])
     with builder.if_then(builder.icmp_signed("==", builder.and_(more, ir.Constant(I64, SPIN_BEFORE_YIELD - 1)),
                                              ir.Constant(I64, 0))):
         builder.call(sched_yield, [])

@@ -1,7 +1,8 @@
 """The optimizer: a list of small graph -> graph passes, run in order, each switchable by name.
 
 ``gc.function(..., optimize=...)`` takes a level (0: none, 1: clean-up only, 2: everything, the
-default) or a list of pass names to disable, so a wrong answer can be bisected to one pass.
+default) or a list of pass names to disable, so a wrong answer can be bisected to one pass. The
+same levels and names switch the native planner's schedule rewrites (SCHEDULE_PASSES).
 """
 from .cleanup import (eliminate_common_subexpressions, fold_constants, fold_transposes_into_matmul,
                       relu_mask_from_output, simplify, stable_log_softmax)
@@ -19,24 +20,45 @@ PIPELINE = [
     ("fuse_elementwise", 2, fuse_elementwise),
     ("fuse_matmul_epilogue", 2, fuse_matmul_epilogue),
 ]
+# Rewrites of the native backend's kernel schedule rather than of the graph (graphc/lower/program.py),
+# switched by the same levels and names.
+SCHEDULE_PASSES = [
+    ("update_in_place", 1),
+    ("fuse_updates_into_gemm", 2),
+]
 PASS_NAMES = [name for name, _, _ in PIPELINE]
+SCHEDULE_PASS_NAMES = [name for name, _ in SCHEDULE_PASSES]
 
 
-def selected_passes(optimize) -> list:
-    """The passes ``optimize`` asks for: a level 0-2, True/False, or a list of pass names to disable."""
+def _enabled(optimize) -> set:
+    """The names of the passes ``optimize`` asks for: a level 0-2, True/False, or a list of names to disable."""
     if optimize is True:
         optimize = 2
     if optimize is False or optimize is None:
         optimize = 0
+    levels = {name: level for name, level, _ in PIPELINE} | dict(SCHEDULE_PASSES)
     if isinstance(optimize, int):
         if not 0 <= optimize <= 2:
             raise ValueError(f"optimize level must be 0, 1 or 2, got {optimize}")
-        return [(name, run) for name, level, run in PIPELINE if level <= optimize]
+        return {name for name, level in levels.items() if level <= optimize}
     disabled = set(optimize)
-    unknown = disabled - set(PASS_NAMES)
+    unknown = disabled - set(PASS_NAMES) - set(SCHEDULE_PASS_NAMES)
     if unknown:
-        raise ValueError(f"unknown pass(es) {sorted(unknown)}; passes are {', '.join(PASS_NAMES)}")
-    return [(name, run) for name, _, run in PIPELINE if name not in disabled]
+        raise ValueError(f"unknown pass(es) {sorted(unknown)}; graph passes are {', '.join(PASS_NAMES)}, "
+                         f"schedule passes {', '.join(SCHEDULE_PASS_NAMES)}")
+    return set(levels) - disabled
+
+
+def selected_passes(optimize) -> list:
+    """The graph passes ``optimize`` asks for, in pipeline order, as (name, pass) pairs."""
+    enabled = _enabled(optimize)
+    return [(name, run) for name, _, run in PIPELINE if name in enabled]
+
+
+def selected_schedule_passes(optimize) -> tuple:
+    """The names of the schedule rewrites ``optimize`` asks for (the native planner applies them)."""
+    enabled = _enabled(optimize)
+    return tuple(name for name, _ in SCHEDULE_PASSES if name in enabled)
 
 
 def optimize_graph(graph, optimize=2):

@@ -1,5 +1,6 @@
 """What the native planner makes of a graph: kernels, in-place updates, shared memory."""
 import numpy as np
+import pytest
 
 import graphc as gc
 from graphc.graph.shapes import dim_symbol
@@ -64,3 +65,29 @@ def test_the_fingerprint_ignores_names_but_not_what_the_code_depends_on():
     assert schedule(5, 3.0, dim="batch").fingerprint() == same  # dims count by position
     assert schedule(6, 3.0).fingerprint() != same
     assert schedule(5, 2.0).fingerprint() != same
+
+
+def test_optimize_switches_the_schedule_rewrites_too():
+    x = gc.placeholder(("batch", 7), "float64", name="x")
+    w = gc.variable(np.ones((7, 3)), name="w")
+    loss = gc.sum(gc.square(x @ w))
+    velocity = gc.variable(np.zeros((7, 3)), name="velocity")
+    new_velocity = 0.9 * velocity + gc.grad(loss, w)
+    updates = [(velocity, new_velocity), (w, w - 0.1 * new_velocity)]
+    data = np.random.default_rng(0).random((5, 7))
+    results = []
+    # (optimize, copy kernels assigning updates, GEMMs applying updates in their epilogue); at level 1 the
+    # velocity's update (0.9 * v computed first) is not written in place, at level 2 the GEMM's epilogue
+    # computes it (a graph fusion) and then assigns it and updates w.
+    for optimize, copies, fused in [(0, 2, 0), (1, 1, 0), (["fuse_updates_into_gemm"], 1, 0), (2, 0, 1)]:
+        w.value, velocity.value = np.ones((7, 3)), np.zeros((7, 3))
+        f = gc.function([x], loss, updates, optimize=optimize)
+        kernels = f.program.schedule.kernels
+        assert sum(k.name.endswith("_copy") for k in kernels) == copies
+        assert sum(bool(k.updates) for k in kernels) == fused
+        results.append((f(data), w.value, velocity.value))
+    for result in results[1:]:
+        for got, want in zip(result, results[0]):
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+    with pytest.raises(ValueError, match="schedule passes update_in_place"):
+        gc.function([x], loss, updates, optimize=["no_such_pass"])
