@@ -409,8 +409,6 @@ def _emit_worker(module, entry, barrier):
     function = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I32, I32, PTR]), name="worker")
     control, call, tid, nthreads, state = function.args
     sleep = ir.Function(module, ir.FunctionType(I32, [I32]), name="usleep")
-    pause = module.get_global("llvm.x86.sse2.pause")
-    sched_yield = module.get_global("sched_yield")
     entry_block, wait, backoff, run, step, done = (function.append_basic_block(n)
                                                     for n in ("entry", "wait", "backoff", "run", "step", "done"))
     builder = ir.IRBuilder(entry_block)
@@ -426,16 +424,12 @@ def _emit_worker(module, entry, barrier):
     builder.cbranch(builder.icmp_signed("!=", now, seen), run, backoff)
 
     builder.position_at_end(backoff)
-    builder.call(pause, [])
-    more = builder.add(spins, ir.Constant(I64, 1))
+    more = _back_off(module, builder, spins)
     # Spin through the gap between training steps (~0.3 ms), then sleep: 50 us naps while a pause may
     # be short, 1 ms ones once idle for long (between epochs, or the user is elsewhere).
     with builder.if_then(builder.icmp_signed(">", more, ir.Constant(I64, SPINS_BEFORE_SLEEP))):
         long_idle = builder.icmp_signed(">", more, ir.Constant(I64, SPINS_BEFORE_SLEEP + 1000))
         builder.call(sleep, [builder.select(long_idle, ir.Constant(I32, 1000), ir.Constant(I32, 50))])
-    with builder.if_then(builder.icmp_signed("==", builder.and_(more, ir.Constant(I64, SPIN_BEFORE_YIELD - 1)),
-                                             ir.Constant(I64, 0))):
-        builder.call(sched_yield, [])
     seen.add_incoming(seen, builder.block)
     spins.add_incoming(more, builder.block)
     builder.branch(wait)
@@ -465,14 +459,25 @@ def _emit_kernel(module, kernel, target, dim_index) -> ir.Function:
                 updates=updates, store_product=kernel.out is not None)
 
 
+def _back_off(module, builder, spins) -> ir.Value:
+    """One turn of a spin wait: a pause, and every SPIN_BEFORE_YIELD turns the core given away (a machine
+    with more threads than cores must let the thread we wait for run). Returns the new turn count."""
+    def declared(name, function_type):
+        return module.globals.get(name) or ir.Function(module, function_type, name=name)
+    builder.call(declared("llvm.x86.sse2.pause", ir.FunctionType(ir.VoidType(), [])), [])
+    turns = builder.add(spins, ir.Constant(I64, 1))
+    every = builder.and_(turns, ir.Constant(I64, SPIN_BEFORE_YIELD - 1))
+    with builder.if_then(builder.icmp_signed("==", every, ir.Constant(I64, 0))):
+        builder.call(declared("sched_yield", ir.FunctionType(I32, [])), [])
+    return turns
+
+
 def _emit_barrier(module) -> ir.Function:
     """``barrier(state, nthreads)``: wait until every thread has arrived. state[0] counts arrivals,
     state[1] is the generation; the last arrival resets the count and opens the next generation."""
     function = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I32]), name="graphc_barrier")
     function.linkage = "internal"
     state, nthreads = function.args
-    pause = ir.Function(module, ir.FunctionType(ir.VoidType(), []), name="llvm.x86.sse2.pause")
-    sched_yield = ir.Function(module, ir.FunctionType(ir.IntType(32), []), name="sched_yield")
     entry, last, wait, spin, done = (function.append_basic_block(n) for n in ("entry", "last", "wait", "spin", "done"))
     builder = ir.IRBuilder(entry)
     arrived_ptr, generation_ptr = state, builder.gep(state, [ir.Constant(I64, 1)], source_etype=I64)
@@ -494,11 +499,7 @@ def _emit_barrier(module) -> ir.Function:
     builder.cbranch(builder.icmp_signed("!=", now, generation), done, spin)
 
     builder.position_at_end(spin)
-    builder.call(pause, [])
-    next_spins = builder.add(spins, ir.Constant(I64, 1))
-    with builder.if_then(builder.icmp_signed("==", builder.and_(next_spins, ir.Constant(I64, SPIN_BEFORE_YIELD - 1)),
-                                             ir.Constant(I64, 0))):
-        builder.call(sched_yield, [])
+    next_spins = _back_off(module, builder, spins)
     spins.add_incoming(next_spins, builder.block)
     builder.branch(wait)
 
