@@ -29,7 +29,7 @@ def main():
     step, layer = mnist_mlp(), dense_relu()
     pictures = [("dense_autodiff.svg", layer, "autodiff"), ("dense_kernels.svg", layer, "kernels"),
                 ("mlp_forward.svg", step, "forward"), ("mlp_autodiff.svg", step, "autodiff"),
-                ("mlp_kernels.svg", step, "kernels")]
+                ("mlp_optimized.svg", step, "optimized"), ("mlp_kernels.svg", step, "kernels")]
     for filename, function, stage in pictures:
         path = os.path.join(DOCS, "img", filename)
         gc.render(function, path, stage=stage)
