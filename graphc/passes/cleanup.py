@@ -6,6 +6,7 @@ from ..graph import Graph
 from ..graph.shapes import is_static
 from ..ops.elementwise import make
 from ..ops.nn import log_softmax
+from ..ops.reduce import sum as reduce_sum
 from ..ops.expr import arg, dim_symbols
 from ..ops.registry import apply
 from ..ops.shape import broadcast_to, reshape, transpose
@@ -104,14 +105,38 @@ def fold_transposes_into_matmul(graph: Graph) -> Graph:
 
 
 def stable_log_softmax(graph: Graph) -> Graph:
-    """log(softmax(z)) => log_softmax(z): no log of an underflowed 0 however the user wrote the loss."""
+    """log(softmax(z)) => log_softmax(z): no log of an underflowed 0 however the user wrote the loss;
+    and its gradient, which gc.grad built before this pass as the softmax backward of g / s:
+    s * (g/s - sum(g/s * s)) => g - s * sum(g), with no division by an underflowed s."""
     def rule(node, _original):
-        if node.op.name == "elementwise" and node.attrs["expr"] == sympy.log(arg(0)):
+        if node.op.name != "elementwise":
+            return None
+        if node.attrs["expr"] == sympy.log(arg(0)):
             source = node.inputs[0]
             if source.op.name == "softmax" and source.dtype == node.dtype:
                 return log_softmax(source.inputs[0], source.attrs["axis"])
-        return None
+        return _log_softmax_gradient(node)
     return rebuild(graph, rule)
+
+
+def _log_softmax_gradient(node):
+    """The rewrite of dsoftmax(s, g/s, sum(g/s * s)), or None if ``node`` is not that."""
+    if node.attrs["expr"] != arg(0) * (arg(1) - arg(2)) or len(node.inputs) != 3:
+        return None
+    softmax, quotient, total = node.inputs
+    if softmax.op.name != "softmax" or quotient.op.name != "elementwise" or total.op.name != "reduce_sum":
+        return None
+    axis = softmax.attrs["axis"]
+    if (quotient.attrs["expr"] != arg(0) / arg(1) or quotient.inputs[1] is not softmax
+            or total.attrs != {"axes": (axis,), "keepdims": True}):
+        return None
+    product = total.inputs[0]
+    if (product.op.name != "elementwise" or product.attrs["expr"] != arg(0) * arg(1)
+            or {i.id for i in product.inputs} != {quotient.id, softmax.id}):
+        return None
+    g = quotient.inputs[0]
+    summed = reduce_sum(g, axis, keepdims=True)
+    return make("dlog_softmax", arg(0) - arg(1) * arg(2), [g, softmax, summed], node.dtype)
 
 
 def relu_mask_from_output(graph: Graph) -> Graph:
