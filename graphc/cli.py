@@ -14,9 +14,11 @@ import sys
 
 import numpy as np
 
+from runtime.atomic import atomic_write_bytes
+
 from .graph.shapes import evaluate_shape
 from .viz import STAGES, DumpError, dump_text, machine_code, profile, render, to_dot
-from .viz.dot import PICTURE_FORMATS, write_atomically
+from .viz.dot import PICTURE_FORMATS
 from .viz.examples import EXAMPLES
 from .viz.networkx_graph import as_graph
 
@@ -129,7 +131,7 @@ def run_profile(parser, args, obj) -> int:
     if args.output:
         format = output_format(parser, args.output)
         if format == "dot":
-            write_atomically(args.output, result.to_dot().encode())
+            atomic_write_bytes(args.output, result.to_dot().encode())
         else:
             render(function, args.output, stage="kernels", format=format, heat=result.heat())
     return 0
@@ -146,7 +148,7 @@ def output_format(parser, path) -> str:
 
 def emit(text: str, path):
     if path:
-        write_atomically(path, text.encode())
+        atomic_write_bytes(path, text.encode())
     else:
         sys.stdout.write(text)
 

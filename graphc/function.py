@@ -8,6 +8,7 @@ new_variable_values)``, ``new_variable_values`` being None when the program
 assigned the updates itself.
 """
 import numpy as np
+import sympy
 
 from . import reference
 from .graph import Graph, Node, dtypes
@@ -56,6 +57,26 @@ def function(inputs, outputs, updates=None, backend="llvm", optimize=2, **option
     return Function(graph, optimized, program, single)
 
 
+def _slice_checks(graph: Graph) -> list:
+    """(symbols, margin(*values) that must be >= 0, description) for every slice bound that depends on
+    a symbolic dimension: start >= 0, stop >= start, stop <= the axis length."""
+    checks = []
+    for node in graph.nodes:
+        if node.op.name not in ("slice", "unslice"):
+            continue
+        full_shape = node.inputs[0].shape if node.op.name == "slice" else node.shape
+        for axis, ((start, stop, _), length) in enumerate(zip(node.attrs["bounds"], full_shape)):
+            if all(isinstance(v, int) for v in (start, stop, length)):
+                continue  # checked when the graph was built
+            describe = (f"{node.op.name} {node.name} [{start}:{stop}] on axis {axis} of length {length} "
+                        f"(at {node.location})")
+            for margin in (sympy.sympify(start), sympy.sympify(stop) - start, sympy.sympify(length) - stop):
+                symbols = sorted(margin.free_symbols, key=lambda s: s.name)
+                if symbols:
+                    checks.append((symbols, sympy.lambdify(symbols, margin, "math"), describe))
+    return checks
+
+
 class Function:
     """A compiled graph: call it with one numpy array (or array-like) per input."""
 
@@ -64,6 +85,8 @@ class Function:
         self.optimized_graph = optimized_graph  # after the passes: what the backend compiled
         self.program = program
         self._single = single
+        self._slice_checks = _slice_checks(optimized_graph)
+        self._checked_dims = set()
 
     def __call__(self, *arrays):
         feeds, dims = self.check_inputs(arrays)
@@ -93,7 +116,21 @@ class Function:
                 raise ValueError(f"input {placeholder.name} {format_shape(placeholder.shape)}: {problem}")
             feed = np.asarray(array, dtype=placeholder.dtype, order="C")  # ascontiguousarray turns 0-d into 1-d
             feeds.append(feed if feed.flags.aligned else feed.copy())
+        if self._slice_checks:
+            self._check_slices(dims)
         return feeds, dims
+
+    def _check_slices(self, dims):
+        """Slices with fixed bounds on a symbolic axis (``x[:5]`` with a batch axis) need the bound dims
+        to be long enough; no kernel may read past an input."""
+        key = tuple(sorted((s.name, v) for s, v in dims.items()))
+        if key in self._checked_dims:
+            return
+        for symbols, margin, describe in self._slice_checks:
+            if margin(*[dims[s] for s in symbols]) < 0:
+                bound = ", ".join(f"{s}={dims[s]}" for s in symbols)
+                raise ValueError(f"{describe} is out of range with {bound}")
+        self._checked_dims.add(key)
 
     def llvm_ir(self) -> dict:
         """Kernel name -> LLVM IR text (native backends only)."""

@@ -1,7 +1,7 @@
 """Training runtime: loops, callbacks, progress output, checkpoints, atomic writes.
 
-Depends only on numpy and the standard library (never on graphc), so the
-loop can drive any step function.
+Depends only on numpy, llvmlite (for the object cache) and the standard
+library, never on graphc, so the loop can drive any step function.
 """
 
 from .atomic import atomic_path, atomic_write_bytes

@@ -47,6 +47,8 @@ def load_checkpoint(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint not found: {os.fspath(path)}")
     try:
+        with zipfile.ZipFile(path):  # np.load would hand back a bare array for a .npy file
+            pass
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:

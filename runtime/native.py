@@ -6,7 +6,7 @@ program runs all its kernels in order and synchronises between them with a
 spin barrier on ``barrier``, so no Python runs between kernels. The caller's thread
 is thread 0; threads 1..n-1 spend their life in the program's native ``worker``
 loop (entered through ctypes, which releases the GIL), so starting a step costs
-two memory writes, not a wake-up through Python.
+three memory writes, not a wake-up through Python.
 """
 import atexit
 import ctypes

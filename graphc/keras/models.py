@@ -134,8 +134,12 @@ class Sequential:
             updates = self.optimizer.updates(params, gc.grad(loss, params))
             train = self._function([self._input, y_true], values, updates)
             evaluate = self._function([self._input, y_true], values)
-            self._functions = (_named_step(train, names), _named_step(evaluate, names), names)
+            self._functions = (_named_step(train, names), _named_step(evaluate, names), names, train)
         return self._functions
+
+    def graphc_function(self):
+        """The compiled training step (a gc.Function): what ``graphc dump`` and ``gc.render`` draw for a model."""
+        return self._training_functions()[3]
 
     def _predict_function(self):
         if self._predict is None:
@@ -172,7 +176,7 @@ class Sequential:
             validation = self._checked_data(*validation_data)
         elif validation_split:
             (x, y), validation = split_validation(x, y, validation_split)
-        train_step, eval_step, _ = self._training_functions()
+        train_step, eval_step, _, _ = self._training_functions()
         callbacks = [_KeepLastGoodState(), *(callbacks or [])]
         # Shuffling draws its seed from graphc.keras's generator, so set_random_seed makes fit reproducible.
         seed = int(_state.generator().integers(2**63))
@@ -191,7 +195,7 @@ class Sequential:
         """``[loss, *metrics]`` over the data (just the loss when there are no metrics), or a dict."""
         self._require_compiled("evaluate")
         x, y = self._checked_data(x, y)
-        _, eval_step, names = self._training_functions()
+        _, eval_step, names, _ = self._training_functions()
         logs = evaluate_loop(eval_step, x, y, _batch_size(batch_size), verbose=_verbosity(verbose))
         if return_dict:
             return logs
@@ -302,6 +306,8 @@ class Sequential:
                 "loss": None if self.loss is None else losses.serialize(self.loss),
                 "metrics": [m if isinstance(m, str) else name_of(metrics_module.METRICS, m, "metric")
                             for m in self._metric_identifiers]}
+            for param in self.trainable_weights:  # slots not created yet (never trained) are saved as zeros
+                self.optimizer._slots_for(param)
             arrays.update({f"optimizer_{i}": v.value for i, v in enumerate(self.optimizer.variables)})
         save_checkpoint(path, arrays, meta)
 

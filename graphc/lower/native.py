@@ -122,8 +122,5 @@ def _split_functions(text, start_pattern, end_pattern) -> dict:
     return functions
 
 
-def compile_native(graph, target=None, threads=None):
-    return NativeProgram(graph, target, threads)
-
 
 

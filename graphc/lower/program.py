@@ -7,7 +7,8 @@ Buffers are numbered slots in a pointer table the runtime fills per call
 (inputs, outputs, variables, constants, temporaries). ``reshape`` is free: its
 node shares its input's buffer. Updates are written to temporaries and copied
 onto the variables after every other kernel, so each new value is computed
-from the old ones (Theano semantics).
+from the old ones (Theano semantics); the schedule rewrites then write updates
+into their variables directly where that keeps those semantics.
 """
 from dataclasses import dataclass, field
 
@@ -29,7 +30,7 @@ SPINS_BEFORE_SLEEP = 1 << 14  # an idle helper thread spins this long (~0.3 ms) 
 
 @dataclass(eq=False)
 class Buffer:
-    """Memory for one value. ``kind``: input, output, variable, constant or temp."""
+    """Memory for one value. ``kind``: input, output, variable, constant, temp or scratch (GEMM packing)."""
 
     slot: int
     kind: str
@@ -258,7 +259,7 @@ def _fuse_updates_into_gemm(schedule):
         product_readers = [r for r in readers.get(id(gemm.out), [])
                            if not (r in fused_away and id(kernels[r].out) in moved)]
         gemm.updates = updates
-        if not product_readers and gemm.out.kind != "output":
+        if not product_readers:
             gemm.out = None
     schedule.kernels = [k for i, k in enumerate(kernels) if i not in fused_away]
 

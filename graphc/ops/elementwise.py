@@ -117,7 +117,7 @@ def make(label, expr, inputs, dtype):
         operands = ", ".join(f"{format_shape(i.shape)} {i.dtype}" for i in inputs)
         raise GraphError(f"{label}: shapes do not broadcast: {error}; operands: {operands} "
                          f"(at {user_location()})") from None
-    if body.is_Symbol and unique[0].dtype == dtype and tuple(unique[0].shape) == tuple(shape):
+    if unique and body.is_Symbol and unique[0].dtype == dtype and tuple(unique[0].shape) == tuple(shape):
         return unique[0]
     if not unique:
         # A constant body (d(x+y)/dx = 1 times nothing): broadcast a constant to the operands' shape.
@@ -170,7 +170,7 @@ def _result_dtype(label, operands, node_dtypes):
         raise GraphError(f"{label}: boolean operands need an explicit cast (gc.cast(x, 'float32')) "
                          f"(at {user_location()})")
     dtype = dtypes.promote(*node_dtypes)
-    has_float_scalar = any(isinstance(o, float) for o in operands)
+    has_float_scalar = any(isinstance(o, (float, np.floating)) for o in operands)
     if dtypes.is_float(dtype):
         return dtype
     if label in FLOAT_RESULT or has_float_scalar:
@@ -201,8 +201,10 @@ equal, not_equal, greater, greater_equal, less, less_equal = (_named_binary(n, C
 
 def where(condition, x, y):
     """Elementwise ``x`` where ``condition`` is true (non-zero), else ``y``."""
-    return apply_named("where", WHERE, [condition, x, y],
-                       dtype=dtypes.promote(*[o.dtype for o in (x, y) if isinstance(o, Node)] or ["float32"]))
+    dtype = dtypes.promote(*[o.dtype for o in (x, y) if isinstance(o, Node)] or [dtypes.DEFAULT_FLOAT])
+    if not dtypes.is_float(dtype) and any(isinstance(o, (float, np.floating)) for o in (x, y)):
+        dtype = dtypes.DEFAULT_FLOAT  # an integer meeting a float becomes a float
+    return apply_named("where", WHERE, [condition, x, y], dtype=dtype)
 
 
 def cast(x, dtype):

@@ -81,15 +81,6 @@ _NUMPY = {
 }
 
 
-def supported(expr) -> bool:
-    """Whether every sympy node in ``expr`` has a numpy (and so a lowering) meaning."""
-    if expr.is_Symbol or expr.is_Number or expr in (sympy.true, sympy.false):
-        return True
-    if isinstance(expr, sympy.Piecewise):
-        return all(supported(v) and supported(c) for v, c in expr.args)
-    return type(expr) in _NUMPY and all(supported(a) for a in expr.args)
-
-
 @functools.lru_cache(maxsize=4096)
 def numpy_function(expr):
     """A Python callable ``f(values)`` evaluating ``expr`` with numpy; ``values`` maps symbols to arrays or ints."""

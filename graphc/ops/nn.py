@@ -118,6 +118,9 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
     """categorical_crossentropy with integer class labels ``y_true`` instead of one-hot rows."""
     if y_true.dtype not in dtypes.INTS:
         y_true = cast(y_true, "int64")
+    if _normalize_axes(y_pred, axis, "sparse_categorical_crossentropy")[0] != y_pred.ndim - 1:
+        raise GraphError(f"sparse_categorical_crossentropy: the class axis must be the last one, got axis={axis} "
+                         f"for shape {format_shape(y_pred.shape)} (at {user_location()})")
     depth = y_pred.shape[axis]
     if not isinstance(depth, int):
         raise GraphError(f"sparse_categorical_crossentropy: the class axis must have a static size, got {depth} "

@@ -54,7 +54,6 @@ def simplify(graph: Graph) -> Graph:
 
     transpose(transpose(x)) => transpose(x) with composed axes (or x)
     reshape(reshape(x)) => reshape(x)
-    elementwise(elementwise-free body) => its single input (e.g. a cast to the same dtype)
     reduce_sum(broadcast_to(x)) over broadcast axes only => x * (number of copies)
     """
     def rule(node, _original):

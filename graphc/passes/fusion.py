@@ -28,7 +28,10 @@ def _fusable_producer(producer, consumer, uses: int) -> bool:
     if producer.op.name != "elementwise" or uses != 1:
         return False
     if producer.dtype == "bool":
-        return True
+        # Inside the consumer a comparison's operands are converted to the consumer's dtype first:
+        # int64 operands compared in float32 could tie where they differ.
+        return consumer.dtype == "bool" or all(np.can_cast(i.dtype, consumer.dtype, "safe")
+                                                for i in producer.inputs)
     # A rounding cast (float64 -> float32) stays a node: inside the consumer's body its operand would be
     # read unrounded (the reference evaluates a body at numpy's promotion of its operands).
     exact = all(np.can_cast(i.dtype, producer.dtype, "safe") for i in producer.inputs)

@@ -8,7 +8,8 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
+
+from runtime.atomic import atomic_write_bytes
 
 from .networkx_graph import DumpError, to_networkx
 
@@ -99,26 +100,6 @@ def _without_false_flags(attrs: str) -> str:
     return re.sub(r"(, )?\b\w+=False\b", "", attrs).strip(", ")
 
 
-def write_atomically(path, data: bytes):
-    """Write ``data`` to ``path`` through a temporary file in the same directory, so a reader never sees half."""
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".graphc-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the file open()'s usual mode
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def run_dot(dot_text: str, format: str) -> bytes:
     """The picture ``dot -T<format>`` draws from ``dot_text``; DumpError saying how to install Graphviz if absent."""
     program = shutil.which("dot")
@@ -142,5 +123,5 @@ def render(obj, path, stage: str = "autodiff", format=None, heat=None):
     """Draw ``obj`` at ``stage`` into ``path`` as svg, png or pdf (``format``, else ``path``'s suffix)
     with Graphviz's ``dot`` program. Returns ``path``."""
     format = picture_format(path, format)
-    write_atomically(path, run_dot(to_dot(obj, stage, heat), format))
+    atomic_write_bytes(path, run_dot(to_dot(obj, stage, heat), format))
     return path

@@ -1,6 +1,6 @@
 """The seed program (Keras' MNIST example) on graphc: one epoch on the real data reaches Keras' accuracy.
 
-Slow-ish (about 10-30 s on the numpy reference backend); skipped when MNIST cannot be loaded.
+Slow-ish (a few seconds, most of it compiling); skipped when MNIST cannot be loaded.
 """
 import numpy as np
 import pytest

@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+import graphc as gc
+
 from graphc.keras import Input, callbacks, layers, models, optimizers
 from graphc.keras.utils import clear_session, set_random_seed
 
@@ -211,3 +213,21 @@ def test_custom_functions_cannot_be_saved(tmp_path):
     with pytest.raises(ValueError, match="cannot save the custom activation"):
         model.save(tmp_path / "m.npz")
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_model_saved_before_training_loads_with_its_optimizer_slots(tmp_path):
+    model = models.Sequential([layers.Dense(3, activation="softmax")])
+    model.compile("rmsprop", "categorical_crossentropy", ["accuracy"])
+    model.predict(np.ones((2, 4), np.float32), verbose=0)  # built, never trained: no slots yet
+    model.save(tmp_path / "model.npz")
+    loaded = models.load_model(tmp_path / "model.npz")
+    np.testing.assert_allclose(loaded.predict(np.ones((2, 4), np.float32), verbose=0),
+                               model.predict(np.ones((2, 4), np.float32), verbose=0))
+
+
+def test_a_model_hands_its_training_step_to_the_dumps():
+    model = models.Sequential([layers.Dense(3, activation="relu", input_shape=(4,)), layers.Dense(2)])
+    model.compile("sgd", "mse")
+    step = model.graphc_function()
+    assert isinstance(step, gc.Function) and len(step.optimized_graph.updates) == 5  # 4 weights + iterations
+    assert "matmul+relu" in gc.to_dot(model.graphc_function(), stage="optimized")

@@ -116,3 +116,10 @@ def test_save_failure_midway_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert meta == {"epoch": 1}
     np.testing.assert_array_equal(arrays["w"], np.ones(3))
     assert zipfile.is_zipfile(path) and os.listdir(tmp_path) == ["c.npz"]
+
+
+def test_a_npy_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "array.npy"
+    np.save(path, np.zeros(3))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)

@@ -124,16 +124,3 @@ def test_render_without_graphviz_says_how_to_install_it(step, tmp_path, monkeypa
     with pytest.raises(DumpError, match=r"apt-get install graphviz.*brew install graphviz"):
         render(step, tmp_path / "a.svg")
     assert not os.listdir(tmp_path)
-
-
-def test_write_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
-    path = tmp_path / "out.txt"
-    path.write_text("old")
-
-    class Unwritable:
-        def __len__(self):
-            return 1
-
-    with pytest.raises(TypeError):
-        dot_module.write_atomically(path, Unwritable())
-    assert path.read_text() == "old" and os.listdir(tmp_path) == ["out.txt"]
