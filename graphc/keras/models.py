@@ -165,7 +165,8 @@ class Sequential:
 
         On a NaN or infinite loss training stops with runtime's NonFiniteLossError and the weights (and
         optimizer slots) are put back to what they were at the start of the failing epoch, the last state
-        whose epoch ended with a finite loss.
+        whose epoch ended with a finite loss (unless EarlyStopping(restore_best_weights=True) then restores
+        its best epoch's weights).
         """
         self._require_compiled("fit")
         x, y = self._checked_data(x, y)
