@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from llvmlite import ir
 
 from .elementwise import ExprLowering, compute_dtype, convert
+from .epilogue import apply_updates, update_arguments
 from .gemm import GemmSpec, emit_gemm, gemm_workspace_elems, store_to_c
 from .irutil import (IR_TYPES, ITEMSIZE, PTR, KernelBuilder, const, dim_value, dot_offset, loop, size_of, splat,
                      unravel, vector_type)
@@ -37,13 +38,11 @@ def emit_matmul(module, name, node, target, dim_index, updates=(), store_product
     """``void name(C, A, B, extras..., [update pointers...], scratch, i64 *dims, i32 tid, i32 nthreads)``:
     a GEMM specialised for the node's shapes and transposes (M and K may be symbolic: read from dims),
     with the node's epilogue (if fused) applied per output vector, then ``updates`` (see
-    program._fuse_updates_into_gemm): (update node, sources) pairs whose pointers are the update's output
+    program._fuse_updates_into_producers): (update node, sources) pairs whose pointers are the update's output
     then one per "load" source. ``store_product=False``: the product is never written (C may be null)."""
     spec = gemm_spec(node)
     extras = node.inputs[2:]
-    update_args = []
-    for k, (_, sources) in enumerate(updates):
-        update_args += [f"update{k}_out"] + [f"update{k}_load{j}" for j in range(sources.count("load"))]
+    update_args = update_arguments(updates)
     extra_args = [(f"extra{i}", PTR) for i in range(len(extras))] + [(n, PTR) for n in update_args]
     extra_args.append(("dims", PTR))
     epilogue = None
@@ -104,22 +103,9 @@ class _Epilogue:
             product = convert(builder, result, dtype, node.dtype)
         if self.store_product:
             store_to_c(builder, row, col, product, lanes, args)
-        computed = []
-        for k, (update, sources) in enumerate(self.updates):
-            dtype, values, loads = compute_dtype(update), {}, 0
-            for i, (source, operand) in enumerate(zip(sources, update.inputs)):
-                if source == "product":
-                    value = convert(builder, product, node.dtype, dtype)
-                elif source == "load":
-                    loaded = self._load(builder, args[f"update{k}_load{loads}"], operand, row, col, lanes, args["N"])
-                    value, loads = convert(builder, loaded, operand.dtype, dtype), loads + 1
-                else:
-                    earlier = source[1]
-                    value = convert(builder, computed[earlier], self.updates[earlier][0].dtype, dtype)
-                values[arg(i)] = value
-            result = ExprLowering(scope, update, lanes, values).number(update.attrs["expr"])
-            computed.append(convert(builder, result, dtype, update.dtype))
-            store_to_c(builder, row, col, computed[-1], lanes, {**args, "C": args[f"update{k}_out"]})
+        apply_updates(scope, self.updates, product, node.dtype, lanes,
+                      load=lambda name, operand: self._load(builder, args[name], operand, row, col, lanes, args["N"]),
+                      store=lambda name, value, _: store_to_c(builder, row, col, value, lanes, {**args, "C": args[name]}))
 
     @staticmethod
     def _load(builder, pointer, operand, row, col, lanes, n):

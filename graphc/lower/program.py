@@ -16,7 +16,7 @@ import sympy
 from llvmlite import ir
 
 from ..graph import Graph
-from ..graph.shapes import size
+from ..graph.shapes import dims_equal, size
 from ..ops.elementwise import elementwise_op
 from ..ops.expr import arg
 from ..ops.registry import apply
@@ -43,7 +43,7 @@ class Buffer:
 
 @dataclass(eq=False)
 class EpilogueUpdate:
-    """An elementwise update a GEMM applies per output vector after its product (see _fuse_updates_into_gemm).
+    """An elementwise update a producer applies to each output element it finishes (_fuse_updates_into_producers).
     ``sources`` says where each input of ``node`` comes from: "product", ("update", k) for the value an
     earlier update of the same GEMM computed, or a Buffer to load."""
 
@@ -231,23 +231,26 @@ def _same_shape(a, b) -> bool:
     return tuple(map(str, a.shape)) == tuple(map(str, b.shape))
 
 
-def _fuse_updates_into_gemm(schedule):
-    """The in-place updates that read a GEMM's product (v = rho*v + (1-rho)*dW^2, then W -= lr*dW/sqrt(v + eps);
-    or the assignment of W - lr*dW computed in the GEMM's own epilogue) run in the GEMM's epilogue, tile by
-    tile, so the product (the weight gradient) is never written to memory when nothing else reads it.
+def _fuse_updates_into_producers(schedule):
+    """The in-place updates that read a gradient run where the gradient is produced, so the gradient is
+    never read back (nor, from a GEMM, even written when nothing else reads it):
 
-    An update moves up to the GEMM only if no kernel in between reads or writes what it writes, or writes
-    what it reads. Per output element the updates run in schedule order, so every buffer an update writes
-    must be read by the others at the same element only (full shape, no broadcast)."""
+    * in a GEMM's epilogue, tile by tile (v = rho*v + (1-rho)*dW^2, then W -= lr*dW/sqrt(v + eps); or the
+      assignment of W - lr*dW computed in the GEMM's own epilogue);
+    * after a column sum's last row, element by element (the bias gradient and the bias's updates).
+
+    An update moves up to its producer only if no kernel in between reads or writes what it writes, or
+    writes what it reads. Per output element the updates run in schedule order, so every buffer an update
+    writes must be read by the others at the same element only (full shape, no broadcast)."""
     readers = _readers(schedule)
     kernels, fused_away = schedule.kernels, set()
-    for index, gemm in enumerate(kernels):
-        if gemm.node.op.kind != "matmul" or gemm.node.ndim != 2 or gemm.out is None or gemm.out.kind != "temp":
+    for index, producer in enumerate(kernels):
+        if _epilogue_kind(producer) is None:
             continue
         updates, skipped = [], []
         for position in range(index + 1, len(kernels)):
             candidate = kernels[position]
-            update = None if position in fused_away else _as_epilogue_update(candidate, gemm, updates)
+            update = None if position in fused_away else _as_epilogue_update(candidate, producer, updates)
             if update is not None and not _crosses(update, skipped):
                 updates.append(update)
                 fused_away.add(position)
@@ -256,12 +259,30 @@ def _fuse_updates_into_gemm(schedule):
         if not updates:
             continue
         moved = {id(u.out) for u in updates}
-        product_readers = [r for r in readers.get(id(gemm.out), [])
+        product_readers = [r for r in readers.get(id(producer.out), [])
                            if not (r in fused_away and id(kernels[r].out) in moved)]
-        gemm.updates = updates
-        if not product_readers:
-            gemm.out = None
+        producer.updates = updates
+        if not product_readers and _epilogue_kind(producer) == "gemm" and producer.out.kind == "temp":
+            producer.out = None  # a column sum accumulates in its output, so it keeps it
     schedule.kernels = [k for i, k in enumerate(kernels) if i not in fused_away]
+
+
+def _epilogue_kind(kernel) -> str | None:
+    """"gemm" or "sum" for a kernel whose epilogue can apply updates (element positions are the output's
+    row-major positions), else None."""
+    if kernel.out is None or kernel.out.kind not in ("temp", "output"):
+        return None
+    if kernel.node.op.kind == "matmul" and kernel.node.ndim == 2:
+        return "gemm"
+    return "sum" if kernel.node.op.name == "reduce_sum" else None
+
+
+def _same_elements(node, producer) -> bool:
+    """Whether ``node`` covers the ``producer`` kernel's output element for element: the same shape for a
+    GEMM (its epilogue knows rows and columns), the same size for a sum (it knows flat positions)."""
+    if _epilogue_kind(producer) == "gemm":
+        return _same_shape(node, producer.node)
+    return dims_equal(size(node.shape), size(producer.node.shape))
 
 
 def _crosses(update, kernels) -> bool:
@@ -275,21 +296,21 @@ def _crosses(update, kernels) -> bool:
     return False
 
 
-def _as_epilogue_update(kernel, gemm, earlier):
-    """``kernel`` as an update of ``gemm``'s epilogue after the ``earlier`` ones, or None if it can't be."""
-    node = kernel.node
+def _as_epilogue_update(kernel, producer, earlier):
+    """``kernel`` as an update in ``producer``'s epilogue after the ``earlier`` ones, or None if it can't be."""
+    node, gemm = kernel.node, _epilogue_kind(producer) == "gemm"
     if node.op.name == "reshape":  # the copy assigning an update computed elsewhere: an identity body
         node = apply(elementwise_op, node.inputs, {"expr": arg(0), "label": "assign", "dtype": node.dtype})
-    if node.op.name != "elementwise" or kernel.out.kind != "variable" or not _same_shape(node, gemm.node):
+    if node.op.name != "elementwise" or kernel.out.kind != "variable" or not _same_elements(node, producer):
         return None
     written = {id(u.out): k for k, u in enumerate(earlier)}
-    if any(b is kernel.out for b in gemm.inputs[:2]) or any(
-            b is kernel.out and not _same_shape(operand, gemm.node)
-            for b, operand in zip(gemm.inputs[2:], gemm.node.inputs[2:])):
-        return None  # the GEMM reads what this update overwrites somewhere else than at the same element
+    read_by_producer = list(zip(producer.inputs, producer.node.inputs))
+    if any(b is kernel.out and not (gemm and i >= 2 and _same_shape(operand, producer.node))
+           for i, (b, operand) in enumerate(read_by_producer)):
+        return None  # the producer reads what this update overwrites somewhere else than at the same element
     sources = []
     for buffer, operand in zip(kernel.inputs, node.inputs):
-        if buffer is gemm.out:
+        if buffer is producer.out:
             sources.append("product")
         elif id(buffer) in written:
             if not _same_shape(operand, node):
@@ -298,7 +319,9 @@ def _as_epilogue_update(kernel, gemm, earlier):
         elif buffer is kernel.out and _same_shape(operand, node):
             sources.append(buffer)  # the variable's old value, read at the element it overwrites
         else:
-            if buffer is kernel.out or operand.ndim > 2:
+            # A GEMM's epilogue reads other operands by row and column (broadcasting like the bias row);
+            # a sum's reads them by flat position, so only whole same-shape operands.
+            if buffer is kernel.out or operand.ndim > 2 or (not gemm and not _same_shape(operand, node)):
                 return None
             sources.append(buffer)
     if "product" not in sources and not any(isinstance(s, tuple) for s in sources):
@@ -314,7 +337,7 @@ def _as_epilogue_update(kernel, gemm, earlier):
 # name -> rewrite, in the order they run; gc.function's ``optimize`` picks them (graphc.passes.SCHEDULE_PASSES).
 SCHEDULE_REWRITES = {
     "update_in_place": _update_in_place,
-    "fuse_updates_into_gemm": _fuse_updates_into_gemm,
+    "fuse_updates_into_producers": _fuse_updates_into_producers,
 }
 
 

@@ -22,6 +22,7 @@ import math
 import sympy
 from llvmlite import ir
 
+from .epilogue import apply_updates, update_arguments
 from .irutil import (I32, KernelBuilder, call_intrinsic, const, constant_like, contiguous_strides, dot_offset, imin,
                      lanes_for, loop, size_of, unravel, vector_type)
 
@@ -93,24 +94,41 @@ def _nested(kb: KernelBuilder, groups, strides, body, name="r"):
     level(0, const(0))
 
 
-def emit_reduce(module: ir.Module, name: str, node, target, dim_index: dict) -> ir.Function:
-    """out = reduce(in0) over node.attrs['axes'] (keepdims only changes the output shape, not its layout)."""
+def emit_reduce(module: ir.Module, name: str, node, target, dim_index: dict, updates=(),
+                store_product=True) -> ir.Function:
+    """out = reduce(in0) over node.attrs['axes'] (keepdims only changes the output shape, not its layout).
+
+    ``updates`` (see epilogue.py) run on each finished output element, in place at its flat position;
+    their pointers follow in0 (``update_arguments``). The output is always written: it is the accumulator.
+    """
     x = node.inputs[0]
-    kb = KernelBuilder.create(module, name, 1, dim_index)
+    update_names = update_arguments(updates)
+    kb = KernelBuilder.create(module, name, 1 + len(update_names), dim_index)
+    pointers = dict(zip(update_names, kb.inputs[1:]))
+
+    def finish(offset, value, width):
+        """The updates for the finished output element(s) at ``offset``."""
+        def load(pointer_name, operand):
+            return kb.load(pointers[pointer_name], operand.dtype, offset, width)
+
+        def store(pointer_name, result, dtype):
+            kb.store(result, pointers[pointer_name], dtype, offset)
+        apply_updates(kb, updates, value, node.dtype, width, load, store)
     groups = _groups(x.shape, node.attrs["axes"]) or [(sympy.Integer(1), False)]  # all axes of length 1
     strides = contiguous_strides([size for size, _ in groups])
     kept = [(size, stride) for (size, reduced), stride in zip(groups, strides) if not reduced]
     reduced = [(size, stride) for (size, is_reduced), stride in zip(groups, strides) if is_reduced]
     combiner = Combiner(node.op.name, x.dtype)
     lanes = lanes_for(target, x.dtype)
+    finish_elements = finish if updates else None
     if groups and groups[-1][1]:
-        _emit_reduce_inner(kb, x.dtype, kept, reduced, combiner, lanes, size_of(x.shape))
+        _emit_reduce_inner(kb, x.dtype, kept, reduced, combiner, lanes, size_of(x.shape), finish_elements)
     else:
-        _emit_reduce_outer(kb, x.dtype, kept, reduced, combiner, lanes, size_of(x.shape))
+        _emit_reduce_outer(kb, x.dtype, kept, reduced, combiner, lanes, size_of(x.shape), finish_elements)
     return kb.finish()
 
 
-def _emit_reduce_inner(kb, dtype, kept, reduced, combiner, lanes, work):
+def _emit_reduce_inner(kb, dtype, kept, reduced, combiner, lanes, work, finish=None):
     """Each output element: a vector accumulator over its contiguous innermost run (+ outer reduced groups)."""
     b = kb.builder
     scalar_type, vector = vector_type(dtype, 1), vector_type(dtype, lanes)
@@ -138,9 +156,11 @@ def _emit_reduce_inner(kb, dtype, kept, reduced, combiner, lanes, work):
         _nested(kb, [size for size, _ in outer_reduced], [stride for _, stride in outer_reduced], accumulate_run)
         total = combiner.combine(b, combiner.fold(b, b.load(accumulators[0])), b.load(accumulators[1]))
         kb.store(total, kb.out, dtype, o.index)
+        if finish is not None:
+            finish(o.index, total, 1)
 
 
-def _emit_reduce_outer(kb, dtype, kept, reduced, combiner, lanes, work):
+def _emit_reduce_outer(kb, dtype, kept, reduced, combiner, lanes, work, finish=None):
     """The innermost group is kept: accumulate whole input rows into a block of the output."""
     b = kb.builder
     sizes = [kb.dim(size) for size, _ in kept]
@@ -172,6 +192,12 @@ def _emit_reduce_outer(kb, dtype, kept, reduced, combiner, lanes, work):
         update(lanes, None)  # the block starts as the identity
         _nested(kb, [size for size, _ in reduced], [stride for _, stride in reduced],
                 lambda offset: update(lanes, b.add(base, offset)))
+        if finish is not None:  # the block is complete: its elements are final
+            vector_end = b.sub(count, b.urem(count, const(lanes)))
+            for start, stop, width in ((const(0), vector_end, lanes), (vector_end, count, 1)):
+                with loop(b, start, stop, width, name="finish") as j:
+                    offset = b.add(position, j.index)
+                    finish(offset, kb.load(kb.out, dtype, offset, width), width)
         block.step = count
 
 

@@ -10,10 +10,10 @@ from graphc.viz.examples import mnist_mlp
 BATCH_128 = {dim_symbol("batch"): 128}
 
 
-def test_the_seed_step_is_30_kernels_with_every_update_written_in_place():
+def test_the_seed_step_is_27_kernels_with_every_update_written_in_place():
     optimized = plan(mnist_mlp(backend="reference").optimized_graph)
     unoptimized = plan(mnist_mlp(backend="reference", optimize=0).optimized_graph)
-    assert len(optimized.kernels) == 30 and len(unoptimized.kernels) == 72
+    assert len(optimized.kernels) == 27 and len(unoptimized.kernels) == 72
     assert not [k.name for k in optimized.kernels if k.name.endswith("_copy")]
     written = {b.node.name for k in optimized.kernels for b in k.outputs if b.kind == "variable"}
     assert written == {"W1", "b1", "W2", "b2", "W1_rms", "b1_rms", "W2_rms", "b2_rms"}
@@ -22,12 +22,16 @@ def test_the_seed_step_is_30_kernels_with_every_update_written_in_place():
     assert workspace_bytes(optimized, BATCH_128) < workspace_bytes(unoptimized, BATCH_128) / 2
 
 
-def test_weight_gradients_are_consumed_by_the_rmsprop_update_in_the_gemm_epilogue():
-    """dW = x^T dZ is never written: each output tile updates the RMSprop slot, then the weight."""
+def test_gradients_are_consumed_by_the_rmsprop_updates_where_they_are_produced():
+    """dW = x^T dZ is never written: each output tile updates the RMSprop slot, then the weight; each bias
+    gradient's column sum updates the bias's slot and the bias as its elements are finished."""
     schedule = plan(mnist_mlp(backend="reference").optimized_graph)
-    weight_gradients = [k for k in schedule.kernels if k.updates]
-    assert [[u.out.node.name for u in k.updates] for k in weight_gradients] == [["W1_rms", "W1"], ["W2_rms", "W2"]]
+    producers = [k for k in schedule.kernels if k.updates]
+    assert [[u.out.node.name for u in k.updates] for k in producers] == [
+        ["W1_rms", "W1"], ["b1_rms", "b1"], ["W2_rms", "W2"], ["b2_rms", "b2"]]
+    weight_gradients, bias_gradients = producers[0::2], producers[1::2]
     assert all(k.out is None and k.node.attrs["transpose_a"] for k in weight_gradients)
+    assert all(k.node.op.name == "reduce_sum" and k.out is not None for k in bias_gradients)  # sums accumulate in it
     slot_update, weight_update = weight_gradients[0].updates
     assert "product" in slot_update.sources and ("update", 0) in weight_update.sources
 
@@ -79,7 +83,7 @@ def test_optimize_switches_the_schedule_rewrites_too():
     # (optimize, copy kernels assigning updates, GEMMs applying updates in their epilogue); at level 1 the
     # velocity's update (0.9 * v computed first) is not written in place, at level 2 the GEMM's epilogue
     # computes it (a graph fusion) and then assigns it and updates w.
-    for optimize, copies, fused in [(0, 2, 0), (1, 1, 0), (["fuse_updates_into_gemm"], 1, 0), (2, 0, 1)]:
+    for optimize, copies, fused in [(0, 2, 0), (1, 1, 0), (["fuse_updates_into_producers"], 1, 0), (2, 0, 1)]:
         w.value, velocity.value = np.ones((7, 3)), np.zeros((7, 3))
         f = gc.function([x], loss, updates, optimize=optimize)
         kernels = f.program.schedule.kernels
@@ -91,3 +95,29 @@ def test_optimize_switches_the_schedule_rewrites_too():
             np.testing.assert_allclose(got, want, rtol=1e-12)
     with pytest.raises(ValueError, match="schedule passes update_in_place"):
         gc.function([x], loss, updates, optimize=["no_such_pass"])
+
+
+@pytest.mark.parametrize("axis, shape", [(0, (300, 129)), (1, (129, 300)), (0, (3, 17))])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_updates_run_as_a_sum_finishes_its_elements(axis, shape, threads):
+    """v -= 0.1 * sum(x, axis) with the velocity-style slot update before it: both run in the sum's kernel,
+    over a kept inner axis (column sums, the bias gradient) and a reduced one (row sums)."""
+    length = shape[1 - axis]
+    x = gc.placeholder(("n", shape[1]) if axis == 0 else (shape[0], "n"), "float32", name="x")
+    v = gc.variable(np.linspace(-1, 1, length, dtype=np.float32), name="v")
+    slot = gc.variable(np.full(length, 0.5, np.float32), name="slot")
+    total = gc.sum(x, axis=axis)
+    new_slot = 0.9 * slot + 0.1 * gc.square(total)
+    updates = [(slot, new_slot), (v, v - 0.1 * total / gc.sqrt(new_slot + 1e-7))]
+    data = np.random.default_rng(4).random(shape, dtype=np.float32)
+    results = []
+    for backend in ("reference", "llvm"):
+        v.value, slot.value = np.linspace(-1, 1, length, dtype=np.float32), np.full(length, 0.5, np.float32)
+        options = {"threads": threads} if backend == "llvm" else {}
+        f = gc.function([x], total, updates, backend=backend, **options)
+        if backend == "llvm":
+            assert [[u.out.node.name for u in k.updates] for k in f.program.schedule.kernels if k.updates] == [
+                ["slot", "v"]]
+        results.append((f(data), v.value, slot.value))
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

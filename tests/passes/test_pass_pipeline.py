@@ -142,7 +142,7 @@ def test_disabling_any_one_pass_leaves_the_seed_steps_numbers_unchanged(seed_ste
 def test_the_optimizer_halves_the_seed_steps_computing_nodes(seed_step):
     step, _, _ = seed_step
     before, after = computing_nodes(step.graph), computing_nodes(optimize_graph(step.graph))
-    assert (len(before), len(after)) == (68, 34)
+    assert (len(before), len(after)) == (68, 35)
     assert len(after) < len(before)
 
 
