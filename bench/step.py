@@ -49,15 +49,20 @@ class NumpyStep:
         return loss, accuracy
 
 
-def median_ms(step, x, y, steps):
-    for _ in range(10):
-        step(x, y)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step(x, y)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+def median_ms(steps_by_name, x, y, steps, blocks=5):
+    """Median milliseconds per step of each function, measured in alternating blocks of steps, so that the
+    machine's slow phases (it is shared and noisy) hit every contender alike. Blocks, not single steps:
+    a program's helper thread keeps spinning a little after each step and would slow the next contender."""
+    times = {name: [] for name in steps_by_name}
+    for _ in range(blocks):
+        for name, step in steps_by_name.items():
+            for _ in range(10):  # warm up, and let the previous contender's helper thread go to sleep
+                step(x, y)
+            for _ in range(steps // blocks):
+                start = time.perf_counter()
+                step(x, y)
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(samples) * 1e3 for name, samples in times.items()}
 
 
 def compile_seconds(**options):
@@ -75,17 +80,19 @@ def main():
     x = rng.random((BATCH, FEATURES), dtype=np.float32)
     y = np.eye(CLASSES, dtype=np.float32)[rng.integers(0, CLASSES, BATCH)]
 
-    # numpy first, before any graphc function (and its helper threads) exists.
-    results = {"numpy (hand-written)": median_ms(NumpyStep(), x, y, args.steps)}
+    # numpy alone, before any graphc thread exists: OpenBLAS's threads and graphc's spin between calls,
+    # and interleaved they would slow each other down.
+    results = median_ms({"numpy (hand-written)": NumpyStep()}, x, y, args.steps)
     with tempfile.TemporaryDirectory() as cache:
         os.environ["GRAPHC_CACHE_DIR"] = cache
         cold, optimized = compile_seconds(threads=args.threads)
         cached, _ = compile_seconds(threads=args.threads)
         _, unoptimized = compile_seconds(threads=args.threads, optimize=0)
-    results["graphc, optimize=0"] = median_ms(unoptimized, x, y, args.steps)
-    results[f"graphc ({args.threads} threads)"] = median_ms(optimized, x, y, args.steps)
+    results.update(median_ms({"graphc, optimize=0": unoptimized, f"graphc ({args.threads} threads)": optimized},
+                             x, y, args.steps))
     baseline = results["numpy (hand-written)"]
-    print(f"seed MLP training step, batch {BATCH}, median of {args.steps} steps")
+    print(f"seed MLP training step, batch {BATCH}, median of {args.steps} steps each "
+          f"(the two graphc programs in alternating blocks)")
     for name, ms in results.items():
         print(f"  {name:28s} {ms:7.3f} ms   numpy/this = {baseline / ms:5.2f}x")
     graphc_ms = results[f"graphc ({args.threads} threads)"]
