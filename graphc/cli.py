@@ -42,8 +42,12 @@ def main(argv=None) -> int:
     if (args.target is None) == (args.example is None):
         parser.error(f"{args.command}: give either TARGET or --example NAME")
     try:
+        # Usage errors come first, before a target is loaded and compiled.
         if args.command == "dump":
-            args.format = dump_format(parser, args)  # before loading: usage errors come first
+            args.format = dump_format(parser, args)
+        else:
+            args.sizes = parse_dims(parser, args.dim)
+            args.output_format = output_format(parser, args.output) if args.output else None
         obj = EXAMPLES[args.example]() if args.example else load_target(args.target)
         return args.handler(parser, args, obj)
     except TargetError as error:
@@ -126,14 +130,12 @@ def run_dump(parser, args, obj) -> int:
 
 def run_profile(parser, args, obj) -> int:
     function = as_function(obj)
-    result = profile(function, random_feeds(function, parse_dims(parser, args.dim)), args.repeats)
+    result = profile(function, random_feeds(function, args.sizes), args.repeats)
     print(result.table(), end="")
-    if args.output:
-        format = output_format(parser, args.output)
-        if format == "dot":
-            atomic_write_bytes(args.output, result.to_dot().encode())
-        else:
-            render(function, args.output, stage="kernels", format=format, heat=result.heat())
+    if args.output_format == "dot":
+        atomic_write_bytes(args.output, result.to_dot().encode())
+    elif args.output_format:
+        render(function, args.output, stage="kernels", format=args.output_format, heat=result.heat())
     return 0
 
 

@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 import graphc
+from graphc import cli
 from graphc.cli import main
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' is not installed")
@@ -159,3 +160,13 @@ def test_the_command_documents_itself_and_fails_without_a_traceback():
         assert word in help_text.stdout
     bad = run_graphc("dump", "no_such_module_graphc:x")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("usage", [["--dim", "batch"], ["-o", "heat.weird"]])
+def test_profile_usage_errors_come_before_any_compiling(usage, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("the example was built before the usage was checked")
+    monkeypatch.setitem(cli.EXAMPLES, "mnist-mlp", never)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["profile", "--example", "mnist-mlp", *usage])
+    assert exit_info.value.code == 2
