@@ -2,7 +2,7 @@
 from dataclasses import dataclass, field
 
 from .node import GraphError, Node
-from .shapes import format_shape
+from .shapes import format_shape, shapes_equal
 
 
 def topo_order(outputs) -> list[Node]:
@@ -44,7 +44,7 @@ class Graph:
                 raise GraphError(f"updates must assign variables, got {var!r}")
             if not isinstance(new, Node):
                 raise GraphError(f"the update of {var.name} must be a graph node, got {type(new).__name__}")
-            if var.shape != new.shape and format_shape(var.shape) != format_shape(new.shape):
+            if not shapes_equal(var.shape, new.shape):
                 raise GraphError(f"update of {var.name}: variable shape {format_shape(var.shape)} "
                                  f"but new value shape {format_shape(new.shape)} ({new.location})")
             if var.dtype != new.dtype:

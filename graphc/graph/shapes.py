@@ -54,6 +54,11 @@ def dims_equal(a, b) -> bool:
     return sympy.expand(sympy.sympify(a) - sympy.sympify(b)) == 0
 
 
+def shapes_equal(a, b) -> bool:
+    """Same rank and every dimension equal (symbolic ones as expressions)."""
+    return len(a) == len(b) and all(dims_equal(p, q) for p, q in zip(a, b))
+
+
 def is_static(shape) -> bool:
     return all(isinstance(d, int) for d in shape)
 

@@ -16,7 +16,7 @@ import sympy
 from llvmlite import ir
 
 from ..graph import Graph
-from ..graph.shapes import dims_equal, size
+from ..graph.shapes import dims_equal, shapes_equal, size
 from ..ops.elementwise import elementwise_op
 from ..ops.expr import arg
 from ..ops.registry import apply
@@ -198,7 +198,7 @@ def _in_place_safe(kernel, buffer) -> bool:
     """An elementwise kernel may write over its input 0 when it has the output's shape and dtype."""
     node = kernel.node
     return (node.op.name == "elementwise" and kernel.inputs and kernel.inputs[0] is buffer
-            and tuple(map(str, node.inputs[0].shape)) == tuple(map(str, node.shape))
+            and shapes_equal(node.inputs[0].shape, node.shape)
             and node.inputs[0].dtype == node.dtype)
 
 
@@ -228,7 +228,7 @@ def _update_in_place(schedule):
 
 
 def _same_shape(a, b) -> bool:
-    return tuple(map(str, a.shape)) == tuple(map(str, b.shape))
+    return shapes_equal(a.shape, b.shape)
 
 
 def _fuse_updates_into_producers(schedule):

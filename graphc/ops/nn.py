@@ -4,7 +4,7 @@ import numpy as np
 
 from ..graph import dtypes
 from ..graph.node import GraphError, user_location
-from ..graph.shapes import broadcast_shapes, dims_equal, format_shape
+from ..graph.shapes import broadcast_shapes, format_shape, shapes_equal
 from .elementwise import cast, clip, log, make, multiply, negative, apply_named
 from .expr import arg
 from .reduce import mean, sum
@@ -93,7 +93,7 @@ def _check_pair(label, y_true, y_pred):
         shape, reason = None, f": {error}"
     else:
         reason = ""
-    if shape is None or len(shape) != y_pred.ndim or not all(dims_equal(a, b) for a, b in zip(shape, y_pred.shape)):
+    if shape is None or not shapes_equal(shape, y_pred.shape):
         raise GraphError(f"{label}: y_true shape {format_shape(y_true.shape)} does not match y_pred shape "
                          f"{format_shape(y_pred.shape)}{reason} (at {user_location()})")
 

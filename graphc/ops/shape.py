@@ -4,7 +4,7 @@ import sympy
 
 from ..graph.node import GraphError, Node, user_location
 from ..graph.shapes import (broadcast_shapes, canonical_dim, dims_equal, evaluate_shape, format_shape,
-                            size)
+                            shapes_equal, size)
 from .registry import Op, apply
 
 
@@ -92,16 +92,12 @@ def _broadcast_infer(inputs, attrs):
     (x,) = inputs
     target = attrs["shape"]
     try:
-        compatible = len(target) >= x.ndim and dims_equal_all(broadcast_shapes(x.shape, target), target)
+        compatible = len(target) >= x.ndim and shapes_equal(broadcast_shapes(x.shape, target), target)
     except ValueError:
         compatible = False
     if not compatible:
         raise ValueError(f"cannot broadcast to {format_shape(target)}")
     return target, x.dtype
-
-
-def dims_equal_all(a, b) -> bool:
-    return len(a) == len(b) and all(dims_equal(p, q) for p, q in zip(a, b))
 
 
 broadcast_op = Op(
@@ -114,7 +110,7 @@ broadcast_op = Op(
 def broadcast_to(x, shape) -> Node:
     """``x`` repeated along new leading axes and its length-1 axes to ``shape`` (numpy broadcasting)."""
     shape = tuple(canonical_dim(d) for d in shape)
-    if dims_equal_all(x.shape, shape):
+    if shapes_equal(x.shape, shape):
         return x
     return apply(broadcast_op, [x], {"shape": shape})
 

@@ -7,7 +7,7 @@ import numpy as np
 import sympy
 
 from ..graph import Graph, dtypes
-from ..graph.shapes import broadcast_shapes
+from ..graph.shapes import broadcast_shapes, shapes_equal
 from ..ops.elementwise import make
 from ..ops.expr import arg
 from ..ops.linalg import fused_matmul_op
@@ -70,7 +70,7 @@ def fuse_matmul_epilogue(graph: Graph) -> Graph:
         for index, (product, product_original) in enumerate(zip(node.inputs, original.inputs)):
             if product.op.name != "matmul" or product.ndim != 2 or counts[product_original.id] != 1:
                 continue
-            if tuple(map(str, node.shape)) != tuple(map(str, product.shape)) or node.dtype != product.dtype:
+            if not shapes_equal(node.shape, product.shape) or node.dtype != product.dtype:
                 continue
             extras = [i for j, i in enumerate(node.inputs) if j != index]
             if product in extras:
