@@ -23,6 +23,7 @@ from ..ops.registry import apply
 from ..ops.shape import reshape_op
 from .irutil import I32, I64, ITEMSIZE, PTR
 from .kernels import EMITTERS
+from .rows import RowKernel, distinct_buffers, emit_row_kernel, fuse_row_wise
 
 SPIN_BEFORE_YIELD = 1 << 12  # a barrier spins this long before giving the core away (oversubscribed machines)
 SPINS_BEFORE_SLEEP = 1 << 14  # an idle helper thread spins this long (~0.3 ms) before it sleeps
@@ -75,6 +76,12 @@ class Kernel:
         return [self.node] + [update.node for update in self.updates]
 
     @property
+    def label(self) -> str:
+        """The op, and how many updates ride in its epilogue."""
+        op = self.node.op.display_name(self.node)
+        return f"{op}+{len(self.updates)} updates" if self.updates else op
+
+    @property
     def outputs(self) -> list:
         return ([self.out] if self.out is not None else []) + [update.out for update in self.updates]
 
@@ -123,12 +130,13 @@ class Schedule:
             attrs = {k: v for k, v in node.attrs.items() if k not in ("label", "value")}
             operands = [(canonical(i.shape), i.dtype) for i in node.inputs]
             return f"{node.op.name} {canonical(sorted(attrs.items()))} {canonical(node.shape)} {node.dtype} {operands}"
-        lines = [f"dims {len(self.dims)}"]
-        for kernel in self.kernels:
-            lines.append(kernel.name + " " + " ".join("-" if b is None else str(b.slot) for b in kernel.arguments))
+        def describe(kernel):
+            lines = [kernel.name + " " + " ".join("-" if b is None else str(b.slot) for b in kernel.arguments)]
+            if isinstance(kernel, RowKernel):
+                return lines + [f"{role} {line}" for role, member in kernel.members for line in describe(member)]
             lines += [signature(node) for node in kernel.nodes]
-            lines += [repr(["load" if isinstance(s, Buffer) else s for s in u.sources]) for u in kernel.updates]
-        return "\n".join(lines)
+            return lines + [repr(["load" if isinstance(s, Buffer) else s for s in u.sources]) for u in kernel.updates]
+        return "\n".join([f"dims {len(self.dims)}"] + [line for k in self.kernels for line in describe(k)])
 
     @property
     def dim_index(self) -> dict:
@@ -250,7 +258,8 @@ def _fuse_updates_into_producers(schedule):
         updates, skipped = [], []
         for position in range(index + 1, len(kernels)):
             candidate = kernels[position]
-            update = None if position in fused_away else _as_epilogue_update(candidate, producer, updates)
+            movable = position not in fused_away and isinstance(candidate, Kernel)
+            update = _as_epilogue_update(candidate, producer, updates) if movable else None
             if update is not None and not _crosses(update, skipped):
                 updates.append(update)
                 fused_away.add(position)
@@ -337,6 +346,7 @@ def _as_epilogue_update(kernel, producer, earlier):
 # name -> rewrite, in the order they run; gc.function's ``optimize`` picks them (graphc.passes.SCHEDULE_PASSES).
 SCHEDULE_REWRITES = {
     "update_in_place": _update_in_place,
+    "fuse_row_wise": fuse_row_wise,
     "fuse_updates_into_producers": _fuse_updates_into_producers,
 }
 
@@ -352,20 +362,20 @@ def _share_memory(schedule):
         if kernel.scratch is not None:
             scratch_slot = kernel.scratch.slot if scratch_slot is None else scratch_slot
             kernel.scratch.slot = scratch_slot
-        out = kernel.out
-        if out is not None and out.kind == "temp":
-            dying_input = kernel.inputs[0] if kernel.inputs else None
-            if (dying_input is not None and dying_input.kind == "temp" and _in_place_safe(kernel, dying_input)
-                    and last_read.get(id(dying_input)) == index):
-                out.slot = dying_input.slot
+        dying = [b for b in distinct_buffers(kernel.inputs) if b.kind == "temp" and last_read[id(b)] == index]
+        for out in kernel.outputs:
+            if out.kind != "temp":
+                continue
+            if out is kernel.out and kernel.inputs[:1] and kernel.inputs[0] in dying and _in_place_safe(kernel, kernel.inputs[0]):
+                out.slot = kernel.inputs[0].slot
+                dying.remove(kernel.inputs[0])
             else:
                 reusable = next((b for b in free if b.nbytes == out.nbytes), None)
                 if reusable is not None:
                     free.remove(reusable)
                     out.slot = reusable.slot
-        for buffer in {id(b): b for b in kernel.inputs}.values():
-            if buffer.kind == "temp" and last_read[id(buffer)] == index and (out is None or buffer.slot != out.slot):
-                free.append(buffer)
+        # A temporary nothing reads later (a row group's inner values) is free after this kernel too.
+        free += dying + [b for b in kernel.outputs if b.kind == "temp" and id(b) not in last_read]
 
 
 def workspace_bytes(schedule, dims: dict) -> int:
@@ -475,6 +485,8 @@ def _emit_worker(module, entry, barrier):
 
 
 def _emit_kernel(module, kernel, target, dim_index) -> ir.Function:
+    if isinstance(kernel, RowKernel):
+        return emit_row_kernel(module, kernel, target, dim_index, _emit_kernel)
     emit = EMITTERS[kernel.node.op.name]
     if not kernel.updates:
         return emit(module, kernel.name, kernel.node, target, dim_index)

@@ -24,6 +24,7 @@ PIPELINE = [
 # switched by the same levels and names.
 SCHEDULE_PASSES = [
     ("update_in_place", 1),
+    ("fuse_row_wise", 2),
     ("fuse_updates_into_producers", 2),
 ]
 PASS_NAMES = [name for name, _, _ in PIPELINE]

@@ -88,18 +88,12 @@ def _profile_native(function, program, arrays, dims, repeats) -> Profile:
     finally:
         _restore(variables, saved)
     total = sum(seconds)
-    rows = [ProfileRow(kernel.name, _kernel_op(kernel), elapsed,
+    rows = [ProfileRow(kernel.name, kernel.label, elapsed,
                        elapsed / total if total else 0.0, _gflops(kernel.node, dims, elapsed))
             for kernel, elapsed in zip(program.schedule.kernels, seconds)]
     how = (f"llvm backend, {_format_dims(dims)}: each kernel called alone on 1 thread (tid 0 of 1), "
            f"in schedule order, mean of {repeats} calls")
     return Profile(function, rows, total, how, program_seconds, program.threads)
-
-
-def _kernel_op(kernel) -> str:
-    """The kernel's op, and how many updates ride in its epilogue (a GEMM may apply the optimizer's)."""
-    op = kernel.node.op.display_name(kernel.node)
-    return f"{op}+{len(kernel.updates)} updates" if kernel.updates else op
 
 
 def _restore(variables, saved):
@@ -118,7 +112,8 @@ def _time_kernel(program, kernel, slots, dims_array, dims, repeats) -> float:
     signature = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * (len(arguments) + 1), ctypes.c_int32, ctypes.c_int32)
     call = signature(program.kernel_address(kernel.name))
     addresses = [0 if b is None else int(slots[b.slot]) for b in arguments]
-    slot_uses = [b.slot for b in arguments if b is not None]
+    # Overwritten: an output that is also read (an in-place update; a row group's updated variable).
+    slot_uses = [b.slot for b in arguments if b is not None] + [b.slot for b in kernel.inputs]
     overwritten = [_Snapshot(int(slots[b.slot]), evaluate_dim(b.nbytes, dims))
                    for b in kernel.outputs if slot_uses.count(b.slot) > 1 and slots[b.slot]]
     elapsed = 0.0
@@ -177,8 +172,8 @@ def _format_dims(dims) -> str:
 
 
 def _gflops(node, dims, seconds) -> float | None:
-    """2*M*N*K floating-point operations (times the batch) per second, in billions, for a matmul node (fused or not)."""
-    if node.op.kind != "matmul" or seconds <= 0:
+    """2*M*N*K floating-point operations (times the batch) per second, in billions, for a matmul node (fused or not); None for anything else."""
+    if node is None or node.op.kind != "matmul" or seconds <= 0:
         return None
     a = node.inputs[0]
     contracted = a.shape[-2] if node.attrs["transpose_a"] else a.shape[-1]
