@@ -5,7 +5,7 @@ default) or a list of pass names to disable, so a wrong answer can be bisected t
 same levels and names switch the native planner's schedule rewrites (SCHEDULE_PASSES).
 """
 from .cleanup import (eliminate_common_subexpressions, fold_constants, fold_transposes_into_matmul,
-                      relu_mask_from_output, simplify, stable_log_softmax)
+                      relu_mask_from_output, simplify, softmax_from_log_softmax, stable_log_softmax)
 from .fusion import fuse_elementwise, fuse_matmul_epilogue
 
 # (name, level that enables it, pass). Clean-up first, so fusion sees the simplest graph.
@@ -15,6 +15,7 @@ PIPELINE = [
     ("simplify", 1, simplify),
     ("fold_transposes", 1, fold_transposes_into_matmul),
     ("stable_log_softmax", 1, stable_log_softmax),
+    ("softmax_from_log_softmax", 1, softmax_from_log_softmax),
     ("relu_mask_from_output", 2, relu_mask_from_output),
     ("cse_again", 1, eliminate_common_subexpressions),
     ("fuse_elementwise", 2, fuse_elementwise),

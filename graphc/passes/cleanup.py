@@ -3,10 +3,10 @@ import numpy as np
 import sympy
 
 from ..graph import Graph
-from ..graph.shapes import is_static
+from ..graph.shapes import broadcast_shapes, is_static, shapes_equal
 from ..ops.elementwise import make
 from ..ops.nn import log_softmax
-from ..ops.reduce import sum as reduce_sum
+from ..ops.reduce import argmax, sum as reduce_sum
 from ..ops.expr import arg, dim_symbols
 from ..ops.registry import apply
 from ..ops.shape import broadcast_to, reshape, transpose
@@ -55,9 +55,12 @@ def simplify(graph: Graph) -> Graph:
     transpose(transpose(x)) => transpose(x) with composed axes (or x)
     reshape(reshape(x)) => reshape(x)
     reduce_sum(broadcast_to(x)) over broadcast axes only => x * (number of copies)
+    e(broadcast_to(x), y) => e(x, y) when x broadcasts against y to the same shape (e broadcasts itself)
     """
     def rule(node, _original):
         name, first = node.op.name, node.inputs[0] if node.inputs else None
+        if name == "elementwise" and any(i.op.name == "broadcast_to" for i in node.inputs):
+            return _broadcast_in_body(node)
         if name == "transpose" and first.op.name == "transpose":
             inner, outer = first.attrs["axes"], node.attrs["axes"]
             return transpose(first.inputs[0], tuple(inner[a] for a in outer))
@@ -67,6 +70,16 @@ def simplify(graph: Graph) -> Graph:
             return _sum_of_broadcast(node, first)
         return None
     return rebuild(graph, rule)
+
+
+def _broadcast_in_body(node):
+    unbroadcast = [i.inputs[0] if i.op.name == "broadcast_to" else i for i in node.inputs]
+    try:
+        if shapes_equal(broadcast_shapes(*[i.shape for i in unbroadcast]), node.shape):
+            return make(node.attrs["label"], node.attrs["expr"], unbroadcast, node.dtype)
+    except ValueError:
+        pass
+    return None
 
 
 def _sum_of_broadcast(node, broadcast):
@@ -136,6 +149,28 @@ def _log_softmax_gradient(node):
     g = quotient.inputs[0]
     summed = reduce_sum(g, axis, keepdims=True)
     return make("dlog_softmax", arg(0) - arg(1) * arg(2), [g, softmax, summed], node.dtype)
+
+
+def softmax_from_log_softmax(graph: Graph) -> Graph:
+    """A classifier computes both softmax and log_softmax of its logits (the loss one, the accuracy and the
+    gradient the other): keep one row-wise pass.
+
+    argmax(softmax(z)) => argmax(z): softmax is increasing. (Rounding could make two nearly equal logits
+        equal probabilities; the logits' argmax is then the more exact answer.)
+    softmax(z) => exp(log_softmax(z)) when log_softmax(z) is computed anyway: the exp is elementwise and
+        fuses into the softmax's readers (within 2 ulp of softmax).
+    """
+    computed = {(n.inputs[0].id, n.attrs["axis"]) for n in graph.nodes if n.op.name == "log_softmax"}
+    replaced = {}
+
+    def rule(node, original):
+        source = original.inputs[0]
+        if node.op.name == "argmax" and source.op.name == "softmax" and source.attrs["axis"] == node.attrs["axis"]:
+            return argmax(replaced[source.inputs[0].id], node.attrs["axis"])
+        if node.op.name == "softmax" and (source.id, node.attrs["axis"]) in computed:
+            return make("exp", sympy.exp(arg(0)), [log_softmax(node.inputs[0], node.attrs["axis"])], node.dtype)
+        return None
+    return rebuild(graph, rule, replaced)
 
 
 def relu_mask_from_output(graph: Graph) -> Graph:

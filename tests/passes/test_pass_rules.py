@@ -13,7 +13,7 @@ from graphc.ops.expr import arg
 from graphc.ops.linalg import matmul_t
 from graphc.passes import (eliminate_common_subexpressions, fold_constants, fold_transposes_into_matmul,
                            fuse_elementwise, fuse_matmul_epilogue, relu_mask_from_output, simplify,
-                           stable_log_softmax)
+                           softmax_from_log_softmax, stable_log_softmax)
 from graphc.passes.cleanup import MAX_FOLDED_ELEMENTS
 from graphc.passes.rewrite import consumer_counts
 from graphc.testing import assert_close
@@ -166,6 +166,20 @@ def test_sum_of_a_broadcast_over_a_symbolic_dim_multiplies_by_that_dim():
     assert "reduce_sum" not in labels(after)
 
 
+def test_an_elementwise_reader_of_a_broadcast_broadcasts_by_itself():
+    x, y = gc.placeholder(("batch", 1), "float64"), gc.placeholder(("batch", 3), "float64")
+    product = gc.broadcast_to(x, (BATCH, 3)) * y
+    after = rewrite(simplify, [x, y], [product], [normal(4, 1), normal(4, 3)], {BATCH: 4})
+    assert labels(after) == ["multiply"] and after.outputs[0].inputs[0] is x
+
+
+def test_a_broadcast_that_makes_the_result_shape_stays():
+    c = gc.placeholder((1,), "float64")
+    negated = -gc.broadcast_to(c, ("batch",))  # without the broadcast the body would be (1,)
+    after = rewrite(simplify, [c], [negated], [normal(1)], {BATCH: 3})
+    assert labels(after) == ["broadcast_to", "negative"]
+
+
 def test_sum_over_an_axis_the_broadcast_did_not_copy_is_kept():
     x = gc.placeholder((1, 3), "float64")
     after = rewrite(simplify, [x], [gc.sum(gc.broadcast_to(x, (5, 3)))], [normal(1, 3)])
@@ -235,6 +249,25 @@ def test_other_logs_are_left_alone():
     after = rewrite(stable_log_softmax, [z], [gc.log(gc.sigmoid(z)), gc.log(gc.softmax(z) + 1.0)],
                     [normal(2, 3)])
     assert "log_softmax" not in labels(after) and labels(after).count("log") == 2
+
+
+# ---- softmax from log-softmax -----------------------------------------------------------------
+def test_a_softmax_beside_its_log_softmax_becomes_its_exp_and_argmax_reads_the_logits():
+    z = gc.placeholder((4, 5), "float64")
+    outputs = [gc.log_softmax(z), gc.softmax(z) * 2.0, gc.argmax(gc.softmax(z), -1)]
+    after = rewrite(softmax_from_log_softmax, [z], outputs, [normal(4, 5)])
+    after = eliminate_common_subexpressions(after)
+    assert sorted(labels(after)) == ["argmax", "exp", "log_softmax", "multiply"]
+    log_softmax, scaled, argmax = after.outputs
+    assert scaled.inputs[0].attrs["label"] == "exp" and scaled.inputs[0].inputs[0] is log_softmax
+    assert argmax.inputs[0] is z
+
+
+def test_a_softmax_over_another_axis_than_the_log_softmax_is_left_alone():
+    z = gc.placeholder((4, 5), "float64")
+    outputs = [gc.softmax(z, 0), gc.log_softmax(z, 1), gc.argmax(gc.softmax(z, 0), 1)]
+    after = rewrite(softmax_from_log_softmax, [z], outputs, [normal(4, 5)])
+    assert labels(after).count("softmax") == 2 and after.outputs[2].inputs[0].op.name == "softmax"
 
 
 # ---- relu mask from the activation ------------------------------------------------------------
