@@ -49,20 +49,34 @@ class NumpyStep:
         return loss, accuracy
 
 
-def median_ms(steps_by_name, x, y, steps, blocks=5):
-    """Median milliseconds per step of each function, measured in alternating blocks of steps, so that the
-    machine's slow phases (it is shared and noisy) hit every contender alike. Blocks, not single steps:
-    a program's helper thread keeps spinning a little after each step and would slow the next contender."""
-    times = {name: [] for name in steps_by_name}
-    for _ in range(blocks):
+def measure(steps_by_name, x, y, steps, rounds=25):
+    """Milliseconds per step of each function: the median over all steps, and the median of each round.
+    The contenders take turns in short rounds, so the machine's slow phases (it is shared and noisy) hit
+    them alike and a ratio of two contenders' medians in the same round is a paired comparison. Rounds of
+    several steps, not single steps: a program's helper thread keeps spinning a little after each step and
+    would slow the next contender."""
+    samples = {name: [] for name in steps_by_name}
+    by_round = {name: [] for name in steps_by_name}
+    for _ in range(rounds):
         for name, step in steps_by_name.items():
             for _ in range(10):  # warm up, and let the previous contender's helper thread go to sleep
                 step(x, y)
-            for _ in range(steps // blocks):
+            times = []
+            for _ in range(max(1, steps // rounds)):
                 start = time.perf_counter()
                 step(x, y)
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(samples) * 1e3 for name, samples in times.items()}
+                times.append(time.perf_counter() - start)
+            samples[name] += times
+            by_round[name].append(statistics.median(times) * 1e3)
+    medians = {name: statistics.median(times) * 1e3 for name, times in samples.items()}
+    return medians, by_round
+
+
+def paired_ratio(slower, faster) -> str:
+    """The median over rounds of slower/faster, with the middle half of the rounds' ratios."""
+    ratios = sorted(s / f for s, f in zip(slower, faster))
+    quarter = len(ratios) // 4
+    return f"{statistics.median(ratios):.2f}x (middle half of rounds {ratios[quarter]:.2f}-{ratios[-1 - quarter]:.2f})"
 
 
 def compile_seconds(**options):
@@ -82,21 +96,22 @@ def main():
 
     # numpy alone, before any graphc thread exists: OpenBLAS's threads and graphc's spin between calls,
     # and interleaved they would slow each other down.
-    results = median_ms({"numpy (hand-written)": NumpyStep()}, x, y, args.steps)
+    results, _ = measure({"numpy (hand-written)": NumpyStep()}, x, y, args.steps)
     with tempfile.TemporaryDirectory() as cache:
         os.environ["GRAPHC_CACHE_DIR"] = cache
         cold, optimized = compile_seconds(threads=args.threads)
         cached, _ = compile_seconds(threads=args.threads)
         _, unoptimized = compile_seconds(threads=args.threads, optimize=0)
-    results.update(median_ms({"graphc, optimize=0": unoptimized, f"graphc ({args.threads} threads)": optimized},
-                             x, y, args.steps))
+    graphc_name = f"graphc ({args.threads} threads)"
+    medians, by_round = measure({"graphc, optimize=0": unoptimized, graphc_name: optimized}, x, y, args.steps)
+    results.update(medians)
     baseline = results["numpy (hand-written)"]
     print(f"seed MLP training step, batch {BATCH}, median of {args.steps} steps each "
-          f"(the two graphc programs in alternating blocks)")
+          f"(the two graphc programs taking turns in 25 rounds)")
     for name, ms in results.items():
         print(f"  {name:28s} {ms:7.3f} ms   numpy/this = {baseline / ms:5.2f}x")
-    graphc_ms = results[f"graphc ({args.threads} threads)"]
-    print(f"  optimized vs optimize=0: {results['graphc, optimize=0'] / graphc_ms:.2f}x faster")
+    graphc_ms = results[graphc_name]
+    print(f"  optimized vs optimize=0: {paired_ratio(by_round['graphc, optimize=0'], by_round[graphc_name])} faster")
     print(f"  kernels: {len(optimized.program.schedule.kernels)} optimized, "
           f"{len(unoptimized.program.schedule.kernels)} unoptimized")
     print(f"  compile: {cold:.2f} s cold, {cached:.2f} s from the object cache")

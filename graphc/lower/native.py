@@ -11,7 +11,6 @@ from runtime import cache
 from runtime.native import Executable, SlotLayout
 
 from .jit import compile_module, emit_object, load_object
-from .matmul import scratch_bytes_per_thread
 from .program import SCHEDULE_REWRITES, emit_program, plan
 from .target import host_target
 
@@ -69,8 +68,9 @@ class NativeProgram:
         sizes = {}  # slot -> byte-size expressions of the buffers sharing it
         for buffer in by_kind.get("temp", []):
             sizes.setdefault(buffer.slot, []).append(buffer.nbytes)
-        for buffer in by_kind.get("scratch", []):
-            sizes.setdefault(buffer.slot, []).append(scratch_bytes_per_thread(buffer.node, self.target) * self.threads)
+        for kernel in schedule.kernels:
+            if kernel.scratch is not None:
+                sizes.setdefault(kernel.scratch.slot, []).append(kernel.scratch_bytes(self.target) * self.threads)
         temps = [(slot, _as_function(symbols, sympy.Max(*exprs))) for slot, exprs in sizes.items()]
         outputs = [(b.slot, _as_function(symbols, sympy.Tuple(*b.node.shape)), b.node.dtype)
                    for b in schedule.outputs]

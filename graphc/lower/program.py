@@ -23,6 +23,7 @@ from ..ops.registry import apply
 from ..ops.shape import reshape_op
 from .irutil import I32, I64, ITEMSIZE, PTR
 from .kernels import EMITTERS
+from .matmul import scratch_bytes_per_thread
 from .rows import RowKernel, distinct_buffers, emit_row_kernel, fuse_row_wise
 
 SPIN_BEFORE_YIELD = 1 << 12  # a barrier spins this long before giving the core away (oversubscribed machines)
@@ -74,6 +75,10 @@ class Kernel:
     @property
     def nodes(self) -> list:
         return [self.node] + [update.node for update in self.updates]
+
+    def scratch_bytes(self, target) -> int:
+        """Bytes of ``scratch`` each thread uses (the GEMM's packing space)."""
+        return scratch_bytes_per_thread(self.node, target)
 
     @property
     def label(self) -> str:

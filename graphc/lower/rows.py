@@ -1,24 +1,27 @@
-"""Row fusion: the narrow tail of a batch-major step as one kernel that walks the batch in chunks of rows.
+"""Row fusion: the row-wise part of a batch-major step as one kernel that walks the batch in chunks of rows.
 
-A classifier's step ends in many small kernels over (batch, classes) values: softmax, the loss and its
-mean, the accuracy, the logits' gradient, the last bias's gradient and update. Each alone costs little,
-but each is a kernel: a call and a barrier. ``fuse_row_wise`` (a schedule rewrite) groups such kernels
+A classifier's step ends in many small kernels over (batch, classes) values: the last layer's product,
+softmax, the loss and its mean, the accuracy, the logits' gradient, its product with the last weights
+(masked by relu'), the bias gradients and their updates. Each alone costs little, but each is a kernel:
+a call, a barrier, a trip through memory. ``fuse_row_wise`` (a schedule rewrite) groups such kernels
 into one RowKernel; ``emit_row_kernel`` lowers it. A group shares one symbolic dim R (the batch), and
 each member has a role:
 
 * row:  its output is (R, ...) and row r depends only on row r of its (R, ...) inputs (elementwise,
-        broadcast_to, a reduction, argmax, softmax or log_softmax along another axis); its other
-        inputs have no R;
-* sink: a reduction over axis 0 (and maybe others) of a row value: a sum for the mean loss, the bias
+        broadcast_to, a reduction, argmax, softmax or log_softmax along another axis, a product
+        (R, K) @ B with a small B and maybe a fused epilogue); its other inputs have no R;
+* sink: a reduction over axis 0 (and maybe others) of a row value: a sum for the mean loss, a bias
         gradient's column sum;
 * pre:  a small R-free value from R-free inputs (1/batch), computed before the rows;
-* post: a small R-free value computed from a sink (the mean, the bias's optimizer updates), after them.
+* post: a small R-free value computed from a sink (the mean, a bias's optimizer updates), after them.
 
-Each member keeps its own emitter. The group's function calls the members (LLVM inlines them) on one
-chunk of CHUNK_ROWS rows at a time, with R in the dims array set to the chunk's length and the row
-buffers' pointers moved to the chunk, so a chunk's values are still in L1 when the next member reads
-them. A sink reduces its chunk into a stack buffer and combines that into its output. Rows are narrow
-(MAX_ROW_ELEMENTS), so thread 0 runs the whole group: splitting it would cost more than it saves.
+Each member keeps its own emitter. Every thread takes a contiguous share of the rows and calls the
+members (LLVM inlines them) on one chunk of CHUNK_ROWS rows at a time, with R in the dims array set to
+the chunk's length and the row buffers' pointers moved to the chunk, so a chunk's values are still in
+L1/L2 when the next member reads them. Each thread computes the pre values itself (thread 0 into their
+buffers, the others into stack copies) and reduces its rows into its own partial sinks, in the kernel's
+per-thread scratch; the last thread to finish combines the partials in thread order (deterministic)
+and runs the post members. No thread waits for another inside the kernel.
 """
 from __future__ import annotations
 
@@ -30,26 +33,30 @@ from llvmlite import ir
 from ..graph.shapes import is_static, size
 from ..ops.expr import dim_symbols
 from .irutil import I32, I64, I8, IR_TYPES, ITEMSIZE, PTR, const, dim_value, imin, loop
+from .matmul import scratch_bytes_per_thread
 from .reduce import Combiner
 
-CHUNK_ROWS = 32  # a chunk of a (R, 256) float32 value is 32 KiB: an L1's worth
-MAX_ROW_ELEMENTS = 256  # wider rows are real work, better split between threads by their own kernels
+CHUNK_ROWS = 64  # a chunk of a (R, 512) float32 value is 128 KiB: it stays in L2 for the next member
+MAX_ROW_ELEMENTS = 1024  # a row value's width; wider is left to kernels of its own
 MAX_FREE_ELEMENTS = 4096  # the largest R-free value a pre, post or sink member may compute
+MAX_PRODUCT_OPERAND = 32 * 1024  # elements of B in a row member (R, K) @ B: it is packed again per chunk
 SINKS = ("reduce_sum", "reduce_max", "reduce_min")
 PHASE = {"pre": 0, "row": 1, "sink": 1, "post": 2}
+_ALIGN = 64
 
 
 @dataclass(eq=False)
 class RowKernel:
     """Kernels fused to run row chunk by row chunk: ``members`` are (role, Kernel) pairs in run order
-    (pre members, then row and sink members per chunk, then post members)."""
+    (pre members, then row and sink members per chunk, then post members). ``scratch``: per thread, the
+    partial sinks, then the packing space of the products among the members."""
 
     name: str
     rows: sympy.Symbol
     members: list = field(default_factory=list)
+    scratch: object = None  # a Buffer of kind "scratch"
     node = None  # no single node: see members
     out = None
-    scratch = None
     updates = ()
 
     @property
@@ -75,7 +82,27 @@ class RowKernel:
 
     @property
     def arguments(self) -> list:
-        return distinct_buffers(self.outputs + self.inputs)
+        return distinct_buffers(self.outputs + self.inputs) + [self.scratch]
+
+    def sinks(self) -> list:
+        return [member for role, member in self.members if role == "sink"]
+
+    def scratch_layout(self, target):
+        """({sink member id: byte offset of its partial}, byte offset of the packing space, bytes per thread)."""
+        offsets, end = {}, 0
+        for sink in self.sinks():
+            offsets[id(sink)] = end
+            end += _aligned(size(sink.node.shape) * ITEMSIZE[sink.node.dtype])
+        packing = max([scratch_bytes_per_thread(m.node, target) for _, m in self.members if m.scratch is not None],
+                      default=0)
+        return offsets, end, _aligned(end + packing)
+
+    def scratch_bytes(self, target) -> int:
+        return self.scratch_layout(target)[2]
+
+
+def _aligned(nbytes: int) -> int:
+    return -(-nbytes // _ALIGN) * _ALIGN
 
 
 def distinct_buffers(buffers) -> list:
@@ -97,7 +124,7 @@ def fuse_row_wise(schedule):
             continue
         order = sorted(roles, key=lambda i: (PHASE[roles[i]], i))
         group = RowKernel(kernels[index].name.split("_")[0] + "_rows", rows,
-                          [(roles[i], kernels[i]) for i in order])
+                          [(roles[i], kernels[i]) for i in order], schedule.new_buffer("scratch", None))
         last = max(roles)
         before = [k for i, k in enumerate(kernels) if i not in roles and i not in blocked and i < last]
         after = [k for i, k in enumerate(kernels) if i not in roles and (i in blocked or i > last)]
@@ -142,7 +169,7 @@ def _row_dim(kernel):
 
 
 def _row_shaped(shape, rows) -> bool:
-    """(R, static...) with narrow rows."""
+    """(R, static...) with rows no wider than MAX_ROW_ELEMENTS."""
     rest = shape[1:]
     return bool(shape) and shape[0] == rows and is_static(rest) and size(rest) <= MAX_ROW_ELEMENTS
 
@@ -155,21 +182,21 @@ def _free(shape) -> bool:
 def _role(kernel, rows, sources) -> str | None:
     """``kernel``'s role in a group over ``rows`` whose members made its inputs with roles ``sources``
     (None: made outside), or None if it cannot join."""
-    if hasattr(kernel, "members") or kernel.updates or kernel.scratch is not None or kernel.out is None:
+    if hasattr(kernel, "members") or kernel.updates or kernel.out is None:
         return None
     node, fresh = kernel.node, kernel.out.kind in ("temp", "output")
-    row_inputs = [i for i in node.inputs if not _free(i.shape)]
+    row_inputs = [i for i in node.inputs if not is_static(i.shape)]
     if not all(_row_shaped(i.shape, rows) for i in row_inputs):
         return None
     from_sinks = any(s in ("sink", "post") for s in sources)
     if _row_shaped(node.shape, rows):
         return "row" if fresh and not from_sinks and _row_local(node, rows, row_inputs) else None
-    if not _free(node.shape):
+    if kernel.scratch is not None or not _free(node.shape):
         return None
     if node.op.name in SINKS and 0 in node.attrs["axes"] and row_inputs:
         return "sink" if fresh else None
-    if row_inputs:
-        return None
+    if not all(_free(i.shape) for i in node.inputs):
+        return None  # pre and post members run on one thread: small inputs only
     if from_sinks:
         return "post"  # may write a variable in place (an update): it runs after everything else in the group
     return "pre" if fresh else None
@@ -186,66 +213,104 @@ def _row_local(node, rows, row_inputs) -> bool:
         return 0 not in node.attrs["axes"]
     if name in ("argmax", "softmax", "log_softmax"):
         return node.attrs["axis"] != 0
+    if node.op.kind == "matmul":  # (R, K) @ B, then an epilogue reading rows of (R, N) operands
+        a, b, *extras = node.inputs
+        row_extras = [e for e in extras if any(e is i for i in row_inputs)]
+        return (node.ndim == 2 and not node.attrs["transpose_a"] and row_inputs[:1] == [a] and a is not b
+                and is_static(b.shape) and size(b.shape) <= MAX_PRODUCT_OPERAND
+                and all(e.ndim == 2 for e in row_extras) and len(row_extras) + 1 == len(row_inputs))
     return False
 
 
 # ---- emission ------------------------------------------------------------------------------
 def emit_row_kernel(module: ir.Module, kernel: RowKernel, target, dim_index: dict, emit_member) -> ir.Function:
-    """``void name(buffer pointers (kernel.arguments)..., i64* dims, i32 tid, i32 nthreads)``; thread 0
-    does all the work. ``emit_member(module, member, target, dim_index)`` emits one member's function."""
+    """``void name(buffer pointers (kernel.arguments)..., i64* dims, i32 tid, i32 nthreads)``.
+    ``emit_member(module, member, target, dim_index)`` emits one member's function."""
     arguments = kernel.arguments
     function = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR] * (len(arguments) + 1) + [I32, I32]),
                            name=kernel.name)
     function.attributes.add("nounwind")
-    *pointers, dims, tid, _ = function.args
-    pointer_of = {id(b): p for b, p in zip(arguments, pointers)}
+    *pointers, dims, tid, nthreads = function.args
     builder = ir.IRBuilder(function.append_basic_block("entry"))
+    tid, nthreads = builder.sext(tid, I64), builder.sext(nthreads, I64)
+    pointer_of = {id(b): p for b, p in zip(arguments, pointers)}
     members = []
     for role, member in kernel.members:
         member_function = emit_member(module, member, target, dim_index)
         member_function.linkage = "internal"
         member_function.attributes.add("alwaysinline")
         members.append((role, member, member_function))
+    partial_offsets, packing_offset, stride = kernel.scratch_layout(target)
+    scratch = pointer_of[id(kernel.scratch)]
+    mine = builder.gep(scratch, [builder.mul(tid, const(stride))], source_etype=I8)
+    packing = builder.gep(mine, [const(packing_offset)], source_etype=I8)
+
+    # Pre values: thread 0 writes their buffers (read after the kernel too), the others a stack copy.
+    thread_zero = builder.icmp_signed("==", tid, const(0))
+    for role, member, _ in members:
+        if role == "pre":
+            copy = builder.alloca(IR_TYPES[member.node.dtype], size=const(size(member.node.shape)))
+            pointer_of[id(member.out)] = builder.select(thread_zero, pointer_of[id(member.out)], copy)
+    chunk_partials = {id(m): builder.alloca(IR_TYPES[m.node.dtype], size=const(size(m.node.shape)))
+                      for m in kernel.sinks()}
     chunk_dims = builder.alloca(I64, size=const(len(dim_index)))
-    partials = {id(m): builder.alloca(IR_TYPES[m.node.dtype], size=const(size(m.node.shape)))
-                for role, m, _ in members if role == "sink"}
 
     def call(member, member_function, dims_pointer, first_row=None):
-        """The member on all rows, or (``first_row`` given) on the chunk starting there."""
-        pointers = []
+        """The member on its whole shapes, or (``first_row`` given) on the chunk of rows starting there."""
+        arguments = []
         for buffer in member.arguments:
-            pointer = pointer_of[id(buffer)]
-            if first_row is not None and buffer is member.out and id(member) in partials:
-                pointer = partials[id(member)]
+            if buffer is member.scratch:
+                pointer = packing
+            elif first_row is not None and id(member) in chunk_partials and buffer is member.out:
+                pointer = chunk_partials[id(member)]
             elif first_row is not None and _row_shaped(buffer.node.shape, kernel.rows):
                 row_bytes = size(buffer.node.shape[1:]) * ITEMSIZE[buffer.node.dtype]
-                pointer = builder.gep(pointer, [builder.mul(first_row, const(row_bytes))], source_etype=I8)
-            pointers.append(pointer)
-        builder.call(member_function, pointers + [dims_pointer, ir.Constant(I32, 0), ir.Constant(I32, 1)])
+                pointer = builder.gep(pointer_of[id(buffer)], [builder.mul(first_row, const(row_bytes))],
+                                      source_etype=I8)
+            else:
+                pointer = pointer_of[id(buffer)]
+            arguments.append(pointer)
+        builder.call(member_function, arguments + [dims_pointer, ir.Constant(I32, 0), ir.Constant(I32, 1)])
 
-    with builder.if_then(builder.icmp_signed("==", tid, ir.Constant(I32, 0))):
+    for role, member, member_function in members:
+        if role == "pre":
+            call(member, member_function, dims)
+    for sink in kernel.sinks():
+        partial = builder.gep(mine, [const(partial_offsets[id(sink)])], source_etype=I8)
+        _each_element(builder, sink, lambda element, combiner, typ: builder.store(
+            combiner.identity(typ), builder.gep(partial, [element], source_etype=typ)))
+    for index in range(len(dim_index)):
+        value = builder.load(builder.gep(dims, [const(index)], source_etype=I64), typ=I64)
+        builder.store(value, builder.gep(chunk_dims, [const(index)], source_etype=I64))
+    total = dim_value(builder, kernel.rows, dims, dim_index)
+    share = builder.sdiv(builder.add(total, builder.sub(nthreads, const(1))), nthreads)
+    begin = imin(builder, builder.mul(tid, share), total)
+    end = imin(builder, builder.add(begin, share), total)
+    with loop(builder, begin, end, CHUNK_ROWS, name="chunk") as chunk:
+        length = imin(builder, const(CHUNK_ROWS), builder.sub(end, chunk.index))
+        builder.store(length, builder.gep(chunk_dims, [const(dim_index[kernel.rows])], source_etype=I64))
         for role, member, member_function in members:
-            if role == "pre":
-                call(member, member_function, dims)
+            if role not in ("row", "sink"):
+                continue
+            call(member, member_function, chunk_dims, chunk.index)
             if role == "sink":
-                _over_elements(builder, member, pointer_of[id(member.out)], lambda element, out, combiner, typ:
-                               builder.store(combiner.identity(typ), out))
-        for index in range(len(dim_index)):
-            value = builder.load(builder.gep(dims, [const(index)], source_etype=I64), typ=I64)
-            builder.store(value, builder.gep(chunk_dims, [const(index)], source_etype=I64))
-        total = dim_value(builder, kernel.rows, dims, dim_index)
-        with loop(builder, const(0), total, CHUNK_ROWS, name="chunk") as chunk:
-            length = imin(builder, const(CHUNK_ROWS), builder.sub(total, chunk.index))
-            builder.store(length, builder.gep(chunk_dims, [const(dim_index[kernel.rows])], source_etype=I64))
-            for role, member, member_function in members:
-                if role not in ("row", "sink"):
-                    continue
-                call(member, member_function, chunk_dims, chunk.index)
-                if role == "sink":
-                    partial = partials[id(member)]
-                    _over_elements(builder, member, pointer_of[id(member.out)], lambda element, out, combiner, typ: builder.store(
-                        combiner.combine(builder, builder.load(out, typ=typ), builder.load(
-                            builder.gep(partial, [element], source_etype=typ), typ=typ)), out))
+                partial = builder.gep(mine, [const(partial_offsets[id(member)])], source_etype=I8)
+                _combine_into(builder, member, partial, chunk_partials[id(member)])
+
+    # The last thread to get here sees every partial (acquire/release on the count) and finishes the sinks.
+    arrivals = ir.GlobalVariable(module, I64, name=f"{kernel.name}.arrivals")
+    arrivals.linkage, arrivals.initializer = "internal", ir.Constant(I64, 0)
+    before = builder.atomic_rmw("add", arrivals, const(1), "acq_rel")
+    with builder.if_then(builder.icmp_signed("==", before, builder.sub(nthreads, const(1)))):
+        builder.atomic_rmw("xchg", arrivals, const(0), "monotonic")  # ready for the next call
+        for sink in kernel.sinks():
+            out = pointer_of[id(sink.out)]
+            _each_element(builder, sink, lambda element, combiner, typ: builder.store(
+                combiner.identity(typ), builder.gep(out, [element], source_etype=typ)))
+            with loop(builder, const(0), nthreads, name="thread") as thread:
+                theirs = builder.gep(scratch, [builder.add(builder.mul(thread.index, const(stride)),
+                                                           const(partial_offsets[id(sink)]))], source_etype=I8)
+                _combine_into(builder, sink, out, theirs)
         for role, member, member_function in members:
             if role == "post":
                 call(member, member_function, dims)
@@ -253,9 +318,17 @@ def emit_row_kernel(module: ir.Module, kernel: RowKernel, target, dim_index: dic
     return function
 
 
-def _over_elements(builder, sink, base, body):
-    """``body(element, pointer, combiner, type)`` for each element of a sink's output ``base`` (its accumulator)."""
+def _each_element(builder, sink, body):
+    """``body(element index, combiner, element type)`` for each element of a sink's output."""
     dtype = sink.node.dtype
-    combiner, typ = Combiner(sink.node.op.name, dtype), IR_TYPES[dtype]
     with loop(builder, const(0), const(size(sink.node.shape)), name="element") as element:
-        body(element.index, builder.gep(base, [element.index], source_etype=typ), combiner, typ)
+        body(element.index, Combiner(sink.node.op.name, dtype), IR_TYPES[dtype])
+
+
+def _combine_into(builder, sink, accumulator, partial):
+    """accumulator[i] = combine(accumulator[i], partial[i]) over a sink's elements."""
+    def body(element, combiner, typ):
+        target = builder.gep(accumulator, [element], source_etype=typ)
+        value = builder.load(builder.gep(partial, [element], source_etype=typ), typ=typ)
+        builder.store(combiner.combine(builder, builder.load(target, typ=typ), value), target)
+    _each_element(builder, sink, body)

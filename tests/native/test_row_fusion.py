@@ -6,6 +6,7 @@ import pytest
 import graphc as gc
 from graphc.lower.program import RowKernel
 from graphc.lower.rows import CHUNK_ROWS
+from graphc.viz.examples import mnist_mlp
 
 CLASSES = 10
 BATCHES = [1, 7, CHUNK_ROWS - 1, CHUNK_ROWS, CHUNK_ROWS + 1, 129]
@@ -75,29 +76,29 @@ def assert_matches_reference(outputs, data, inputs):
 
 
 def test_a_kernel_that_needs_the_group_and_feeds_a_later_row_op_ends_the_group():
-    """tanh(x) -> matmul (not a row op) -> its row sum: the sum cannot join tanh's group, which would then
-    have to run both before and after the matmul."""
+    """tanh(x) -> softmax over the batch (not a row op) -> exp and a row sum: these cannot join tanh's
+    group, which would then have to run both before and after the softmax."""
     x = gc.placeholder(("batch", 6), name="x")
-    v = gc.variable(np.linspace(-1, 1, 30, dtype=np.float32).reshape(6, 5), name="v")
     activation = gc.tanh(x)
-    product = activation @ v
-    outputs = [gc.sum(activation * 2.0, axis=1), gc.softmax(product) + 1.0]
+    across_rows = gc.softmax(activation, axis=0)
+    outputs = [gc.sum(activation * 2.0, axis=1), gc.sum(gc.exp(across_rows), axis=1)]
     data = [np.random.default_rng(1).standard_normal((37, 6)).astype(np.float32)]
     kernels = assert_matches_reference(outputs, data, [x])
     kinds = ["rows" if isinstance(k, RowKernel) else k.node.op.name for k in kernels]
-    assert kinds == ["rows", "matmul", "rows"]
+    assert kinds == ["rows", "softmax", "rows"]
 
 
 def test_a_kernel_the_group_needs_runs_before_it_even_if_scheduled_after_its_first_member():
-    """q = c @ d is independent of softmax(x) but a later row op reads it: the group runs after q."""
+    """q = c @ d (no batch dim, not a row op) is independent of softmax(x) but a later row op reads it:
+    the group runs after q."""
     x = gc.placeholder(("batch", 4), name="x")
-    c = gc.variable(np.arange(4, dtype=np.float32).reshape(1, 4), name="c")
+    c = gc.placeholder((1, 4), name="c")
     d = gc.variable(np.eye(4, dtype=np.float32)[::-1], name="d")
     probabilities = gc.softmax(x)
     q = c @ d
     outputs = [probabilities * q]
-    data = [np.random.default_rng(2).standard_normal((9, 4)).astype(np.float32)]
-    kernels = assert_matches_reference(outputs, data, [x])
+    data = [np.random.default_rng(2).standard_normal((9, 4)).astype(np.float32), np.arange(4, dtype=np.float32)[None]]
+    kernels = assert_matches_reference(outputs, data, [x, c])
     kinds = ["rows" if isinstance(k, RowKernel) else k.node.op.name for k in kernels]
     assert kinds == ["matmul", "rows"]
 
@@ -107,9 +108,8 @@ def test_an_update_of_a_variable_a_later_kernel_reads_stays_out_of_the_group():
     run after the group, still reads the old b: then the update stays a kernel of its own, after it."""
     x = gc.placeholder(("batch", 3), name="x")
     b = gc.variable(np.array([0.5, -1.0, 2.0], np.float32), name="b")
-    w = gc.variable(np.ones((3, 3), np.float32), name="w")
     z = gc.tanh(x + b)
-    late_reader = gc.softmax(z) @ w + b  # a fused matmul: not a row op, and it reads b
+    late_reader = gc.transpose(z) @ z + b  # a sum over the rows, not a row op, and it reads b
     gradient = gc.sum(z, axis=0)
     results = {}
     for backend in ("reference", "llvm"):
@@ -122,3 +122,23 @@ def test_an_update_of_a_variable_a_later_kernel_reads_stays_out_of_the_group():
     (group,) = row_kernels(f)
     assert all(m.out.kind != "variable" for _, m in group.members)
     assert f.program.schedule.kernels[-1].outputs[0].node is b
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("batch", [1, 7, CHUNK_ROWS, CHUNK_ROWS + 1, 2 * CHUNK_ROWS + 3])
+def test_the_seed_steps_row_kernel_with_its_two_products_matches_the_reference(batch, threads):
+    """With 24 hidden units W1 is small enough to pack per chunk too: the row kernel holds both layers'
+    products, dZ = (dlogits W2^T) * relu' and the bias gradients; every thread packs the weights into its
+    own scratch and sums its rows into its own partials. The weight gradients are the other two kernels."""
+    native, reference = mnist_mlp(hidden=24, threads=threads), mnist_mlp(hidden=24, backend="reference")
+    (rows,) = row_kernels(native)
+    assert len(native.program.schedule.kernels) == 3
+    assert [m.node.op.name for role, m in rows.members if role == "row"].count("fused_matmul") == 3
+    rng = np.random.default_rng(batch)
+    for _ in range(2):
+        images = rng.random((batch, 784), dtype=np.float32)
+        labels = np.eye(CLASSES, dtype=np.float32)[rng.integers(0, CLASSES, batch)]
+        for got, want in zip(native(images, labels), reference(images, labels)):
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+    for (variable, _), (twin, _) in zip(native.graph.updates, reference.graph.updates):
+        np.testing.assert_allclose(variable.value, twin.value, rtol=2e-4, atol=1e-6, err_msg=variable.name)

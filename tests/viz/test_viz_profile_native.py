@@ -76,11 +76,13 @@ def test_kernels_called_one_by_one_compute_what_the_program_does():
     for kernel in program.schedule.kernels:
         profile_module._time_kernel(program, kernel, slots, dims_array, dims, repeats=3)
     expected_outputs = twin(*feeds())
+    # The twin's row kernel sums each thread's rows apart, then adds the partials: other roundings than
+    # one thread adding all rows.
     for got, expected in zip(outputs, expected_outputs):
-        np.testing.assert_allclose(got, expected, rtol=1e-6)
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
     expected_variables = variable_values(twin)
     for name, value in variable_values(function).items():
-        np.testing.assert_allclose(value, expected_variables[name], rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(value, expected_variables[name], rtol=1e-5, err_msg=name)
 
 
 def test_native_table_says_one_thread_and_ends_with_total_and_program(step):
