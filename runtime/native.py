@@ -40,7 +40,8 @@ class SlotLayout:
 class Executable:
     """A loaded native program and the memory it runs on; ``run(feeds, dims)`` returns the outputs."""
 
-    def __init__(self, entry_address: int, layout: SlotLayout, threads: int, keepalive=None, worker_address=None):
+    def __init__(self, entry_address: int, layout: SlotLayout, threads: int, keepalive=None, worker_address=None,
+                 start_address=None):
         self._entry = _ENTRY(entry_address)
         self._keepalive = keepalive  # the engine owning the machine code
         self.layout = layout
@@ -52,7 +53,7 @@ class Executable:
         self._barrier = np.zeros(8, dtype=np.int64)  # [arrived, generation] + padding to a cache line
         self._workers = None
         if self.threads > 1:
-            self._workers = _Workers(worker_address, self.threads, self._barrier, keepalive)
+            self._workers = _Workers(worker_address, start_address, self.threads, self._barrier, keepalive)
 
     def run(self, feeds: list, dims: tuple) -> list:
         slots, dims_array, outputs = self.bind(feeds, dims)
@@ -113,22 +114,26 @@ class Executable:
 
 
 _WORKER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p)
+_START = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
 class _Workers:
     """Threads 1..n-1, each living inside the program's native ``worker`` loop (ctypes released the GIL).
 
-    A step is announced by writing the call's slot table and dims into ``call`` and then bumping
-    ``control[0]``; x86 keeps the two stores in order, and the worker reads ``control`` with acquire.
+    A step is announced by writing the call's slot table and dims into ``call``, then running the
+    program's native ``start_step``, which bumps ``control[0]`` atomically and wakes helpers that went to
+    sleep (``control[2]`` counts them); the worker reads ``control`` with acquire.
     Each thread holds the machine code and the memory it uses until it has returned, so nothing it
     touches can be freed under it, whatever order the garbage collector finalizes things in.
     """
 
     live = weakref.WeakSet()  # stopped at exit, before the interpreter frees what the threads read
 
-    def __init__(self, worker_address: int, threads: int, barrier: np.ndarray, keepalive):
+    def __init__(self, worker_address: int, start_address: int, threads: int, barrier: np.ndarray, keepalive):
         _Workers.live.add(self)
-        self._control = np.zeros(8, dtype=np.int64)  # [step count, stop] + padding to a cache line
+        self._control = np.zeros(8, dtype=np.int64)  # [step count, stop, sleeping] + padding to a cache line
+        self._start = _START(start_address)
+        self._control_address = self._control.ctypes.data
         self._call = np.zeros(2, dtype=np.uintp)  # [slot table, dims]
         memory = (_WORKER(worker_address), self._control, self._call, barrier, keepalive)
         self._threads = [threading.Thread(target=_work, args=(tid, threads, memory), daemon=True,
@@ -138,11 +143,11 @@ class _Workers:
 
     def start_step(self, slots_address: int, dims_address: int):
         self._call[0], self._call[1] = slots_address, dims_address
-        self._control[0] += 1
+        self._start(self._control_address)
 
     def stop(self):
         self._control[1] = 1
-        self._control[0] += 1
+        self._start(self._control_address)
         for thread in self._threads:
             thread.join(timeout=5)
 

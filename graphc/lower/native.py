@@ -33,7 +33,8 @@ class NativeProgram:
             cache.store(key, object_code)
         self._compiled = load_object(object_code, self.target)
         self.executable = Executable(self._compiled.address("program"), self._layout(), self.threads,
-                                     keepalive=self._compiled, worker_address=self._compiled.address("worker"))
+                                     keepalive=self._compiled, worker_address=self._compiled.address("worker"),
+                                     start_address=self._compiled.address("start_step"))
 
     @property
     def ir_text(self) -> str:

@@ -28,6 +28,7 @@ from .rows import RowKernel, distinct_buffers, emit_row_kernel, fuse_row_wise
 
 SPIN_BEFORE_YIELD = 1 << 12  # a barrier spins this long before giving the core away (oversubscribed machines)
 SPINS_BEFORE_SLEEP = 1 << 14  # an idle helper thread spins this long (~0.3 ms) before it sleeps
+SYS_FUTEX, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 202, 128, 129  # Linux x86-64
 
 
 @dataclass(eq=False)
@@ -439,19 +440,22 @@ def emit_program(schedule: Schedule, target) -> ir.Module:
 
 
 def _emit_worker(module, entry, barrier):
-    """``worker(control, call, tid, nthreads, barrier)``: a helper thread's whole life in native code.
+    """``worker(control, call, tid, nthreads, barrier)``: a helper thread's whole life in native code, and
+    ``start_step(control)``, which the caller runs to announce a step.
 
-    It waits for ``control[0]`` (the step count) to change, runs ``program`` with the slot table and dims
-    found in ``call[0]``, ``call[1]``, and waits again, until ``control[1]`` (stop) is set. Waiting spins,
-    then yields the core, then sleeps, so an idle program costs no CPU.
+    ``control`` is [step count, stop flag, sleeping helpers]. A helper waits for the step count to change,
+    runs ``program`` with the slot table and dims found in ``call[0]``, ``call[1]``, and waits again, until
+    the stop flag is set. Waiting spins through the gap between training steps (~0.3 ms), then sleeps in
+    the kernel (a futex on the step count) until ``start_step`` wakes it: an idle program costs no CPU and
+    wakes nobody. Linux x86-64: the futex system call and the pause instruction.
     """
     function = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I32, I32, PTR]), name="worker")
     control, call, tid, nthreads, state = function.args
-    sleep = ir.Function(module, ir.FunctionType(I32, [I32]), name="usleep")
-    entry_block, wait, backoff, run, step, done = (function.append_basic_block(n)
-                                                    for n in ("entry", "wait", "backoff", "run", "step", "done"))
+    entry_block, wait, backoff, sleep, run, step, done = (
+        function.append_basic_block(n) for n in ("entry", "wait", "backoff", "sleep", "run", "step", "done"))
     builder = ir.IRBuilder(entry_block)
     stop_flag = builder.gep(control, [ir.Constant(I64, 1)], source_etype=I64)
+    sleepers = builder.gep(control, [ir.Constant(I64, 2)], source_etype=I64)
     builder.branch(wait)
 
     builder.position_at_end(wait)
@@ -464,13 +468,21 @@ def _emit_worker(module, entry, barrier):
 
     builder.position_at_end(backoff)
     more = _back_off(module, builder, spins)
-    # Spin through the gap between training steps (~0.3 ms), then sleep: 50 us naps while a pause may
-    # be short, 1 ms ones once idle for long (between epochs, or the user is elsewhere).
-    with builder.if_then(builder.icmp_signed(">", more, ir.Constant(I64, SPINS_BEFORE_SLEEP))):
-        long_idle = builder.icmp_signed(">", more, ir.Constant(I64, SPINS_BEFORE_SLEEP + 1000))
-        builder.call(sleep, [builder.select(long_idle, ir.Constant(I32, 1000), ir.Constant(I32, 50))])
     seen.add_incoming(seen, builder.block)
     spins.add_incoming(more, builder.block)
+    builder.cbranch(builder.icmp_signed(">", more, ir.Constant(I64, SPINS_BEFORE_SLEEP)), sleep, wait)
+
+    builder.position_at_end(sleep)
+    # Counted as asleep before the last look at the step count (both sequentially consistent), so a
+    # start_step either sees the count or bumped the step before that look: no wake-up is lost. The
+    # kernel sleeps only while the count's low word still equals what this thread saw.
+    builder.atomic_rmw("add", sleepers, ir.Constant(I64, 1), "seq_cst")
+    latest = builder.load_atomic(control, "seq_cst", 8, typ=I64)
+    with builder.if_then(builder.icmp_signed("==", latest, seen)):
+        _futex(module, builder, control, FUTEX_WAIT_PRIVATE, builder.and_(seen, ir.Constant(I64, 2 ** 32 - 1)))
+    builder.atomic_rmw("sub", sleepers, ir.Constant(I64, 1), "seq_cst")
+    seen.add_incoming(seen, builder.block)
+    spins.add_incoming(ir.Constant(I64, 0), builder.block)
     builder.branch(wait)
 
     builder.position_at_end(run)
@@ -487,6 +499,24 @@ def _emit_worker(module, entry, barrier):
 
     builder.position_at_end(done)
     builder.ret_void()
+
+    start = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR]), name="start_step")
+    (control,) = start.args
+    builder = ir.IRBuilder(start.append_basic_block("entry"))
+    builder.atomic_rmw("add", control, ir.Constant(I64, 1), "seq_cst")
+    asleep = builder.load_atomic(builder.gep(control, [ir.Constant(I64, 2)], source_etype=I64), "seq_cst", 8, typ=I64)
+    with builder.if_then(builder.icmp_signed("!=", asleep, ir.Constant(I64, 0))):
+        _futex(module, builder, control, FUTEX_WAKE_PRIVATE, ir.Constant(I64, 2 ** 31 - 1))
+    builder.ret_void()
+
+
+def _futex(module, builder, word, operation, value):
+    """futex(word, operation, value, no timeout) through libc's syscall(), every argument a full register
+    (a variadic call leaves the upper half of a 32-bit argument undefined)."""
+    syscall = module.globals.get("syscall") or ir.Function(
+        module, ir.FunctionType(I64, [I64], var_arg=True), name="syscall")
+    builder.call(syscall, [ir.Constant(I64, SYS_FUTEX), word, ir.Constant(I64, operation), value,
+                           ir.Constant(PTR, None)])
 
 
 def _emit_kernel(module, kernel, target, dim_index) -> ir.Function:

@@ -188,3 +188,20 @@ def test_helper_threads_stop_when_the_function_is_dropped():
         del f
         garbage_collector.collect()
         assert len(helpers()) == before
+
+
+def test_idle_helper_threads_sleep_and_wake_for_the_next_step():
+    """Between calls a helper spins ~0.3 ms, then sleeps in the kernel until the next step wakes it: an
+    idle program burns no CPU, and the step after a sleep computes the right thing on every thread."""
+    import time
+
+    x = gc.placeholder((None, 300), name="x")
+    f = gc.function([x], gc.exp(x) * 2.0, threads=2)
+    data = np.ones((400, 300), np.float32)  # enough elements that both threads take a share
+    for pause in (0.0, 0.05, 0.3):
+        np.testing.assert_allclose(f(data * pause), np.exp(data * pause) * 2, rtol=1e-6)
+        cpu, wall = time.process_time(), time.perf_counter()
+        time.sleep(pause)
+        idle_cpu, idle_wall = time.process_time() - cpu, time.perf_counter() - wall
+        assert idle_cpu < 0.1 * idle_wall + 0.005, f"{idle_cpu:.3f} s of CPU in {idle_wall:.3f} s idle"
+    np.testing.assert_allclose(f(data), np.exp(data) * 2, rtol=1e-6)
