@@ -56,15 +56,17 @@ class CompiledModule:
 
 
 def _optimized_module(source: IRInput, tm: llvm.TargetMachine) -> llvm.ModuleRef:
-    """Parse, verify and run the O3 pipeline (with both vectorizers)."""
+    """Parse, verify and run the O3 pipeline without LLVM's vectorizers and loop unroller: every emitter
+    already writes vector code and unrolls its GEMM tiles, and those passes took half the compile time
+    (the seed step: 3.5 s -> 1.5 s cold) for no measurable speed."""
     module = llvm.parse_assembly(str(source))
     module.triple = tm.triple
     module.data_layout = str(tm.target_data)
     module.verify()
     tuning = llvm.create_pipeline_tuning_options(speed_level=3)
-    tuning.loop_vectorization = True
-    tuning.slp_vectorization = True
-    tuning.loop_unrolling = True
+    tuning.loop_vectorization = False
+    tuning.slp_vectorization = False
+    tuning.loop_unrolling = False
     pass_builder = llvm.create_pass_builder(tm, tuning)
     pass_builder.getModulePassManager().run(module, pass_builder)
     return module
