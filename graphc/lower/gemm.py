@@ -21,8 +21,8 @@ Design (BLIS-style, specialised for a static N and, preferably, K):
   edge, and the partial row tile reads A in place with its excess rows
   redirected to row M-1.  K may be 0 (C = epilogue(0)).
 * Column edges are static (N is static): the last column panel gets its own
-  narrower kernel; its last partial vector reaches the epilogue one scalar at a
-  time (lanes == 1).
+  narrower kernel; its last partial vector reaches the epilogue in power-of-two
+  pieces (10 columns of 16 lanes: 8 lanes, then 2).
 * Threading: each of `nthreads` callers computes a disjoint block of C.  The
   N dimension is split in whole panels when there are at least `nthreads`
   panels, otherwise the M dimension in whole row tiles.  No synchronisation.
@@ -42,7 +42,8 @@ Thread `tid` (0 <= tid < nthreads) uses
 Epilogue hook: `epilogue(builder, row, col, acc, lanes, args)` is called once
 per output vector after the full K sum, only for in-bounds elements:
 `row`, `col` are i64 values (C[row, col:col+lanes]), `acc` is a
-<lanes x T> vector, or a scalar T when lanes == 1 (right-edge remainder).
+<lanes x T> vector (fewer lanes than the tile's at the right edge), or a scalar
+T when lanes == 1.
 `args` maps 'A', 'B', 'C', 'workspace', 'tid', 'nthreads' and every extra
 argument name to its ir.Value, 'M' and 'K' to i64 values (constants when
 static) and 'N' to an i64 constant (the row stride of C).  The
@@ -644,9 +645,17 @@ class _GemmEmitter:
             if start + lanes <= width:
                 self.epilogue(b, row, self._add(col, start), total, lanes, self.args)
                 continue
-            for j in range(width - start):
-                scalar = b.extract_element(total, ir.Constant(I32, j))
-                self.epilogue(b, row, self._add(col, start + j), scalar, 1, self.args)
+            # The right edge in power-of-two pieces (10 columns: 8 + 2), so an epilogue runs 2 times, not 10.
+            offset = start
+            while offset < width:
+                piece = 1 << ((width - offset).bit_length() - 1)
+                if piece == 1:
+                    part = b.extract_element(total, ir.Constant(I32, offset - start))
+                else:
+                    indexes = ir.Constant(ir.VectorType(I32, piece), list(range(offset - start, offset - start + piece)))
+                    part = b.shuffle_vector(total, total, indexes)
+                self.epilogue(b, row, self._add(col, offset), part, piece, self.args)
+                offset += piece
 
 
 def emit_gemm(module: ir.Module, name: str, spec: GemmSpec, target: Target,
