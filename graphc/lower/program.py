@@ -92,6 +92,11 @@ class Kernel:
         return ([self.out] if self.out is not None else []) + [update.out for update in self.updates]
 
     @property
+    def reads(self) -> list:
+        """Every buffer the kernel reads: its inputs, then what its epilogue updates load."""
+        return self.inputs + [b for update in self.updates for b in update.loads]
+
+    @property
     def arguments(self) -> list:
         """The buffers passed to the native function, in order (None: a pointer nothing dereferences)."""
         extra = [b for update in self.updates for b in (update.out, *update.loads)]
@@ -203,7 +208,7 @@ def _readers(schedule) -> dict:
     """Buffer -> indexes of the kernels reading it."""
     readers = {}
     for index, kernel in enumerate(schedule.kernels):
-        for buffer in kernel.inputs:
+        for buffer in kernel.reads:
             readers.setdefault(id(buffer), []).append(index)
     return readers
 
@@ -305,7 +310,7 @@ def _crosses(update, kernels) -> bool:
     loads = {id(b) for b in update.loads}
     for kernel in kernels:
         written = {id(b) for b in kernel.outputs}
-        read = {id(b) for b in kernel.inputs}
+        read = {id(b) for b in kernel.reads}
         if id(update.out) in written | read or loads & written:
             return True
     return False
@@ -368,7 +373,7 @@ def _share_memory(schedule):
         if kernel.scratch is not None:
             scratch_slot = kernel.scratch.slot if scratch_slot is None else scratch_slot
             kernel.scratch.slot = scratch_slot
-        dying = [b for b in distinct_buffers(kernel.inputs) if b.kind == "temp" and last_read[id(b)] == index]
+        dying = [b for b in distinct_buffers(kernel.reads) if b.kind == "temp" and last_read[id(b)] == index]
         for out in kernel.outputs:
             if out.kind != "temp":
                 continue

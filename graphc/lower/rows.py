@@ -81,6 +81,10 @@ class RowKernel:
         return distinct_buffers(read)
 
     @property
+    def reads(self) -> list:
+        return self.inputs
+
+    @property
     def arguments(self) -> list:
         return distinct_buffers(self.outputs + self.inputs) + [self.scratch]
 
@@ -205,10 +209,10 @@ def _role(kernel, rows, sources) -> str | None:
 def _row_local(node, rows, row_inputs) -> bool:
     """Whether row r of ``node`` needs row r of its R-shaped inputs only (and R itself nowhere)."""
     name = node.op.name
+    if any(rows in dim_symbols(node.attrs[body]) for body in ("expr", "epilogue") if body in node.attrs):
+        return False  # inside the kernel R is the chunk's length
     if name in ("elementwise", "broadcast_to"):
-        expr = node.attrs.get("expr")
-        uses_rows = expr is not None and rows in dim_symbols(expr)  # R means the chunk's length inside
-        return not uses_rows and all(i.ndim == node.ndim for i in row_inputs)
+        return all(i.ndim == node.ndim for i in row_inputs)
     if name in SINKS:
         return 0 not in node.attrs["axes"]
     if name in ("argmax", "softmax", "log_softmax"):
@@ -256,20 +260,22 @@ def emit_row_kernel(module: ir.Module, kernel: RowKernel, target, dim_index: dic
     chunk_dims = builder.alloca(I64, size=const(len(dim_index)))
 
     def call(member, member_function, dims_pointer, first_row=None):
-        """The member on its whole shapes, or (``first_row`` given) on the chunk of rows starting there."""
+        """The member on its whole shapes, or (``first_row`` given) on the chunk of rows starting there.
+        Rows are found through the member's own view of each buffer (the buffer may be an output
+        reshaped across the batch)."""
         arguments = []
-        for buffer in member.arguments:
-            if buffer is member.scratch:
-                pointer = packing
-            elif first_row is not None and id(member) in chunk_partials and buffer is member.out:
+        for buffer, view in zip([member.out, *member.inputs], [member.node, *member.node.inputs]):
+            if first_row is not None and id(member) in chunk_partials and buffer is member.out:
                 pointer = chunk_partials[id(member)]
-            elif first_row is not None and _row_shaped(buffer.node.shape, kernel.rows):
-                row_bytes = size(buffer.node.shape[1:]) * ITEMSIZE[buffer.node.dtype]
+            elif first_row is not None and _row_shaped(view.shape, kernel.rows):
+                row_bytes = size(view.shape[1:]) * ITEMSIZE[view.dtype]
                 pointer = builder.gep(pointer_of[id(buffer)], [builder.mul(first_row, const(row_bytes))],
                                       source_etype=I8)
             else:
                 pointer = pointer_of[id(buffer)]
             arguments.append(pointer)
+        if member.scratch is not None:
+            arguments.append(packing)
         builder.call(member_function, arguments + [dims_pointer, ir.Constant(I32, 0), ir.Constant(I32, 1)])
 
     for role, member, member_function in members:

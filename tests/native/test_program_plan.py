@@ -127,3 +127,29 @@ def test_updates_run_as_a_sum_finishes_its_elements(axis, shape, threads):
         results.append((f(data), v.value, slot.value))
     for got, want in zip(results[1], results[0]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_temporary_read_only_by_a_gemms_epilogue_update_lives_until_that_gemm():
+    """s and t are column sums that only the weight update in dW's epilogue reads: t must not take s's
+    slot before the GEMM has read both."""
+    x, g = gc.placeholder(("batch", 4), name="x"), gc.placeholder(("batch", 3), name="g")
+    p, q = gc.placeholder((2, 3), name="p"), gc.placeholder((2, 3), name="q")
+    w = gc.variable(np.ones((4, 3), np.float32), name="w")
+    v = gc.variable(np.ones((4, 3), np.float32), name="v")
+    gradient = gc.transpose(x) @ g
+    new_v = 0.9 * v + gc.sum(p, axis=0) * gc.sum(q, axis=0) * gradient * gradient
+    updates = [(v, new_v), (w, w - 0.1 * gradient / gc.sqrt(new_v + 1e-7))]
+    rng = np.random.default_rng(0)
+    data = [rng.standard_normal((5, 4)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32),
+            np.ones((2, 3), np.float32), np.full((2, 3), 100.0, np.float32)]
+    results = {}
+    for backend in ("reference", "llvm"):
+        w.value, v.value = np.ones((4, 3), np.float32), np.ones((4, 3), np.float32)
+        f = gc.function([x, g, p, q], [], updates, backend=backend)
+        f(*data)
+        results[backend] = (w.value.copy(), v.value.copy())
+    (gemm,) = [k for k in f.program.schedule.kernels if k.updates]
+    loaded = [b for u in gemm.updates for b in u.loads if b.kind == "temp"]
+    assert len({b.slot for b in loaded}) == 2
+    for got, want in zip(results["llvm"], results["reference"]):
+        np.testing.assert_allclose(got, want, rtol=1e-5)

@@ -142,3 +142,16 @@ def test_the_seed_steps_row_kernel_with_its_two_products_matches_the_reference(b
             np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
     for (variable, _), (twin, _) in zip(native.graph.updates, reference.graph.updates):
         np.testing.assert_allclose(variable.value, twin.value, rtol=2e-4, atol=1e-6, err_msg=variable.name)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_output_reshaped_across_the_batch_is_written_chunk_by_chunk(threads):
+    """The output buffer has the reshape's shape (10 * batch,); the member writing it sees (batch, 10) rows,
+    and each chunk goes to its own rows."""
+    x = gc.placeholder(("batch", CLASSES), name="x")
+    outputs = [gc.reshape(gc.softmax(gc.tanh(x)), (-1,))]
+    native = gc.function([x], outputs, threads=threads)
+    assert len(row_kernels(native)) == 1
+    data = np.random.default_rng(5).standard_normal((3 * CHUNK_ROWS + 5, CLASSES)).astype(np.float32)
+    np.testing.assert_allclose(native(data)[0], gc.function([x], outputs, backend="reference")(data)[0],
+                               rtol=1e-5, atol=1e-7)
