@@ -116,8 +116,8 @@ def distinct_buffers(buffers) -> list:
 # ---- the rewrite ---------------------------------------------------------------------------
 def fuse_row_wise(schedule):
     """Group kernels into RowKernels, each started by a row kernel and grown over the later kernels that
-    can join it: the group then runs where its first member ran, after the kernels it needs and before
-    those that need it."""
+    can join it. The group takes the place of its first member; the kernels between its members that it
+    does not feed move before it, those that need it stay after it."""
     index = 0
     while index < len(schedule.kernels):
         kernels = schedule.kernels
@@ -153,7 +153,7 @@ def _grow(kernels, first, rows):
         needs = dependencies[j]
         role = None
         if not needs & blocked:
-            made = {id(kernels[i].out): role for i, role in roles.items()}
+            made = {id(kernels[i].out): member_role for i, member_role in roles.items()}
             role = _role(kernels[j], rows, [made.get(id(b)) for b in kernels[j].inputs])
         # Inside the group a member runs in its role's phase: it may need only members of earlier or
         # the same phase (a row member never needs a sink: _role checks what it reads).
