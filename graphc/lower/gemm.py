@@ -652,8 +652,8 @@ class _GemmEmitter:
                 if piece == 1:
                     part = b.extract_element(total, ir.Constant(I32, offset - start))
                 else:
-                    indexes = ir.Constant(ir.VectorType(I32, piece), list(range(offset - start, offset - start + piece)))
-                    part = b.shuffle_vector(total, total, indexes)
+                    lanes_taken = list(range(offset - start, offset - start + piece))
+                    part = b.shuffle_vector(total, total, ir.Constant(ir.VectorType(I32, piece), lanes_taken))
                 self.epilogue(b, row, self._add(col, offset), part, piece, self.args)
                 offset += piece
 

@@ -377,9 +377,10 @@ def _share_memory(schedule):
         for out in kernel.outputs:
             if out.kind != "temp":
                 continue
-            if out is kernel.out and kernel.inputs[:1] and kernel.inputs[0] in dying and _in_place_safe(kernel, kernel.inputs[0]):
-                out.slot = kernel.inputs[0].slot
-                dying.remove(kernel.inputs[0])
+            first = kernel.inputs[0] if kernel.inputs else None
+            if out is kernel.out and first in dying and _in_place_safe(kernel, first):
+                out.slot = first.slot
+                dying.remove(first)
             else:
                 reusable = next((b for b in free if b.nbytes == out.nbytes), None)
                 if reusable is not None:
