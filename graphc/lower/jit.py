@@ -56,14 +56,21 @@ class CompiledModule:
 
 
 def _optimized_module(source: IRInput, tm: llvm.TargetMachine) -> llvm.ModuleRef:
-    """Parse, verify and run the O3 pipeline without LLVM's vectorizers and loop unroller: every emitter
-    already writes vector code and unrolls its GEMM tiles, and those passes took half the compile time
-    (the seed step: 3.5 s -> 1.5 s cold) for no measurable speed."""
+    """Parse, verify and run LLVM's O1 pipeline, without its vectorizers and loop unroller.
+
+    The emitters already write what O3 would work hard to find: vector code, unrolled GEMM tiles, loop
+    bounds and dims computed once in each kernel's entry block. What is left is O1's cleaning up:
+    inlining the always-inline helpers (vecmath, row-kernel members), promoting stack slots to
+    registers, folding, common subexpressions, loop-invariant code motion, strength reduction. The seed
+    step compiles in about half of O3's time with the same kernel speeds (docs/performance.md). A
+    shorter hand-picked list of passes was faster still, but NewGVN, the only GVN llvmlite exposes on
+    its own, aborted on some row kernels.
+    """
     module = llvm.parse_assembly(str(source))
     module.triple = tm.triple
     module.data_layout = str(tm.target_data)
     module.verify()
-    tuning = llvm.create_pipeline_tuning_options(speed_level=3)
+    tuning = llvm.create_pipeline_tuning_options(speed_level=1)
     tuning.loop_vectorization = False
     tuning.slp_vectorization = False
     tuning.loop_unrolling = False
