@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from graphc.graph.shapes import dim_symbol
+from graphc.lower.program import workspace_bytes
 from graphc.viz.examples import glorot_uniform, mnist_mlp
 
 BATCH, FEATURES, HIDDEN, CLASSES = 128, 784, 512, 10
@@ -114,6 +116,10 @@ def main():
     print(f"  optimized vs optimize=0: {paired_ratio(by_round['graphc, optimize=0'], by_round[graphc_name])} faster")
     print(f"  kernels: {len(optimized.program.schedule.kernels)} optimized, "
           f"{len(unoptimized.program.schedule.kernels)} unoptimized")
+    batch = {dim_symbol("batch"): BATCH}
+    print(f"  workspace (temporaries at batch {BATCH}): "
+          f"{workspace_bytes(optimized.program.schedule, batch):,} bytes optimized, "
+          f"{workspace_bytes(unoptimized.program.schedule, batch):,} unoptimized")
     print(f"  compile: {cold:.2f} s cold, {cached:.2f} s from the object cache")
     print(f"  epoch estimate (469 steps): {graphc_ms * 469 / 1e3:.2f} s graphc, {baseline * 469 / 1e3:.2f} s numpy")
 
