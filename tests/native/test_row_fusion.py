@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 import graphc as gc
 from graphc.lower.program import RowKernel
 from graphc.lower.rows import CHUNK_ROWS
+from graphc.lower.target import avx2_target, host_target
 from graphc.viz.examples import mnist_mlp
 
 CLASSES = 10
@@ -126,13 +127,15 @@ def test_an_update_of_a_variable_a_later_kernel_reads_stays_out_of_the_group():
     assert f.program.schedule.kernels[-1].outputs[0].node is b
 
 
+@pytest.mark.parametrize("target", [host_target, avx2_target])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("batch", [1, 7, CHUNK_ROWS, CHUNK_ROWS + 1, 2 * CHUNK_ROWS + 3])
-def test_the_seed_steps_row_kernel_with_its_two_products_matches_the_reference(batch, threads):
+def test_the_seed_steps_row_kernel_with_its_two_products_matches_the_reference(batch, threads, target):
     """With 24 hidden units W1 is small enough to pack per chunk too: the row kernel holds both layers'
     products, dZ = (dlogits W2^T) * relu' and the bias gradients; every thread packs the weights into its
     own scratch and sums its rows into its own partials. The weight gradients are the other two kernels."""
-    native, reference = mnist_mlp(hidden=24, threads=threads), mnist_mlp(hidden=24, backend="reference")
+    native = mnist_mlp(hidden=24, threads=threads, target=target())
+    reference = mnist_mlp(hidden=24, backend="reference")
     (rows,) = row_kernels(native)
     assert len(native.program.schedule.kernels) == 3
     assert [m.node.op.name for role, m in rows.members if role == "row"].count("fused_matmul") == 3
