@@ -118,11 +118,15 @@ def fuse_row_wise(schedule):
     """Group kernels into RowKernels, each started by a row kernel and grown over the later kernels that
     can join it. The group takes the place of its first member; the kernels between its members that it
     does not feed move before it, those that need it stay after it."""
-    index = 0
+    index, dependencies = 0, None  # dependencies: of the current kernel list, computed once per list
     while index < len(schedule.kernels):
         kernels = schedule.kernels
         rows = _row_dim(kernels[index])
-        roles, blocked = _grow(kernels, index, rows) if rows is not None else ({}, set())
+        if rows is None:
+            index += 1
+            continue
+        dependencies = dependencies or _dependencies(kernels)
+        roles, blocked = _grow(kernels, dependencies, index, rows)
         if len(roles) < 2:
             index += 1
             continue
@@ -133,7 +137,7 @@ def fuse_row_wise(schedule):
         before = [k for i, k in enumerate(kernels) if i not in roles and i not in blocked and i < last]
         after = [k for i, k in enumerate(kernels) if i not in roles and (i in blocked or i > last)]
         schedule.kernels = before + [group] + after
-        index = len(before) + 1
+        index, dependencies = len(before) + 1, None
 
 
 def _dependencies(kernels) -> list:
@@ -144,10 +148,9 @@ def _dependencies(kernels) -> list:
             for j, (used_j, written_j) in enumerate(touched)]
 
 
-def _grow(kernels, first, rows):
+def _grow(kernels, dependencies, first, rows):
     """{index: role} of the kernels joining kernels[first] (a row kernel) in a group, and the set of later
     kernels outside it that depend on it (no member may depend on those: the group runs before them)."""
-    dependencies = _dependencies(kernels)
     roles, blocked = {first: "row"}, set()
     for j in range(first + 1, len(kernels)):
         needs = dependencies[j]
