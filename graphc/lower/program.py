@@ -369,6 +369,13 @@ def _share_memory(schedule):
     last_read = {key: max(indexes) for key, indexes in readers.items()}
     free = []
     scratch_slot = None
+    sizes = {}  # (shape, dtype) -> bytes: a symbolic size is simplified by sympy once per shape, not per test
+
+    def nbytes(buffer):
+        key = (tuple(buffer.node.shape), buffer.node.dtype)
+        if key not in sizes:
+            sizes[key] = buffer.nbytes
+        return sizes[key]
     for index, kernel in enumerate(schedule.kernels):
         if kernel.scratch is not None:
             scratch_slot = kernel.scratch.slot if scratch_slot is None else scratch_slot
@@ -382,7 +389,7 @@ def _share_memory(schedule):
                 out.slot = first.slot
                 dying.remove(first)
             else:
-                reusable = next((b for b in free if b.nbytes == out.nbytes), None)
+                reusable = next((b for b in free if nbytes(b) == nbytes(out)), None)
                 if reusable is not None:
                     free.remove(reusable)
                     out.slot = reusable.slot

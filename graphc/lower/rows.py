@@ -143,9 +143,18 @@ def fuse_row_wise(schedule):
 def _dependencies(kernels) -> list:
     """For each kernel, the earlier ones it must follow: it reads or writes what they write, or writes
     what they read."""
-    touched = [({id(b) for b in k.arguments if b is not None}, {id(b) for b in k.outputs}) for k in kernels]
-    return [{i for i, (used_i, written_i) in enumerate(touched[:j]) if written_i & used_j or used_i & written_j}
-            for j, (used_j, written_j) in enumerate(touched)]
+    writers, users = {}, {}  # buffer id -> the kernels so far that wrote it / read or wrote it
+    dependencies = []
+    for index, kernel in enumerate(kernels):
+        used = {id(b) for b in kernel.arguments if b is not None}
+        written = {id(b) for b in kernel.outputs}
+        needs = {i for b in used for i in writers.get(b, ())} | {i for b in written for i in users.get(b, ())}
+        dependencies.append(needs)
+        for b in used:
+            users.setdefault(b, []).append(index)
+        for b in written:
+            writers.setdefault(b, []).append(index)
+    return dependencies
 
 
 def _grow(kernels, dependencies, first, rows):
