@@ -1,33 +1,17 @@
 """The Keras MNIST model written with graphc's low-level API: placeholders, variables, gc.grad, and one
-gc.function whose updates are RMSprop written out (Keras 3's rule), driven by runtime.loop.fit_loop.
+gc.function whose updates are RMSprop as graph nodes (Keras 3's rule, ``rmsprop_updates`` in
+graphc/viz/examples.py), driven by runtime.loop.fit_loop.
 
     python examples/mnist_define_then_run.py [--epochs 5] [--seed 0]
 """
 import argparse
-import math
 
 import numpy as np
 
 import graphc as gc
 from graphc.keras.datasets import mnist
+from graphc.viz.examples import glorot_uniform, rmsprop_updates
 from runtime.loop import evaluate_loop, fit_loop
-
-LEARNING_RATE, RHO, EPSILON = 0.001, 0.9, 1e-7
-
-
-def glorot_uniform(rng, fan_in, fan_out):
-    limit = math.sqrt(6 / (fan_in + fan_out))
-    return rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(np.float32)
-
-
-def rmsprop_updates(params, grads):
-    """v = rho v + (1 - rho) g^2;  w -= lr g / sqrt(v + eps)   (one velocity variable per parameter)."""
-    updates = []
-    for w, g in zip(params, grads):
-        v = gc.variable(np.zeros(w.shape, dtype=np.float32), name=f"{w.name}/velocity")
-        new_v = RHO * v + (1 - RHO) * gc.square(g)
-        updates += [(v, new_v), (w, w - LEARNING_RATE * g / gc.sqrt(new_v + EPSILON))]
-    return updates
 
 
 def main():
