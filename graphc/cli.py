@@ -1,8 +1,9 @@
-"""The ``graphc`` command: dump or profile a graph defined in the user's module or script.
+"""The ``graphc`` command: dump or profile a graph defined in the user's module or script; see or clear the cache.
 
     graphc dump model.py:train_step --stage kernels -o step.svg
     graphc dump --example mnist-mlp --stage forward
     graphc profile --example mnist-mlp --dim batch=128
+    graphc cache info
 """
 import argparse
 import functools
@@ -14,6 +15,7 @@ import sys
 
 import numpy as np
 
+from runtime import cache
 from runtime.atomic import atomic_write_bytes
 
 from .graph.shapes import evaluate_shape
@@ -39,6 +41,8 @@ class TargetError(Exception):
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "cache":
+        return run_cache(args.action)
     if (args.target is None) == (args.example is None):
         parser.error(f"{args.command}: give either TARGET or --example NAME")
     try:
@@ -61,7 +65,7 @@ def main(argv=None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="graphc", description="graphc: look at the graphs your code builds, stage by stage.",
-        epilog="Run 'graphc dump --help' or 'graphc profile --help' for details.")
+        epilog="Run 'graphc dump --help', 'graphc profile --help' or 'graphc cache --help' for details.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dump = commands.add_parser(
         "dump", help="write a graph as a picture, DOT, text, LLVM IR or assembly",
@@ -91,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     timing.add_argument("-o", "--output", metavar="FILE",
                         help="also write the kernel graph coloured by time share (.svg, .png, .pdf or .dot)")
     timing.set_defaults(handler=run_profile)
+    caching = commands.add_parser(
+        "cache", help="show or clear the compiled-object cache",
+        description="info: the cache directory (GRAPHC_CACHE_DIR), its entries and their size, the bound "
+                    "(GRAPHC_CACHE_MAX_BYTES) and whether the cache is usable, or why not. clear: remove the "
+                    "entries (and temporaries that killed writers left); other files there are kept.")
+    caching.add_argument("action", choices=("info", "clear"))
     return parser
 
 
@@ -137,6 +147,29 @@ def run_profile(parser, args, obj) -> int:
     elif args.output_format:
         render(function, args.output, stage="kernels", format=args.output_format, heat=result.heat())
     return 0
+
+
+def run_cache(action: str) -> int:
+    """``graphc cache info`` or ``graphc cache clear``; a filesystem error is one line, exit status 2."""
+    try:
+        if action == "clear":
+            count, size = cache.clear()
+            print(f"removed {count} entries ({mebibytes(size)}) from {cache.cache_dir()}")
+            return 0
+        facts = cache.info()
+    except OSError as error:
+        print(f"graphc: error: cache {action}: {error}", file=sys.stderr)
+        return 2
+    print(f"directory  {facts['directory']}\n"
+          f"entries    {facts['entries']} ({mebibytes(facts['bytes'])}, {facts['bytes']} bytes)\n"
+          f"bound      {mebibytes(facts['max_bytes'])} ({facts['max_bytes']} bytes, GRAPHC_CACHE_MAX_BYTES)\n"
+          f"key        {facts['key']}\n"
+          f"usable     {'yes' if facts['problem'] is None else 'no: ' + facts['problem']}")
+    return 0
+
+
+def mebibytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
 
 
 def output_format(parser, path) -> str:
