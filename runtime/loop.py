@@ -13,14 +13,22 @@ The *owner* is the object callbacks see as ``self.model`` (normally the Keras
 model). The loop sets ``owner.stop_training = False`` before training and
 stops after the current batch once a callback sets it to True. Callbacks may
 need more from it: ``EarlyStopping(restore_best_weights=True)`` calls
-``owner.get_weights()`` / ``owner.set_weights(w)`` and ``ModelCheckpoint``
-calls ``owner.save(path)`` or ``owner.save_weights(path)``.
+``owner.get_weights()`` (a list of arrays) / ``owner.set_weights(w)`` and
+``ModelCheckpoint`` calls ``owner.save(path)`` or ``owner.save_weights(path)``.
 
 A NaN or infinite ``loss`` ends training: callbacks get ``on_train_end`` with
 ``logs["stopped_on_nan"] = True`` (plus ``epoch``, ``batch`` and ``loss``) --
 the place for an owner to restore its last good weights -- and then
 ``fit_loop`` raises NonFiniteLossError. ``EarlyStopping`` with
 ``restore_best_weights=True`` restores the best weights at that point too.
+
+A step can also write NaN/inf weights while its loss stays finite (the loss
+is computed before the update, e.g. with a huge learning rate). So when the
+owner has ``get_weights()``, the loop checks the weights at the end of every
+epoch, before any callback sees that epoch (so before ModelCheckpoint saves
+and before fit_loop returns): a non-finite weight ends training the same way,
+with ``logs["weight"]`` (its index in ``get_weights()``) instead of
+``batch``/``loss``, and then NonFiniteWeightsError.
 """
 
 import math
@@ -47,6 +55,22 @@ class NonFiniteLossError(FloatingPointError):
         self.loss = loss
         self.epoch = epoch
         self.batch = batch
+        self.history = history
+
+
+class NonFiniteWeightsError(FloatingPointError):
+    """Training stopped because a weight became NaN or infinite while every loss was finite.
+
+    ``epoch`` is 0-based, ``weight`` the index in ``owner.get_weights()``;
+    ``history`` holds the completed epochs.
+    """
+
+    def __init__(self, weight, epoch, epochs, history):
+        super().__init__(
+            f"weight {weight} became NaN or infinite in epoch {epoch + 1}/{epochs} although every batch's "
+            "loss was finite (an update overflowed: is the learning rate too large?); training stopped")
+        self.weight = weight
+        self.epoch = epoch
         self.history = history
 
 
@@ -163,7 +187,13 @@ class ModelCheckpoint(Callback):
     ``filepath`` may contain ``str.format`` fields: ``{epoch}`` (1-based) and
     any log name, e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``. Saving calls
     ``owner.save(path)``, or ``owner.save_weights(path)`` when
-    ``save_weights_only=True``.
+    ``save_weights_only=True``. A missing directory is an error when training
+    begins, not after the first epoch.
+
+    A checkpoint never holds NaN or infinite weights: a NaN/inf monitored
+    value never counts as an improvement, and when ``owner.get_weights()``
+    holds a non-finite value the save is skipped with a RuntimeWarning (a good
+    earlier file is kept; fit_loop's own check raises at the epoch's end).
     """
 
     def __init__(self, filepath, monitor="val_loss", save_best_only=False,
@@ -177,15 +207,26 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, logs=None):
         _require_owner_methods(self.model, "ModelCheckpoint", self.save_method)
+        directory = os.path.dirname(self.filepath)
+        if directory and "{" not in directory and not os.path.isdir(directory):
+            raise FileNotFoundError(f"ModelCheckpoint: there is no directory {directory} to save "
+                                    f"{self.filepath} in; create it first")
         self.best = self._worst
 
     def on_epoch_end(self, epoch, logs=None):
+        current = None
         if self.save_best_only:
             current = _monitored_value(logs, self.monitor, "ModelCheckpoint")
             if current is None or not self._improved(current, self.best):
                 return
-            self.best = current
         path = self.filepath.format(epoch=epoch + 1, **logs)
+        bad = _non_finite_weight(self.model)
+        if bad is not None:
+            warnings.warn(f"ModelCheckpoint: not saving {path}: weight {bad} is NaN or infinite",
+                          RuntimeWarning, stacklevel=2)
+            return
+        if self.save_best_only:
+            self.best = current
         getattr(self.model, self.save_method)(path)
 
 
@@ -196,9 +237,10 @@ def _improvement_test(monitor, mode, min_delta):
     if mode == "auto":
         mode = "max" if _higher_is_better(monitor) else "min"
     min_delta = abs(min_delta)
+    # A NaN or infinite value is never an improvement: it must not become the "best" epoch.
     if mode == "min":
-        return (lambda current, best: current < best - min_delta), math.inf
-    return (lambda current, best: current > best + min_delta), -math.inf
+        return (lambda current, best: math.isfinite(current) and current < best - min_delta), math.inf
+    return (lambda current, best: math.isfinite(current) and current > best + min_delta), -math.inf
 
 
 def _higher_is_better(monitor):
@@ -212,6 +254,14 @@ def _monitored_value(logs, monitor, who):
         warnings.warn(f"{who} monitors {monitor!r}, which is not in the epoch logs "
                       f"(available: {sorted(logs)}); skipping this epoch", stacklevel=3)
     return value
+
+
+def _non_finite_weight(owner):
+    """Index of the first of ``owner.get_weights()`` holding NaN or inf; None if all are finite or it has none."""
+    get_weights = getattr(owner, "get_weights", None)
+    if not callable(get_weights):
+        return None
+    return next((i for i, weight in enumerate(get_weights()) if not np.isfinite(weight).all()), None)
 
 
 def _require_owner_methods(owner, who, *names):
@@ -249,7 +299,8 @@ def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=No
     With ``shuffle=True`` each epoch visits the samples in an order drawn
     from a numpy Generator seeded by ``(seed, epoch)``: the same seed gives
     the same batches, also when resuming at ``initial_epoch``. ``seed=None``
-    draws a fresh seed. Raises NonFiniteLossError on a NaN/Inf loss.
+    draws a fresh seed. Raises NonFiniteLossError on a NaN/Inf loss and
+    NonFiniteWeightsError when an epoch ends with NaN/Inf in ``owner.get_weights()``.
     """
     x, y = _as_data(x), _as_data(y)
     num_samples = _num_samples(x, y)
@@ -279,10 +330,12 @@ def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=No
             logs, batches_done = _train_epoch(train_step, x, y, num_samples, order, batch_size,
                                               callbacks, owner, bar)
         except _NonFiniteLoss as stop:
-            bar.end_line()
-            callbacks.call("on_train_end", {"stopped_on_nan": True, "epoch": epoch,
-                                            "batch": stop.batch, "loss": stop.loss})
+            _stop_on_nan(callbacks, bar, {"epoch": epoch, "batch": stop.batch, "loss": stop.loss})
             raise NonFiniteLossError(stop.loss, epoch, epochs, stop.batch, steps, history) from None
+        bad = _non_finite_weight(owner)
+        if bad is not None:
+            _stop_on_nan(callbacks, bar, {"epoch": epoch, "weight": bad})
+            raise NonFiniteWeightsError(bad, epoch, epochs, history)
         if validation is not None:
             val_logs = evaluate_loop(eval_step, x_val, y_val, batch_size, verbose=0)
             logs.update({f"val_{name}": value for name, value in val_logs.items()})
@@ -292,6 +345,12 @@ def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=No
             break
     callbacks.call("on_train_end", {**logs, "stopped_on_nan": False})
     return history
+
+
+def _stop_on_nan(callbacks, bar, logs):
+    """End training on a non-finite loss or weight: callbacks restore the last good state in on_train_end."""
+    bar.end_line()
+    callbacks.call("on_train_end", {"stopped_on_nan": True, **logs})
 
 
 def evaluate_loop(eval_step, x, y, batch_size=32, verbose=1, *, stream=None):

@@ -10,6 +10,7 @@ giving the forward graph. ``compile`` then builds, with the public graphc API on
 and ``fit`` / ``evaluate`` / ``predict`` drive them with the loops of ``runtime.loop``. The weights are the
 ``gc.variable``'s of the layers; the functions read and update them in place.
 """
+import contextlib
 import math
 import os
 import textwrap
@@ -17,8 +18,9 @@ import textwrap
 import numpy as np
 
 import graphc as gc
-from runtime.checkpoint import load_checkpoint, save_checkpoint
-from runtime.loop import Callback, NonFiniteLossError, evaluate_loop, fit_loop, predict_loop, split_validation
+from runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from runtime.loop import (Callback, NonFiniteLossError, NonFiniteWeightsError, evaluate_loop, fit_loop, predict_loop,
+                          split_validation)
 
 from . import _state, layers as layers_module, losses, metrics as metrics_module, optimizers
 from ._registry import name_of
@@ -163,10 +165,12 @@ class Sequential:
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
         """Train for ``epochs`` epochs; returns the History (``history.history['loss']`` etc.).
 
-        On a NaN or infinite loss training stops with runtime's NonFiniteLossError and the weights (and
-        optimizer slots) are put back to what they were at the start of the failing epoch, the last state
-        whose epoch ended with a finite loss (unless EarlyStopping(restore_best_weights=True) then restores
-        its best epoch's weights).
+        On a NaN or infinite loss training stops with runtime's NonFiniteLossError, and on weights that an
+        epoch left NaN or infinite (checked at every epoch's end, so also after the last batch) with
+        NonFiniteWeightsError; either way the weights (and optimizer slots) are put back to what they were at
+        the start of the failing epoch, the last state whose epoch ended finite (unless
+        EarlyStopping(restore_best_weights=True) then restores its best epoch's weights). So the weights are
+        finite when fit returns or raises, and ModelCheckpoint never saves non-finite ones.
         """
         self._require_compiled("fit")
         x, y = self._checked_data(x, y)
@@ -186,7 +190,9 @@ class Sequential:
                                     shuffle=shuffle, seed=seed, validation=validation, eval_step=eval_step,
                                     callbacks=callbacks, verbose=_verbosity(verbose),
                                     initial_epoch=initial_epoch, owner=self)
-        except NonFiniteLossError as error:
+        except (NonFiniteLossError, NonFiniteWeightsError) as error:
+            if isinstance(error, NonFiniteWeightsError):
+                error.add_note(f"{self.name}: weight {error.weight} is {self.weights[error.weight].name}")
             error.add_note(f"{self.name}: the weights and optimizer state were restored to those at the "
                            f"start of epoch {error.epoch + 1}")
             raise
@@ -318,8 +324,10 @@ class Sequential:
                         {"format": WEIGHTS_FORMAT, "version": 1, "model": self.name})
 
     def load_weights(self, path):
-        arrays, meta = _read(path, (WEIGHTS_FORMAT, MODEL_FORMAT))
-        self.set_weights(_numbered(arrays, "weight"))
+        """Set the weights from a file of ``save_weights`` or ``save``; CheckpointError if it does not fit."""
+        arrays, _ = _read(path, (WEIGHTS_FORMAT, MODEL_FORMAT))
+        with _reading(path, "weights"):
+            _assign(self.weights, _numbered(arrays, "weight"))
 
     # ---- summary -----------------------------------------------------------------------------
     def summary(self, print_fn=None):
@@ -329,41 +337,67 @@ class Sequential:
 
 def load_model(path, compile=True):
     """The model saved at ``path`` by ``Model.save``: architecture, weights, and (with ``compile``) its
-    compile settings and optimizer state, so that training resumes where it stopped."""
+    compile settings and optimizer state, so that training resumes where it stopped. Any malformed file
+    gives CheckpointError naming ``path`` and the part that is wrong."""
     arrays, meta = _read(path, (MODEL_FORMAT,))
-    model = Sequential.from_config(meta["model"])
-    model.set_weights(_numbered(arrays, "weight"))
-    settings = meta["compile"]
-    if compile and settings is not None:
-        model.compile(optimizers.deserialize(settings["optimizer"]), settings["loss"], settings["metrics"])
-        if model.built and model.loss is not None:
-            model._training_functions()  # creates the optimizer's slots, to be filled below
-        _assign(model.optimizer.variables, _numbered(arrays, "optimizer"), f"load_model({os.fspath(path)!r})")
+    with _reading(path, "architecture"):
+        model = Sequential.from_config(meta["model"])
+    with _reading(path, "weights"):
+        _assign(model.weights, _numbered(arrays, "weight"))
+    with _reading(path, "compile settings"):
+        settings = meta["compile"] if compile else None
+        if settings is not None:
+            model.compile(optimizers.deserialize(settings["optimizer"]), settings["loss"], settings["metrics"])
+            if model.built and model.loss is not None:
+                model._training_functions()  # creates the optimizer's slots, to be filled below
+    if settings is not None:
+        with _reading(path, "optimizer state"):
+            _assign(model.optimizer.variables, _numbered(arrays, "optimizer"))
     return model
 
 
 def _read(path, formats):
     arrays, meta = load_checkpoint(path)
-    if meta.get("format") not in formats:
-        raise ValueError(f"{os.fspath(path)} is not a graphc.keras file of kind {' or '.join(formats)} "
-                         f"(it says format {meta.get('format')!r})")
+    kind = meta.get("format") if isinstance(meta, dict) else None
+    if kind not in formats:
+        raise CheckpointError(f"{os.fspath(path)} is not a graphc.keras file of kind {' or '.join(formats)} "
+                              f"(it says format {kind!r})")
+    if meta.get("version") != 1:
+        raise CheckpointError(f"{os.fspath(path)} has version {meta.get('version')!r}; this graphc reads version 1")
     return arrays, meta
 
 
+@contextlib.contextmanager
+def _reading(path, part):
+    """Turns what rebuilding ``part`` of a model from a crafted or damaged file raises into CheckpointError."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError, MemoryError) as e:
+        detail = f"missing {e}" if isinstance(e, KeyError) else f"{e}" or type(e).__name__
+        raise CheckpointError(f"{os.fspath(path)}: invalid {part}: {detail}") from e
+
+
 def _numbered(arrays, prefix) -> list:
-    count = sum(1 for name in arrays if name.startswith(prefix + "_"))
-    return [arrays[f"{prefix}_{i}"] for i in range(count)]
+    """``arrays[prefix_0]``, ``arrays[prefix_1]``, ...: all the arrays named ``prefix_<n>``, without gaps."""
+    names = {name for name in arrays if name.startswith(prefix + "_")}
+    expected = [f"{prefix}_{i}" for i in range(len(names))]
+    if names != set(expected):
+        raise ValueError(f"the {prefix} arrays are not numbered {prefix}_0 to {prefix}_{len(names) - 1}: found "
+                         f"{', '.join(sorted(names - set(expected)))}")
+    return [arrays[name] for name in expected]
 
 
-def _assign(variables, values, who):
+def _assign(variables, values, who=None):
+    """Set each variable from the array in the same position; ValueError (prefixed ``who: ``) if one does not fit."""
+    prefix = f"{who}: " if who else ""
     values = list(values)
     if len(values) != len(variables):
-        raise ValueError(f"{who}: expected {len(variables)} arrays ({', '.join(v.name for v in variables)}), "
+        raise ValueError(f"{prefix}expected {len(variables)} arrays ({', '.join(v.name for v in variables)}), "
                          f"got {len(values)}")
     for variable, value in zip(variables, values):
         value = np.asarray(value)
         if value.shape != variable.shape:
-            raise ValueError(f"{who}: {variable.name} has shape {variable.shape}, got an array of shape "
+            raise ValueError(f"{prefix}{variable.name} has shape {variable.shape}, got an array of shape "
                              f"{value.shape}")
         variable.value = value
 
@@ -377,7 +411,7 @@ def _named_step(function, names):
 
 class _KeepLastGoodState(Callback):
     """Snapshots the model's variables at the start of every epoch and puts them back when the loop stops on
-    a NaN or infinite loss (the weights it reached then are already poisoned or about to be)."""
+    a NaN or infinite loss or weight (the weights it reached then are already poisoned or about to be)."""
 
     def on_epoch_begin(self, epoch, logs=None):
         self.snapshot = [v.value for v in self.model._state()]

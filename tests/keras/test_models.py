@@ -208,6 +208,18 @@ def test_model_checkpoint_saves_loadable_models(tmp_path):
     assert (tmp_path / "ckpt-1.npz").exists()
 
 
+def test_saving_into_a_missing_directory_names_the_users_path(tmp_path):
+    model = small_classifier()
+    x, y = small_data()
+    missing = tmp_path / "missing"
+    with pytest.raises(FileNotFoundError) as error:
+        model.fit(x, y, verbose=0, callbacks=[callbacks.ModelCheckpoint(missing / "ckpt-{epoch}.npz")])
+    assert str(missing) in str(error.value) and ".tmp" not in str(error.value)
+    with pytest.raises(FileNotFoundError) as error:
+        model.save(missing / "model.npz")
+    assert str(missing / "model.npz") in str(error.value) and ".tmp" not in str(error.value)
+
+
 def test_custom_functions_cannot_be_saved(tmp_path):
     model = models.Sequential([layers.Dense(2, activation=lambda t: t * 2, input_shape=(3,))])
     with pytest.raises(ValueError, match="cannot save the custom activation"):

@@ -113,6 +113,49 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_weights():
     assert model.optimizer.iterations.value == iterations
 
 
+class LearningRateJump(callbacks.Callback):
+    """Sets SGD's learning rate to 1e38 before the given epoch and batch: that step's loss is still finite (it is
+    computed before the update), but the update overflows the weights to inf."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at = (epoch, batch)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            self.model.optimizer.learning_rate = 1e38
+
+
+def overflowing_regression():
+    model = models.Sequential([layers.Dense(1, input_shape=(2,))])
+    model.compile(optimizers.SGD(1e-3), "mse")
+    return model, np.full((24, 2), 10, np.float32), np.zeros((24, 1), np.float32)
+
+
+def test_weights_that_overflow_on_the_last_batch_are_restored_and_reported():
+    model, x, y = overflowing_regression()
+    before = model.get_weights()
+    with pytest.raises(FloatingPointError, match="weight 0 became NaN or infinite in epoch 1/1") as error:
+        model.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0, callbacks=[LearningRateJump(0, 2)])
+    assert f"{model.name}: weight 0 is {model.weights[0].name}" in error.value.__notes__
+    for restored, original in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(restored, original)
+
+
+def test_the_best_checkpoint_never_holds_overflowed_weights(tmp_path):
+    model, x, y = overflowing_regression()
+    best = callbacks.ModelCheckpoint(tmp_path / "best.npz", monitor="loss", save_best_only=True)
+    with pytest.raises(FloatingPointError, match="in epoch 2/2"):
+        model.fit(x, y, epochs=2, batch_size=24, verbose=0, callbacks=[LearningRateJump(1, 0), best])
+    saved = models.load_model(tmp_path / "best.npz").get_weights()
+    assert all(np.isfinite(w).all() for w in saved)
+    for restored, kept in zip(model.get_weights(), saved):  # the epoch-1 weights: both the file's and the model's
+        np.testing.assert_array_equal(restored, kept)
+
+
 def test_compile_passes_the_backend_to_gc_function():
     model = models.Sequential([layers.Dense(2, input_shape=(2,))])
     model.compile("sgd", "mse", backend="reference")

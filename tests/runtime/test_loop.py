@@ -1,4 +1,5 @@
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import runtime.loop as loop
 from runtime.loop import (
     Callback,
     EarlyStopping,
@@ -131,7 +133,7 @@ def test_validation_without_eval_step_is_an_error():
 
 
 class WeightsOwner:
-    """An owner whose 'weights' are the number of epochs trained."""
+    """An owner whose one weight is the number of epochs trained."""
 
     def __init__(self):
         self.trained = 0
@@ -139,10 +141,10 @@ class WeightsOwner:
         self.saved = []
 
     def get_weights(self):
-        return self.trained
+        return [np.array(float(self.trained))]
 
     def set_weights(self, weights):
-        self.restored.append(weights)
+        self.restored.append(int(weights[0]))
 
     def save(self, path):
         self.saved.append(path)
@@ -337,3 +339,79 @@ def test_runtime_does_not_import_graphc():
     code = "import sys, runtime; sys.exit(any(m == 'graphc' or m.startswith('graphc.') for m in sys.modules))"
     repo_root = Path(__file__).resolve().parents[2]
     assert subprocess.run([sys.executable, "-c", code], cwd=repo_root).returncode == 0
+
+
+class ArrayOwner:
+    """An owner with real weight arrays that a step can poison, and a record of the paths it saved."""
+
+    def __init__(self):
+        self.weights = [np.zeros(3), np.ones(2)]
+        self.saved = []
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        self.weights = [w.copy() for w in weights]
+
+    def save(self, path):
+        self.saved.append(path)
+
+
+def test_weights_that_overflow_on_the_last_batch_with_a_finite_loss_stop_training():
+    owner = ArrayOwner()
+    calls = []
+
+    def step(xb, yb):  # the loss is computed before the update, so it stays finite
+        calls.append(len(calls))
+        if len(calls) == 6:  # the last batch of epoch 2
+            owner.weights[1][0] = np.inf
+        return {"loss": 1.0}
+
+    class EndLogs(Callback):
+        def on_train_end(self, logs=None):
+            self.logs = logs
+
+    end, checkpoint = EndLogs(), ModelCheckpoint("ckpt-{epoch}.npz")
+    with pytest.raises(FloatingPointError, match="weight 1 became NaN or infinite in epoch 2/3") as info:
+        fit_loop(step, np.zeros(12), np.zeros(12), epochs=3, batch_size=4, callbacks=[end, checkpoint],
+                 owner=owner, verbose=0)
+    assert isinstance(info.value, loop.NonFiniteWeightsError)
+    assert (info.value.epoch, info.value.weight, info.value.history.epoch) == (1, 1, [0])
+    assert end.logs == {"stopped_on_nan": True, "epoch": 1, "weight": 1}
+    assert owner.saved == ["ckpt-1.npz"], "the poisoned epoch was saved"
+
+
+@pytest.mark.parametrize("mode, values", [("min", [3.0, -math.inf, 2.0]), ("max", [1.0, math.inf, 2.0]),
+                                          ("min", [3.0, math.nan, 2.0])])
+def test_a_non_finite_monitored_value_is_never_the_best(mode, values):
+    owner = WeightsOwner()
+    tracker, eval_step = scripted_validation(values, owner)
+    best = ModelCheckpoint("best-{epoch}.npz", save_best_only=True, mode=mode)
+    stopper = EarlyStopping(patience=2, mode=mode, restore_best_weights=True)
+    fit_loop(recording_step([]), np.zeros(2), np.zeros(2), epochs=3, validation=(np.zeros(1), np.zeros(1)),
+             eval_step=eval_step, callbacks=[tracker, best, stopper], owner=owner, verbose=0)
+    assert owner.saved == ["best-1.npz", "best-3.npz"]
+    assert stopper.best_epoch == 2 and owner.restored == [2]
+
+
+def test_model_checkpoint_skips_non_finite_weights_with_a_warning():
+    owner = ArrayOwner()
+
+    class PoisonAfterCheck(Callback):  # runs after the loop's own end-of-epoch check
+        def on_epoch_end(self, epoch, logs=None):
+            owner.weights[0][2] = np.nan
+
+    with pytest.warns(RuntimeWarning, match=r"not saving ckpt\.npz: weight 0 is NaN or infinite"):
+        fit_loop(recording_step([]), np.zeros(2), np.zeros(2), callbacks=[PoisonAfterCheck(), ModelCheckpoint("ckpt.npz")],
+                 owner=owner, verbose=0)
+    assert owner.saved == []
+
+
+def test_model_checkpoint_into_a_missing_directory_fails_before_training(tmp_path):
+    steps = []
+    missing = tmp_path / "no-such-dir"
+    with pytest.raises(FileNotFoundError, match=re.escape(f"no directory {missing}")):
+        fit_loop(recording_step(steps), np.zeros(2), np.zeros(2),
+                 callbacks=[ModelCheckpoint(missing / "ckpt-{epoch}.npz")], owner=WeightsOwner(), verbose=0)
+    assert steps == []
