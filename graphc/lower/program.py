@@ -127,12 +127,13 @@ class Schedule:
 
     def fingerprint(self) -> str:
         """Everything the generated code depends on, as text: kernels, their argument slots and each node's
-        op, attributes, shapes and dtypes (symbolic dims by position, not by name)."""
+        op, attributes, shapes and dtypes (symbolic dims by position, not by name). Numbers are written
+        exactly (srepr, repr): constants that differ in their last bit are different programs."""
         positional = {symbol: sympy.Symbol(f"dim{i}") for i, symbol in enumerate(self.dims)}
 
         def canonical(value):
             if isinstance(value, sympy.Basic):
-                return str(value.xreplace(positional))
+                return sympy.srepr(value.xreplace(positional))
             if isinstance(value, (tuple, list)):
                 return "(" + ", ".join(canonical(v) for v in value) + ")"
             return repr(value)
