@@ -7,9 +7,17 @@ spin barrier on ``barrier``, so no Python runs between kernels. The caller's thr
 is thread 0; threads 1..n-1 spend their life in the program's native ``worker``
 loop (entered through ctypes, which releases the GIL), so starting a step costs
 three memory writes, not a wake-up through Python.
+
+Reliability (docs/reliability.md): calls from several Python threads take turns on a lock (the
+program has one slot table and one barrier); announcing a step and running thread 0's part are one
+native call (``run_step``), so an exception such as KeyboardInterrupt can land before or after a
+call, never inside it; a forked child starts its own helper threads on its first call; and a barrier
+wait that cannot complete ends the call with ``ProgramError`` after ``GRAPHC_BARRIER_TIMEOUT``
+seconds instead of spinning for ever.
 """
 import atexit
 import ctypes
+import os
 import threading
 import weakref
 from dataclasses import dataclass
@@ -17,7 +25,39 @@ from dataclasses import dataclass
 import numpy as np
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p)
+_RUN_STEP = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                             ctypes.c_int32, ctypes.c_void_p)
 ALIGNMENT = 64  # bytes: every temporary starts on a cache line (and a full AVX-512 vector)
+
+# The barrier record the generated code reads and writes: int64 fields, padded to a cache line.
+BARRIER = {"arrived": 0, "generation": 1, "failed": 2, "timeout_ns": 3, "spins_before_yield": 4}
+SPINS_BEFORE_YIELD = 1 << 12  # a barrier wait spins this long before it gives the core away...
+SPINS_BEFORE_YIELD_OVERSUBSCRIBED = 1  # ...or at once when there are more threads than cores to run them
+
+
+class ProgramError(RuntimeError):
+    """The native program could not complete a call; the message says why and what to do."""
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), not every core of the machine."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def barrier_timeout() -> float:
+    """Seconds a thread waits at a barrier for the others before the call fails: GRAPHC_BARRIER_TIMEOUT,
+    default 60 (a wait is normally microseconds: threads get equal shares of each kernel)."""
+    text = os.environ.get("GRAPHC_BARRIER_TIMEOUT", "60")
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"GRAPHC_BARRIER_TIMEOUT must be a number of seconds, got {text!r}") from None
+    if not seconds > 0:
+        raise ValueError(f"GRAPHC_BARRIER_TIMEOUT must be positive, got {text!r}")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -38,11 +78,17 @@ class SlotLayout:
 
 
 class Executable:
-    """A loaded native program and the memory it runs on; ``run(feeds, dims)`` returns the outputs."""
+    """A loaded native program and the memory it runs on; ``run(feeds, dims)`` returns the outputs.
 
-    def __init__(self, entry_address: int, layout: SlotLayout, threads: int, keepalive=None, worker_address=None,
-                 start_address=None):
-        self._entry = _ENTRY(entry_address)
+    ``addresses``: the program's native functions ``program``, ``worker``, ``start_step`` and
+    ``run_step`` by name (the last three are needed only with more than one thread).
+    """
+
+    live = weakref.WeakSet()  # reset in a forked child (os.register_at_fork below)
+
+    def __init__(self, addresses: dict, layout: SlotLayout, threads: int, keepalive=None):
+        self._entry = _ENTRY(addresses["program"])
+        self._addresses = addresses
         self._keepalive = keepalive  # the engine owning the machine code
         self.layout = layout
         self.threads = max(1, int(threads))
@@ -50,14 +96,22 @@ class Executable:
         for slot, array in layout.fixed.items():
             self._slots[slot] = array.ctypes.data
         self._arenas: dict[tuple, tuple] = {}  # dims -> (arena array, temp offsets)
-        self._barrier = np.zeros(8, dtype=np.int64)  # [arrived, generation] + padding to a cache line
-        self._workers = None
-        if self.threads > 1:
-            self._workers = _Workers(worker_address, start_address, self.threads, self._barrier, keepalive)
+        self._lock = threading.Lock()  # one call at a time: one slot table, one barrier
+        self._broken = None  # why calls are refused, once the program's state cannot be trusted
+        self._workers = None  # helper threads, started by the first call that needs them
+        self._new_barrier()
+        Executable.live.add(self)
+
+    def _new_barrier(self):
+        self._barrier = np.zeros(8, dtype=np.int64)
+        self._barrier[BARRIER["timeout_ns"]] = int(barrier_timeout() * 1e9)
+        self._barrier[BARRIER["spins_before_yield"]] = (
+            SPINS_BEFORE_YIELD if self.threads <= available_cores() else SPINS_BEFORE_YIELD_OVERSUBSCRIBED)
 
     def run(self, feeds: list, dims: tuple) -> list:
-        slots, dims_array, outputs = self.bind(feeds, dims)
-        self._call_all(slots.ctypes.data, dims_array.ctypes.data)
+        with self._lock:
+            slots, dims_array, outputs = self.bind(feeds, dims)
+            self._call_all(slots.ctypes.data, dims_array.ctypes.data)
         return outputs
 
     def bind(self, feeds: list, dims: tuple) -> tuple:
@@ -65,8 +119,10 @@ class Executable:
 
         Returns (slot table: a uintp array of buffer addresses, dims as an int64 array, the new output
         arrays). The caller keeps ``feeds`` alive while it uses the table; the next ``run`` or ``bind``
-        overwrites the table. A profiler calls the kernels one by one on it.
+        overwrites the table. A profiler calls the kernels one by one on it (from one thread).
         """
+        if self._broken:
+            raise ProgramError(self._broken)
         layout = self.layout
         for slot, array in zip(layout.inputs, feeds):
             self._slots[slot] = array.ctypes.data
@@ -99,10 +155,31 @@ class Executable:
         return cached
 
     def _call_all(self, slots_address: int, dims_address: int):
-        if self._workers is not None:
-            self._workers.start_step(slots_address, dims_address)
-        # Thread 0 runs here; the program ends with a barrier, so when it returns every thread is done.
-        self._entry(slots_address, dims_address, 0, self.threads, self._barrier.ctypes.data)
+        barrier = self._barrier
+        if self.threads == 1:
+            self._entry(slots_address, dims_address, 0, 1, barrier.ctypes.data)
+        else:
+            if self._workers is None:
+                self._workers = _Workers(self._addresses, self.threads, barrier, self._keepalive)
+            # One native call: the helpers start and thread 0 runs; it returns when every thread is done.
+            self._workers.run_step(slots_address, dims_address, barrier)
+        if barrier[BARRIER["failed"]]:
+            self.close()
+            self._broken = (f"a graphc program's threads did not meet at a barrier within "
+                            f"{barrier[BARRIER['timeout_ns']] / 1e9:g} s (GRAPHC_BARRIER_TIMEOUT); the call "
+                            "was abandoned and the variables may hold a partial update: compile the function "
+                            "again")
+            raise ProgramError(self._broken)
+
+    def _after_fork_in_child(self):
+        """The helper threads did not survive the fork: the child's first call starts its own. A call
+        that another thread was running at the fork left memory half written: the program is refused."""
+        if self._lock.locked():
+            self._broken = ("this graphc function was running in another thread when the process forked; "
+                            "its state in the child is undefined: compile the function again in the child")
+        self._lock = threading.Lock()
+        self._workers = None
+        self._new_barrier()
 
     def close(self):
         if self._workers is not None:
@@ -120,30 +197,32 @@ _START = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 class _Workers:
     """Threads 1..n-1, each living inside the program's native ``worker`` loop (ctypes released the GIL).
 
-    A step is announced by writing the call's slot table and dims into ``call``, then running the
-    program's native ``start_step``, which bumps ``control[0]`` atomically and wakes helpers that went to
-    sleep (``control[2]`` counts them); the worker reads ``control`` with acquire.
+    A step is announced by the program's native ``run_step``: it writes the call's slot table and dims
+    into ``call``, bumps ``control[0]`` atomically and wakes helpers that went to sleep (``control[2]``
+    counts them), then runs thread 0's part; the worker reads ``control`` with acquire.
     Each thread holds the machine code and the memory it uses until it has returned, so nothing it
     touches can be freed under it, whatever order the garbage collector finalizes things in.
     """
 
     live = weakref.WeakSet()  # stopped at exit, before the interpreter frees what the threads read
 
-    def __init__(self, worker_address: int, start_address: int, threads: int, barrier: np.ndarray, keepalive):
+    def __init__(self, addresses: dict, threads: int, barrier: np.ndarray, keepalive):
         _Workers.live.add(self)
+        self.threads = threads
         self._control = np.zeros(8, dtype=np.int64)  # [step count, stop, sleeping] + padding to a cache line
-        self._start = _START(start_address)
+        self._start = _START(addresses["start_step"])
+        self._run_step = _RUN_STEP(addresses["run_step"])
         self._control_address = self._control.ctypes.data
         self._call = np.zeros(2, dtype=np.uintp)  # [slot table, dims]
-        memory = (_WORKER(worker_address), self._control, self._call, barrier, keepalive)
+        memory = (_WORKER(addresses["worker"]), self._control, self._call, barrier, keepalive)
         self._threads = [threading.Thread(target=_work, args=(tid, threads, memory), daemon=True,
                                           name=f"graphc-{tid}") for tid in range(1, threads)]
         for thread in self._threads:
             thread.start()
 
-    def start_step(self, slots_address: int, dims_address: int):
-        self._call[0], self._call[1] = slots_address, dims_address
-        self._start(self._control_address)
+    def run_step(self, slots_address: int, dims_address: int, barrier: np.ndarray):
+        self._run_step(self._control_address, self._call.ctypes.data, slots_address, dims_address,
+                       self.threads, barrier.ctypes.data)
 
     def stop(self):
         self._control[1] = 1
@@ -156,6 +235,15 @@ class _Workers:
 def _stop_all_workers():
     for workers in list(_Workers.live):
         workers.stop()
+
+
+def _after_fork_in_child():
+    _Workers.live = weakref.WeakSet()  # the parent's helper threads do not exist here
+    for executable in list(Executable.live):
+        executable._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _work(tid: int, threads: int, memory: tuple):

@@ -1,14 +1,13 @@
 """The ``llvm`` backend: plan the graph, emit one LLVM module, reuse cached object code, run it natively."""
 import functools
 import hashlib
-import os
 import re
 from pathlib import Path
 
 import sympy
 
 from runtime import cache
-from runtime.native import Executable, SlotLayout
+from runtime.native import Executable, SlotLayout, available_cores
 
 from .jit import compile_module, emit_object, load_object
 from .program import SCHEDULE_REWRITES, emit_program, plan
@@ -20,7 +19,7 @@ class NativeProgram:
 
     def __init__(self, graph, target=None, threads=None, schedule_passes=SCHEDULE_REWRITES):
         self.target = target or host_target()
-        self.threads = int(threads or os.cpu_count() or 1)
+        self.threads = int(threads or available_cores())
         self.schedule = plan(graph, schedule_passes)
         self._ir_text = None
         # Keyed on the schedule and the code generator's source, so a cached program skips emitting IR too.
@@ -32,9 +31,8 @@ class NativeProgram:
             object_code = emit_object(self.ir_text, self.target)
             cache.store(key, object_code)
         self._compiled = load_object(object_code, self.target)
-        self.executable = Executable(self._compiled.address("program"), self._layout(), self.threads,
-                                     keepalive=self._compiled, worker_address=self._compiled.address("worker"),
-                                     start_address=self._compiled.address("start_step"))
+        addresses = {name: self._compiled.address(name) for name in ("program", "worker", "start_step", "run_step")}
+        self.executable = Executable(addresses, self._layout(), self.threads, keepalive=self._compiled)
 
     @property
     def ir_text(self) -> str:
@@ -71,7 +69,7 @@ class NativeProgram:
             sizes.setdefault(buffer.slot, []).append(buffer.nbytes)
         for kernel in schedule.kernels:
             if kernel.scratch is not None:
-                sizes.setdefault(kernel.scratch.slot, []).append(kernel.scratch_bytes(self.target) * self.threads)
+                sizes.setdefault(kernel.scratch.slot, []).append(kernel.scratch_bytes(self.target, self.threads))
         temps = [(slot, _as_function(symbols, sympy.Max(*exprs))) for slot, exprs in sizes.items()]
         outputs = [(b.slot, _as_function(symbols, sympy.Tuple(*b.node.shape)), b.node.dtype)
                    for b in schedule.outputs]

@@ -21,14 +21,17 @@ from ..ops.elementwise import elementwise_op
 from ..ops.expr import arg
 from ..ops.registry import apply
 from ..ops.shape import reshape_op
+from runtime.native import BARRIER
+
 from .irutil import I32, I64, ITEMSIZE, PTR
 from .kernels import EMITTERS
 from .matmul import scratch_bytes_per_thread
 from .rows import RowKernel, distinct_buffers, emit_row_kernel, fuse_row_wise
 
-SPIN_BEFORE_YIELD = 1 << 12  # a barrier spins this long before giving the core away (oversubscribed machines)
+SPIN_BEFORE_YIELD = 1 << 12  # an idle helper spins this long before giving the core away (oversubscribed machines)
 SPINS_BEFORE_SLEEP = 1 << 14  # an idle helper thread spins this long (~0.3 ms) before it sleeps
 SYS_FUTEX, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 202, 128, 129  # Linux x86-64
+CLOCK_MONOTONIC = 1
 
 
 @dataclass(eq=False)
@@ -77,9 +80,9 @@ class Kernel:
     def nodes(self) -> list:
         return [self.node] + [update.node for update in self.updates]
 
-    def scratch_bytes(self, target) -> int:
-        """Bytes of ``scratch`` each thread uses (the GEMM's packing space)."""
-        return scratch_bytes_per_thread(self.node, target)
+    def scratch_bytes(self, target, threads: int) -> int:
+        """Bytes of ``scratch`` for ``threads`` threads (each its own GEMM packing space)."""
+        return scratch_bytes_per_thread(self.node, target) * threads
 
     @property
     def label(self) -> str:
@@ -442,12 +445,21 @@ def emit_program(schedule: Schedule, target) -> ir.Module:
     entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I32, I32, PTR]), name="program")
     slots, dims, tid, nthreads, state = entry.args
     builder = ir.IRBuilder(entry.append_basic_block("entry"))
+    failed_flag = builder.gep(state, [ir.Constant(I64, BARRIER["failed"])], source_etype=I64)
+    abandon = entry.append_basic_block("abandon")
     for kernel, function in zip(schedule.kernels, functions):
         pointers = [ir.Constant(PTR, None) if b is None else
                     builder.load(builder.gep(slots, [ir.Constant(I64, b.slot)], source_etype=PTR), typ=PTR)
                     for b in kernel.arguments]
         builder.call(function, pointers + [dims, tid, nthreads])
         builder.call(barrier, [state, nthreads])  # the last one: when thread 0 returns, the step is done
+        # A barrier that timed out abandons the step in every thread: no kernel runs on partial inputs.
+        following = entry.append_basic_block("next")
+        failed = builder.load_atomic(failed_flag, "acquire", 8, typ=I64)
+        builder.cbranch(builder.icmp_signed("!=", failed, ir.Constant(I64, 0)), abandon, following)
+        builder.position_at_end(following)
+    builder.ret_void()
+    builder.position_at_end(abandon)
     builder.ret_void()
     _emit_worker(module, entry, barrier)
     return module
@@ -523,6 +535,18 @@ def _emit_worker(module, entry, barrier):
         _futex(module, builder, control, FUTEX_WAKE_PRIVATE, ir.Constant(I64, 2 ** 31 - 1))
     builder.ret_void()
 
+    # run_step(control, call, slots, dims, nthreads, barrier): announce a step and run thread 0's part, in
+    # one native call, so no Python (no KeyboardInterrupt) can come between the helpers starting and
+    # thread 0 joining them.
+    run = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, PTR, PTR, I32, PTR]), name="run_step")
+    control, call, slots, dims, nthreads, state = run.args
+    builder = ir.IRBuilder(run.append_basic_block("entry"))
+    builder.store(slots, call)
+    builder.store(dims, builder.gep(call, [ir.Constant(I64, 1)], source_etype=PTR))
+    builder.call(start, [control])
+    builder.call(entry, [slots, dims, ir.Constant(I32, 0), nthreads, state])
+    builder.ret_void()
+
 
 def _futex(module, builder, word, operation, value):
     """futex(word, operation, value, no timeout) through libc's syscall(), every argument a full register
@@ -547,25 +571,37 @@ def _emit_kernel(module, kernel, target, dim_index) -> ir.Function:
 def _back_off(module, builder, spins) -> ir.Value:
     """One turn of a spin wait: a pause, and every SPIN_BEFORE_YIELD turns the core given away (a machine
     with more threads than cores must let the thread we wait for run). Returns the new turn count."""
-    def declared(name, function_type):
-        return module.globals.get(name) or ir.Function(module, function_type, name=name)
-    builder.call(declared("llvm.x86.sse2.pause", ir.FunctionType(ir.VoidType(), [])), [])
+    builder.call(_declared(module, "llvm.x86.sse2.pause", ir.FunctionType(ir.VoidType(), [])), [])
     turns = builder.add(spins, ir.Constant(I64, 1))
     every = builder.and_(turns, ir.Constant(I64, SPIN_BEFORE_YIELD - 1))
     with builder.if_then(builder.icmp_signed("==", every, ir.Constant(I64, 0))):
-        builder.call(declared("sched_yield", ir.FunctionType(I32, [])), [])
+        builder.call(_declared(module, "sched_yield", ir.FunctionType(I32, [])), [])
     return turns
 
 
 def _emit_barrier(module) -> ir.Function:
-    """``barrier(state, nthreads)``: wait until every thread has arrived. state[0] counts arrivals,
-    state[1] is the generation; the last arrival resets the count and opens the next generation."""
+    """``barrier(state, nthreads)``: wait until every thread has arrived. ``state`` is the runtime's
+    barrier record (runtime.native.BARRIER): the arrivals, the generation the last arrival opens, a
+    failed flag, a timeout and how long to spin before giving the core away. A wait that outlasts the
+    timeout (a helper thread that is gone) sets the failed flag and returns, as does every wait once the
+    flag is set: the step is abandoned and the caller raises, instead of spinning for ever."""
     function = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I32]), name="graphc_barrier")
     function.linkage = "internal"
     state, nthreads = function.args
-    entry, last, wait, spin, done = (function.append_basic_block(n) for n in ("entry", "last", "wait", "spin", "done"))
+    entry, arrive, last, wait, spin, check, fail, done = (function.append_basic_block(n) for n in (
+        "entry", "arrive", "last", "wait", "spin", "check", "fail", "done"))
     builder = ir.IRBuilder(entry)
-    arrived_ptr, generation_ptr = state, builder.gep(state, [ir.Constant(I64, 1)], source_etype=I64)
+
+    def field(name):
+        return builder.gep(state, [ir.Constant(I64, BARRIER[name])], source_etype=I64)
+    arrived_ptr, generation_ptr, failed_ptr = field("arrived"), field("generation"), field("failed")
+    spin_mask = builder.sub(builder.load(field("spins_before_yield"), typ=I64), ir.Constant(I64, 1))
+    timeout = builder.load(field("timeout_ns"), typ=I64)
+    clock = builder.alloca(I64, size=ir.Constant(I64, 2))  # struct timespec
+    failed = builder.load_atomic(failed_ptr, "acquire", 8, typ=I64)
+    builder.cbranch(builder.icmp_signed("!=", failed, ir.Constant(I64, 0)), done, arrive)
+
+    builder.position_at_end(arrive)
     generation = builder.load_atomic(generation_ptr, "acquire", 8, typ=I64)
     before = builder.atomic_rmw("add", arrived_ptr, ir.Constant(I64, 1), "acq_rel")
     expected = builder.sub(builder.zext(nthreads, I64), ir.Constant(I64, 1))
@@ -578,16 +614,44 @@ def _emit_barrier(module) -> ir.Function:
     builder.branch(done)
 
     builder.position_at_end(wait)
-    spins = builder.phi(I64)
-    spins.add_incoming(ir.Constant(I64, 0), entry)
+    spins, deadline = builder.phi(I64, name="spins"), builder.phi(I64, name="deadline")
+    spins.add_incoming(ir.Constant(I64, 0), arrive)
+    deadline.add_incoming(ir.Constant(I64, 0), arrive)  # 0: not started; set at the first look at the clock
     now = builder.load_atomic(generation_ptr, "acquire", 8, typ=I64)
     builder.cbranch(builder.icmp_signed("!=", now, generation), done, spin)
 
     builder.position_at_end(spin)
-    next_spins = _back_off(module, builder, spins)
-    spins.add_incoming(next_spins, builder.block)
-    builder.branch(wait)
+    builder.call(_declared(module, "llvm.x86.sse2.pause", ir.FunctionType(ir.VoidType(), [])), [])
+    turns = builder.add(spins, ir.Constant(I64, 1))
+    spins.add_incoming(turns, spin)
+    deadline.add_incoming(deadline, spin)
+    builder.cbranch(builder.icmp_signed("==", builder.and_(turns, spin_mask), ir.Constant(I64, 0)), check, wait)
+
+    builder.position_at_end(check)  # every spins_before_yield turns: give the core away, look at the clock
+    builder.call(_declared(module, "sched_yield", ir.FunctionType(I32, [])), [])
+    builder.call(_declared(module, "clock_gettime", ir.FunctionType(I32, [I32, PTR])),
+                 [ir.Constant(I32, CLOCK_MONOTONIC), clock])
+    seconds = builder.load(clock, typ=I64)
+    nanoseconds = builder.load(builder.gep(clock, [ir.Constant(I64, 1)], source_etype=I64), typ=I64)
+    time = builder.add(builder.mul(seconds, ir.Constant(I64, 10 ** 9)), nanoseconds)
+    started = builder.icmp_signed("!=", deadline, ir.Constant(I64, 0))
+    new_deadline = builder.select(started, deadline, builder.add(time, timeout))
+    spins.add_incoming(turns, check)
+    deadline.add_incoming(new_deadline, check)
+    other_failed = builder.icmp_signed("!=", builder.load_atomic(failed_ptr, "acquire", 8, typ=I64),
+                                       ir.Constant(I64, 0))
+    late = builder.and_(started, builder.icmp_signed(">", time, deadline))
+    builder.cbranch(builder.or_(other_failed, late), fail, wait)
+
+    builder.position_at_end(fail)
+    builder.atomic_rmw("xchg", failed_ptr, ir.Constant(I64, 1), "release")
+    builder.branch(done)
 
     builder.position_at_end(done)
     builder.ret_void()
     return function
+
+
+def _declared(module, name, function_type) -> ir.Function:
+    """The function ``name`` of the module, declared on first use (libc and LLVM intrinsics)."""
+    return module.globals.get(name) or ir.Function(module, function_type, name=name)

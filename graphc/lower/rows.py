@@ -15,13 +15,15 @@ each member has a role:
 * pre:  a small R-free value from R-free inputs (1/batch), computed before the rows;
 * post: a small R-free value computed from a sink (the mean, a bias's optimizer updates), after them.
 
-Each member keeps its own emitter. Every thread takes a contiguous share of the rows and calls the
-members (LLVM inlines them) on one chunk of CHUNK_ROWS rows at a time, with R in the dims array set to
-the chunk's length and the row buffers' pointers moved to the chunk, so a chunk's values are still in
-L1/L2 when the next member reads them. Each thread computes the pre values itself (thread 0 into their
-buffers, the others into stack copies) and reduces its rows into its own partial sinks, in the kernel's
-per-thread scratch; the last thread to finish combines the partials in thread order (deterministic)
-and runs the post members. No thread waits for another inside the kernel.
+Each member keeps its own emitter. The rows are cut into chunks of CHUNK_ROWS rows, counted from row 0;
+every thread takes a contiguous share of whole chunks and calls the members (LLVM inlines them) on one
+chunk at a time, with R in the dims array set to the chunk's length and the row buffers' pointers moved
+to the chunk, so a chunk's values are still in L1/L2 when the next member reads them. Each thread
+computes the pre values itself (thread 0 into their buffers, the others into stack copies); each chunk
+reduces its rows into partial sinks of its own, in the kernel's scratch; the last thread to finish
+combines the chunks' partials in chunk order and runs the post members. No thread waits for another
+inside the kernel, and the sums do not depend on the number of threads: neither where a chunk starts
+nor the order partials are added in does (docs/reliability.md: the same bits on any core count).
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ _ALIGN = 64
 class RowKernel:
     """Kernels fused to run row chunk by row chunk: ``members`` are (role, Kernel) pairs in run order
     (pre members, then row and sink members per chunk, then post members). ``scratch``: per thread, the
-    partial sinks, then the packing space of the products among the members."""
+    packing space of the products among the members; after the threads', per chunk, the partial sinks."""
 
     name: str
     rows: sympy.Symbol
@@ -92,17 +94,20 @@ class RowKernel:
         return [member for role, member in self.members if role == "sink"]
 
     def scratch_layout(self, target):
-        """({sink member id: byte offset of its partial}, byte offset of the packing space, bytes per thread)."""
+        """({sink member id: byte offset of its partial in a chunk's}, bytes of a chunk's partials, bytes of
+        a thread's packing space)."""
         offsets, end = {}, 0
         for sink in self.sinks():
             offsets[id(sink)] = end
             end += _aligned(size(sink.node.shape) * ITEMSIZE[sink.node.dtype])
         packing = max([scratch_bytes_per_thread(m.node, target) for _, m in self.members if m.scratch is not None],
                       default=0)
-        return offsets, end, _aligned(end + packing)
+        return offsets, end, _aligned(packing)
 
-    def scratch_bytes(self, target) -> int:
-        return self.scratch_layout(target)[2]
+    def scratch_bytes(self, target, threads: int):
+        """Bytes of scratch for ``threads`` threads: their packing spaces, then every chunk's partials."""
+        _, partials, packing = self.scratch_layout(target)
+        return threads * packing + sympy.ceiling(self.rows / CHUNK_ROWS) * partials
 
 
 def _aligned(nbytes: int) -> int:
@@ -256,10 +261,15 @@ def emit_row_kernel(module: ir.Module, kernel: RowKernel, target, dim_index: dic
         member_function.linkage = "internal"
         member_function.attributes.add("alwaysinline")
         members.append((role, member, member_function))
-    partial_offsets, packing_offset, stride = kernel.scratch_layout(target)
+    partial_offsets, chunk_stride, stride = kernel.scratch_layout(target)
     scratch = pointer_of[id(kernel.scratch)]
-    mine = builder.gep(scratch, [builder.mul(tid, const(stride))], source_etype=I8)
-    packing = builder.gep(mine, [const(packing_offset)], source_etype=I8)
+    packing = builder.gep(scratch, [builder.mul(tid, const(stride))], source_etype=I8)
+    partials = builder.gep(scratch, [builder.mul(nthreads, const(stride))], source_etype=I8)
+
+    def chunk_partial(sink, chunk_number):
+        """Where chunk ``chunk_number`` keeps its partial of ``sink``."""
+        offset = builder.add(builder.mul(chunk_number, const(chunk_stride)), const(partial_offsets[id(sink)]))
+        return builder.gep(partials, [offset], source_etype=I8)
 
     # Pre values: thread 0 writes their buffers (read after the kernel too), the others a stack copy.
     thread_zero = builder.icmp_signed("==", tid, const(0))
@@ -267,8 +277,7 @@ def emit_row_kernel(module: ir.Module, kernel: RowKernel, target, dim_index: dic
         if role == "pre":
             copy = builder.alloca(IR_TYPES[member.node.dtype], size=const(size(member.node.shape)))
             pointer_of[id(member.out)] = builder.select(thread_zero, pointer_of[id(member.out)], copy)
-    chunk_partials = {id(m): builder.alloca(IR_TYPES[m.node.dtype], size=const(size(m.node.shape)))
-                      for m in kernel.sinks()}
+    sink_ids = {id(m) for m in kernel.sinks()}
     chunk_dims = builder.alloca(I64, size=const(len(dim_index)))
 
     def call(member, member_function, dims_pointer, first_row=None):
@@ -277,8 +286,8 @@ def emit_row_kernel(module: ir.Module, kernel: RowKernel, target, dim_index: dic
         reshaped across the batch)."""
         arguments = []
         for buffer, view in zip([member.out, *member.inputs], [member.node, *member.node.inputs]):
-            if first_row is not None and id(member) in chunk_partials and buffer is member.out:
-                pointer = chunk_partials[id(member)]
+            if first_row is not None and id(member) in sink_ids and buffer is member.out:
+                pointer = chunk_partial(member, builder.sdiv(first_row, const(CHUNK_ROWS)))
             elif first_row is not None and _row_shaped(view.shape, kernel.rows):
                 row_bytes = size(view.shape[1:]) * ITEMSIZE[view.dtype]
                 pointer = builder.gep(pointer_of[id(buffer)], [builder.mul(first_row, const(row_bytes))],
@@ -293,15 +302,13 @@ def emit_row_kernel(module: ir.Module, kernel: RowKernel, target, dim_index: dic
     for role, member, member_function in members:
         if role == "pre":
             call(member, member_function, dims)
-    for sink in kernel.sinks():
-        partial = builder.gep(mine, [const(partial_offsets[id(sink)])], source_etype=I8)
-        _each_element(builder, sink, lambda element, combiner, typ: builder.store(
-            combiner.identity(typ), builder.gep(partial, [element], source_etype=typ)))
     for index in range(len(dim_index)):
         value = builder.load(builder.gep(dims, [const(index)], source_etype=I64), typ=I64)
         builder.store(value, builder.gep(chunk_dims, [const(index)], source_etype=I64))
     total = dim_value(builder, kernel.rows, dims, dim_index)
-    share = builder.sdiv(builder.add(total, builder.sub(nthreads, const(1))), nthreads)
+    chunks = builder.sdiv(builder.add(total, const(CHUNK_ROWS - 1)), const(CHUNK_ROWS))
+    share = builder.mul(builder.sdiv(builder.add(chunks, builder.sub(nthreads, const(1))), nthreads),
+                        const(CHUNK_ROWS))  # rows: whole chunks
     begin = imin(builder, builder.mul(tid, share), total)
     end = imin(builder, builder.add(begin, share), total)
     with loop(builder, begin, end, CHUNK_ROWS, name="chunk") as chunk:
@@ -311,9 +318,6 @@ def emit_row_kernel(module: ir.Module, kernel: RowKernel, target, dim_index: dic
             if role not in ("row", "sink"):
                 continue
             call(member, member_function, chunk_dims, chunk.index)
-            if role == "sink":
-                partial = builder.gep(mine, [const(partial_offsets[id(member)])], source_etype=I8)
-                _combine_into(builder, member, partial, chunk_partials[id(member)])
 
     # The last thread to get here sees every partial (acquire/release on the count) and finishes the sinks.
     arrivals = ir.GlobalVariable(module, I64, name=f"{kernel.name}.arrivals")
@@ -325,10 +329,8 @@ def emit_row_kernel(module: ir.Module, kernel: RowKernel, target, dim_index: dic
             out = pointer_of[id(sink.out)]
             _each_element(builder, sink, lambda element, combiner, typ: builder.store(
                 combiner.identity(typ), builder.gep(out, [element], source_etype=typ)))
-            with loop(builder, const(0), nthreads, name="thread") as thread:
-                theirs = builder.gep(scratch, [builder.add(builder.mul(thread.index, const(stride)),
-                                                           const(partial_offsets[id(sink)]))], source_etype=I8)
-                _combine_into(builder, sink, out, theirs)
+            with loop(builder, const(0), chunks, name="chunk_partial") as chunk:
+                _combine_into(builder, sink, out, chunk_partial(sink, chunk.index))
         for role, member, member_function in members:
             if role == "post":
                 call(member, member_function, dims)
