@@ -6,12 +6,14 @@ library, never on graphc, so the loop can drive any step function.
 
 from .atomic import atomic_path, atomic_write_bytes
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .native import ProgramError
 from .loop import (
     Callback,
     EarlyStopping,
     History,
     ModelCheckpoint,
     NonFiniteLossError,
+    NonFiniteWeightsError,
     evaluate_loop,
     fit_loop,
     predict_loop,
@@ -21,7 +23,7 @@ from .progress import ProgressBar, write_epoch_header
 
 __all__ = [
     "Callback", "CheckpointError", "EarlyStopping", "History", "ModelCheckpoint",
-    "NonFiniteLossError", "ProgressBar", "atomic_path", "atomic_write_bytes",
+    "NonFiniteLossError", "NonFiniteWeightsError", "ProgramError", "ProgressBar", "atomic_path", "atomic_write_bytes",
     "evaluate_loop", "fit_loop", "load_checkpoint", "predict_loop", "save_checkpoint",
     "split_validation", "write_epoch_header",
 ]
