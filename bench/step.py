@@ -18,6 +18,7 @@ import numpy as np
 from graphc.graph.shapes import dim_symbol
 from graphc.lower.program import workspace_bytes
 from graphc.viz.examples import glorot_uniform, mnist_mlp
+from runtime.native import available_cores
 
 BATCH, FEATURES, HIDDEN, CLASSES = 128, 784, 512, 10
 LEARNING_RATE, RHO, EPSILON = 0.001, 0.9, 1e-7
@@ -90,7 +91,7 @@ def compile_seconds(**options):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--threads", type=int, default=available_cores())
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     x = rng.random((BATCH, FEATURES), dtype=np.float32)

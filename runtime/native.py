@@ -12,8 +12,8 @@ Reliability (docs/reliability.md): calls from several Python threads take turns 
 program has one slot table and one barrier); announcing a step and running thread 0's part are one
 native call (``run_step``), so an exception such as KeyboardInterrupt can land before or after a
 call, never inside it; a forked child starts its own helper threads on its first call; and a barrier
-wait that cannot complete ends the call with ``ProgramError`` after ``GRAPHC_BARRIER_TIMEOUT``
-seconds instead of spinning for ever.
+wait that cannot complete (its threads live in another process) ends the call with ``ProgramError``
+instead of spinning for ever.
 """
 import atexit
 import ctypes
@@ -30,8 +30,8 @@ _RUN_STEP = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_vo
 ALIGNMENT = 64  # bytes: every temporary starts on a cache line (and a full AVX-512 vector)
 
 # The barrier record the generated code reads and writes: int64 fields, padded to a cache line.
-BARRIER = {"arrived": 0, "generation": 1, "failed": 2, "timeout_ns": 3, "spins_before_yield": 4}
-SPINS_BEFORE_YIELD = 1 << 12  # a barrier wait spins this long before it gives the core away...
+BARRIER = {"arrived": 0, "generation": 1, "failed": 2, "pid": 3, "spins_before_yield": 4}
+SPINS_BEFORE_YIELD = 1 << 12  # a waiting thread spins this long before it gives the core away...
 SPINS_BEFORE_YIELD_OVERSUBSCRIBED = 1  # ...or at once when there are more threads than cores to run them
 
 
@@ -45,19 +45,6 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-def barrier_timeout() -> float:
-    """Seconds a thread waits at a barrier for the others before the call fails: GRAPHC_BARRIER_TIMEOUT,
-    default 60 (a wait is normally microseconds: threads get equal shares of each kernel)."""
-    text = os.environ.get("GRAPHC_BARRIER_TIMEOUT", "60")
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise ValueError(f"GRAPHC_BARRIER_TIMEOUT must be a number of seconds, got {text!r}") from None
-    if not seconds > 0:
-        raise ValueError(f"GRAPHC_BARRIER_TIMEOUT must be positive, got {text!r}")
-    return seconds
 
 
 @dataclass(frozen=True)
@@ -97,6 +84,7 @@ class Executable:
             self._slots[slot] = array.ctypes.data
         self._arenas: dict[tuple, tuple] = {}  # dims -> (arena array, temp offsets)
         self._lock = threading.Lock()  # one call at a time: one slot table, one barrier
+        self._caller = None  # the thread inside a call: a signal handler calling again would deadlock
         self._broken = None  # why calls are refused, once the program's state cannot be trusted
         self._workers = None  # helper threads, started by the first call that needs them
         self._new_barrier()
@@ -104,14 +92,21 @@ class Executable:
 
     def _new_barrier(self):
         self._barrier = np.zeros(8, dtype=np.int64)
-        self._barrier[BARRIER["timeout_ns"]] = int(barrier_timeout() * 1e9)
+        self._barrier[BARRIER["pid"]] = os.getpid()  # the process whose threads run the program
         self._barrier[BARRIER["spins_before_yield"]] = (
             SPINS_BEFORE_YIELD if self.threads <= available_cores() else SPINS_BEFORE_YIELD_OVERSUBSCRIBED)
 
     def run(self, feeds: list, dims: tuple) -> list:
+        if self._caller == threading.get_ident():
+            raise ProgramError("a graphc function was called again while this thread was inside a call to it "
+                               "(from a signal handler?); the call would wait for itself")
         with self._lock:
-            slots, dims_array, outputs = self.bind(feeds, dims)
-            self._call_all(slots.ctypes.data, dims_array.ctypes.data)
+            self._caller = threading.get_ident()
+            try:
+                slots, dims_array, outputs = self.bind(feeds, dims)
+                self._call_all(slots.ctypes.data, dims_array.ctypes.data)
+            finally:
+                self._caller = None
         return outputs
 
     def bind(self, feeds: list, dims: tuple) -> tuple:
@@ -164,11 +159,10 @@ class Executable:
             # One native call: the helpers start and thread 0 runs; it returns when every thread is done.
             self._workers.run_step(slots_address, dims_address, barrier)
         if barrier[BARRIER["failed"]]:
-            self.close()
-            self._broken = (f"a graphc program's threads did not meet at a barrier within "
-                            f"{barrier[BARRIER['timeout_ns']] / 1e9:g} s (GRAPHC_BARRIER_TIMEOUT); the call "
-                            "was abandoned and the variables may hold a partial update: compile the function "
-                            "again")
+            self._workers = None  # they are not in this process: nothing to stop
+            self._broken = ("a graphc program's helper threads are not in this process (it was forked in a way "
+                            "the runtime did not see); the call was abandoned and the variables may hold a "
+                            "partial update: compile the function again")
             raise ProgramError(self._broken)
 
     def _after_fork_in_child(self):
@@ -217,8 +211,12 @@ class _Workers:
         memory = (_WORKER(addresses["worker"]), self._control, self._call, barrier, keepalive)
         self._threads = [threading.Thread(target=_work, args=(tid, threads, memory), daemon=True,
                                           name=f"graphc-{tid}") for tid in range(1, threads)]
-        for thread in self._threads:
-            thread.start()
+        try:
+            for thread in self._threads:
+                thread.start()
+        except BaseException:  # e.g. KeyboardInterrupt: no helper may be left waiting for steps for ever
+            self.stop()
+            raise
 
     def run_step(self, slots_address: int, dims_address: int, barrier: np.ndarray):
         self._run_step(self._control_address, self._call.ctypes.data, slots_address, dims_address,
@@ -228,7 +226,8 @@ class _Workers:
         self._control[1] = 1
         self._start(self._control_address)
         for thread in self._threads:
-            thread.join(timeout=5)
+            if thread.ident is not None:  # started
+                thread.join(timeout=5)
 
 
 @atexit.register

@@ -28,10 +28,8 @@ from .kernels import EMITTERS
 from .matmul import scratch_bytes_per_thread
 from .rows import RowKernel, distinct_buffers, emit_row_kernel, fuse_row_wise
 
-SPIN_BEFORE_YIELD = 1 << 12  # an idle helper spins this long before giving the core away (oversubscribed machines)
 SPINS_BEFORE_SLEEP = 1 << 14  # an idle helper thread spins this long (~0.3 ms) before it sleeps
 SYS_FUTEX, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 202, 128, 129  # Linux x86-64
-CLOCK_MONOTONIC = 1
 
 
 @dataclass(eq=False)
@@ -445,7 +443,7 @@ def emit_program(schedule: Schedule, target) -> ir.Module:
     entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I32, I32, PTR]), name="program")
     slots, dims, tid, nthreads, state = entry.args
     builder = ir.IRBuilder(entry.append_basic_block("entry"))
-    failed_flag = builder.gep(state, [ir.Constant(I64, BARRIER["failed"])], source_etype=I64)
+    failed_flag = _field(builder, state, "failed")
     abandon = entry.append_basic_block("abandon")
     for kernel, function in zip(schedule.kernels, functions):
         pointers = [ir.Constant(PTR, None) if b is None else
@@ -493,7 +491,7 @@ def _emit_worker(module, entry, barrier):
     builder.cbranch(builder.icmp_signed("!=", now, seen), run, backoff)
 
     builder.position_at_end(backoff)
-    more = _back_off(module, builder, spins)
+    more, _ = _back_off(module, builder, spins, state)
     seen.add_incoming(seen, builder.block)
     spins.add_incoming(more, builder.block)
     builder.cbranch(builder.icmp_signed(">", more, ir.Constant(I64, SPINS_BEFORE_SLEEP)), sleep, wait)
@@ -568,36 +566,40 @@ def _emit_kernel(module, kernel, target, dim_index) -> ir.Function:
                 updates=updates, store_product=kernel.out is not None)
 
 
-def _back_off(module, builder, spins) -> ir.Value:
-    """One turn of a spin wait: a pause, and every SPIN_BEFORE_YIELD turns the core given away (a machine
-    with more threads than cores must let the thread we wait for run). Returns the new turn count."""
+def _back_off(module, builder, spins, state) -> tuple:
+    """One turn of a spin wait: a pause, and every ``spins_before_yield`` turns (from the barrier record
+    ``state``) the core given away: a machine with more threads than cores must let the thread we wait
+    for run. Returns the new turn count and whether this turn yielded."""
+    mask = builder.sub(builder.load(_field(builder, state, "spins_before_yield"), typ=I64), ir.Constant(I64, 1))
     builder.call(_declared(module, "llvm.x86.sse2.pause", ir.FunctionType(ir.VoidType(), [])), [])
     turns = builder.add(spins, ir.Constant(I64, 1))
-    every = builder.and_(turns, ir.Constant(I64, SPIN_BEFORE_YIELD - 1))
-    with builder.if_then(builder.icmp_signed("==", every, ir.Constant(I64, 0))):
+    yielded = builder.icmp_signed("==", builder.and_(turns, mask), ir.Constant(I64, 0))
+    with builder.if_then(yielded):
         builder.call(_declared(module, "sched_yield", ir.FunctionType(I32, [])), [])
-    return turns
+    return turns, yielded
+
+
+def _field(builder, state, name) -> ir.Value:
+    """Pointer to a field of the runtime's barrier record (runtime.native.BARRIER)."""
+    return builder.gep(state, [ir.Constant(I64, BARRIER[name])], source_etype=I64)
 
 
 def _emit_barrier(module) -> ir.Function:
     """``barrier(state, nthreads)``: wait until every thread has arrived. ``state`` is the runtime's
     barrier record (runtime.native.BARRIER): the arrivals, the generation the last arrival opens, a
-    failed flag, a timeout and how long to spin before giving the core away. A wait that outlasts the
-    timeout (a helper thread that is gone) sets the failed flag and returns, as does every wait once the
-    flag is set: the step is abandoned and the caller raises, instead of spinning for ever."""
+    failed flag, the pid of the process whose threads run the program, how long to spin before giving
+    the core away. A wait that cannot complete (this process is not the one the helper threads live in:
+    a fork the runtime did not see) sets the failed flag and returns, as does every wait once the flag
+    is set: the step is abandoned and the caller raises, instead of spinning for ever. A thread that is
+    merely slow is waited for: abandoning it would free memory it still writes."""
     function = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I32]), name="graphc_barrier")
     function.linkage = "internal"
     state, nthreads = function.args
     entry, arrive, last, wait, spin, check, fail, done = (function.append_basic_block(n) for n in (
         "entry", "arrive", "last", "wait", "spin", "check", "fail", "done"))
     builder = ir.IRBuilder(entry)
-
-    def field(name):
-        return builder.gep(state, [ir.Constant(I64, BARRIER[name])], source_etype=I64)
-    arrived_ptr, generation_ptr, failed_ptr = field("arrived"), field("generation"), field("failed")
-    spin_mask = builder.sub(builder.load(field("spins_before_yield"), typ=I64), ir.Constant(I64, 1))
-    timeout = builder.load(field("timeout_ns"), typ=I64)
-    clock = builder.alloca(I64, size=ir.Constant(I64, 2))  # struct timespec
+    arrived_ptr, generation_ptr = _field(builder, state, "arrived"), _field(builder, state, "generation")
+    failed_ptr = _field(builder, state, "failed")
     failed = builder.load_atomic(failed_ptr, "acquire", 8, typ=I64)
     builder.cbranch(builder.icmp_signed("!=", failed, ir.Constant(I64, 0)), done, arrive)
 
@@ -614,34 +616,23 @@ def _emit_barrier(module) -> ir.Function:
     builder.branch(done)
 
     builder.position_at_end(wait)
-    spins, deadline = builder.phi(I64, name="spins"), builder.phi(I64, name="deadline")
+    spins = builder.phi(I64, name="spins")
     spins.add_incoming(ir.Constant(I64, 0), arrive)
-    deadline.add_incoming(ir.Constant(I64, 0), arrive)  # 0: not started; set at the first look at the clock
     now = builder.load_atomic(generation_ptr, "acquire", 8, typ=I64)
     builder.cbranch(builder.icmp_signed("!=", now, generation), done, spin)
 
     builder.position_at_end(spin)
-    builder.call(_declared(module, "llvm.x86.sse2.pause", ir.FunctionType(ir.VoidType(), [])), [])
-    turns = builder.add(spins, ir.Constant(I64, 1))
-    spins.add_incoming(turns, spin)
-    deadline.add_incoming(deadline, spin)
-    builder.cbranch(builder.icmp_signed("==", builder.and_(turns, spin_mask), ir.Constant(I64, 0)), check, wait)
-
-    builder.position_at_end(check)  # every spins_before_yield turns: give the core away, look at the clock
-    builder.call(_declared(module, "sched_yield", ir.FunctionType(I32, [])), [])
-    builder.call(_declared(module, "clock_gettime", ir.FunctionType(I32, [I32, PTR])),
-                 [ir.Constant(I32, CLOCK_MONOTONIC), clock])
-    seconds = builder.load(clock, typ=I64)
-    nanoseconds = builder.load(builder.gep(clock, [ir.Constant(I64, 1)], source_etype=I64), typ=I64)
-    time = builder.add(builder.mul(seconds, ir.Constant(I64, 10 ** 9)), nanoseconds)
-    started = builder.icmp_signed("!=", deadline, ir.Constant(I64, 0))
-    new_deadline = builder.select(started, deadline, builder.add(time, timeout))
+    turns, yielded = _back_off(module, builder, spins, state)
+    spins.add_incoming(turns, builder.block)
     spins.add_incoming(turns, check)
-    deadline.add_incoming(new_deadline, check)
+    builder.cbranch(yielded, check, wait)
+
+    builder.position_at_end(check)  # whenever it yields: can the wait still complete?
+    pid = builder.sext(builder.call(_declared(module, "getpid", ir.FunctionType(I32, [])), []), I64)
+    elsewhere = builder.icmp_signed("!=", pid, builder.load(_field(builder, state, "pid"), typ=I64))
     other_failed = builder.icmp_signed("!=", builder.load_atomic(failed_ptr, "acquire", 8, typ=I64),
                                        ir.Constant(I64, 0))
-    late = builder.and_(started, builder.icmp_signed(">", time, deadline))
-    builder.cbranch(builder.or_(other_failed, late), fail, wait)
+    builder.cbranch(builder.or_(elsewhere, other_failed), fail, wait)
 
     builder.position_at_end(fail)
     builder.atomic_rmw("xchg", failed_ptr, ir.Constant(I64, 1), "release")

@@ -133,7 +133,7 @@ def test_an_update_of_a_variable_a_later_kernel_reads_stays_out_of_the_group():
 def test_the_seed_steps_row_kernel_with_its_two_products_matches_the_reference(batch, threads, target):
     """With 24 hidden units W1 is small enough to pack per chunk too: the row kernel holds both layers'
     products, dZ = (dlogits W2^T) * relu' and the bias gradients; every thread packs the weights into its
-    own scratch and sums its rows into its own partials. The weight gradients are the other two kernels."""
+    own scratch, and each chunk of rows is summed into partials of its own. The weight gradients are the other two kernels."""
     native = mnist_mlp(hidden=24, threads=threads, target=target())
     reference = mnist_mlp(hidden=24, backend="reference")
     (rows,) = row_kernels(native)
