@@ -248,3 +248,23 @@ def test_constants_that_differ_in_the_last_bit_are_different_programs(tmp_path, 
         np.testing.assert_array_equal(product, value * constant)
         scaled.append(difference[0])
     assert scaled[0] != scaled[1]
+
+
+def test_keras_fit_is_bit_identical_for_any_core_count(monkeypatch):
+    """The seed program's shape (Dense relu, Dense softmax, rmsprop, categorical cross-entropy) under fit,
+    with set_random_seed, on 1, 2 and 3 cores (the default thread count follows the CPU affinity)."""
+    from graphc.keras import layers, models, utils
+    rng = np.random.default_rng(5)
+    x = rng.random((300, 40), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 300)]
+    weights = []
+    for cores in (1, 2, 3):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, cores=cores: set(range(cores)))
+        utils.set_random_seed(7)
+        model = models.Sequential([layers.Dense(48, activation="relu", input_shape=(40,)),
+                                   layers.Dense(10, activation="softmax")])
+        model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+        model.fit(x, y, epochs=2, batch_size=128, verbose=0)
+        assert model.graphc_function().program.threads == cores
+        weights.append([w.tobytes() for w in model.get_weights()])
+    assert weights[0] == weights[1] == weights[2]
