@@ -2,8 +2,9 @@
 
 Every file the project writes (checkpoints, dataset caches, compiled objects) goes through
 here, so a crash or an exception half way through a write never leaves a truncated file where
-a good one used to be. A temporary is named after its writer (host and pid), so one that a
-killed process left behind is removed by the next write in the same directory.
+a good one used to be. A writer holds an exclusive flock on its temporary (named after its host
+and pid) until it is published or removed, so one that a killed process left behind is removed by
+the next write in the same directory, and a live writer's never is.
 """
 
 import contextlib
@@ -13,6 +14,11 @@ import os
 import re
 import secrets
 import socket
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, and no cleanup (see remove_stale_temporaries)
+    fcntl = None
 
 # ".{name}.{host}-{pid}-{random}.tmp{ext}": what _create_temp_file names a temporary.
 TEMPORARY = re.compile(r"\..+\.([0-9a-f]{8})-([1-9][0-9]{0,8})-[0-9a-f]{8}\.tmp.*", re.DOTALL)
@@ -37,13 +43,16 @@ def atomic_path(path, mode=None, replace=True):
     With ``replace=False`` the file is published with ``os.link``, so an
     existing ``path`` (another process's, written first) is kept and
     FileExistsError raised.
+
+    The temporary stays flock'd (an fd held open) until it is published or
+    removed; writers that reopen the yielded path write the same inode.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = _create_temp_file(path, directory, mode)
+    tmp, fd = _create_temp_file(path, directory, mode)
     try:
         yield tmp
-        _fsync_file(tmp)
+        os.fsync(fd)  # data on disk before the rename makes it visible, or a power loss can publish an empty file
         if replace:
             os.replace(tmp, path)
         else:
@@ -53,6 +62,8 @@ def atomic_path(path, mode=None, replace=True):
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+    finally:
+        os.close(fd)  # releases the lock
     _fsync_directory(directory)
 
 
@@ -64,18 +75,34 @@ def atomic_write_bytes(path, data, mode=None, replace=True):
 
 
 def remove_stale_temporaries(directory):
-    """Remove the temporaries that dead processes of this host left in ``directory`` (killed mid-write)."""
-    if os.name != "posix":
-        return  # os.kill(pid, 0) would terminate the process on Windows
+    """Remove the temporaries that killed writers left in ``directory``: those no live writer holds locked."""
+    if fcntl is None:
+        return  # and os.kill(pid, 0) would terminate the process on Windows
     with contextlib.suppress(OSError), os.scandir(directory) as entries:
         for entry in entries:
             match = TEMPORARY.fullmatch(entry.name)
+            # Host and pid too: where locks stay local to each node (NFS mounted nolock), another host's lock is unseen.
             if match and match[1] == _host() and not _alive(int(match[2])):
-                with contextlib.suppress(OSError):
-                    os.remove(entry.path)
+                _remove_unless_locked(entry.path)
+
+
+def _remove_unless_locked(path):
+    """Remove ``path`` if this process can lock it: its writer is dead (a live one holds the lock until it is done)."""
+    try:  # opened for writing: NFS grants an exclusive flock only then; O_NONBLOCK: a FIFO must not hang the scan
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.remove(path)
+    except OSError:
+        pass  # locked (BlockingIOError), or a filesystem without locks: kept
+    finally:
+        os.close(fd)
 
 
 def _create_temp_file(path, directory, mode):
+    """The temporary's path and an fd holding its lock."""
     # Created here with O_EXCL (rather than by tempfile.mkstemp) so that the
     # final file gets the usual umask-derived permissions, not mkstemp's 0600,
     # unless the caller asks for a mode.
@@ -90,9 +117,22 @@ def _create_temp_file(path, directory, mode):
         try:
             if mode is not None:
                 os.fchmod(fd, mode)  # the umask only takes bits away: give back the ones it took
-        finally:
+            _lock(fd)
+            if os.path.samestat(os.fstat(fd), os.stat(tmp)):
+                return tmp, fd
+        except FileNotFoundError:
+            pass  # a cleaner locked and removed it before this writer locked it: take another name
+        except BaseException:
             os.close(fd)
-        return tmp
+            raise
+        os.close(fd)
+
+
+def _lock(fd):
+    """Hold an exclusive lock on the temporary while it is written, so cleanup knows its writer is alive."""
+    if fcntl is not None:
+        with contextlib.suppress(OSError):  # no locks on this filesystem: the write goes on, cleanup keeps it
+            fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 @functools.cache
@@ -109,13 +149,6 @@ def _alive(pid):
     except PermissionError:
         pass  # another user's process
     return True
-
-
-def _fsync_file(path):
-    # The data must be on disk before the rename makes it visible; otherwise
-    # a power loss can leave the new name pointing at an empty file.
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
 
 
 def _fsync_directory(directory):

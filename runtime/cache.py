@@ -6,19 +6,22 @@ and be writable by no one else (they are created 0700 and 0600 whatever the umas
 carries an HMAC-SHA256 under a per-user secret kept outside the cache, in
 ``$XDG_CONFIG_HOME/graphc/cache-key``. An entry that fails a check is never loaded; a cache that is
 unsafe or unusable is bypassed (programs are compiled in memory) with one CacheWarning per reason
-and process. Past ``GRAPHC_CACHE_MAX_BYTES`` the least recently used entries (oldest mtime: a load
-refreshes it) are evicted.
+and process. No directory or key is created in a directory another user owns (root under ``sudo -E``
+would lock the user out of their own cache). Past ``GRAPHC_CACHE_MAX_BYTES`` the least recently
+used entries (oldest mtime: a load refreshes it) are evicted.
 
 An entry is ``<key>.o``: a header naming the format, the key and the HMAC of key and payload, then
 the object code.
 """
 import contextlib
+import errno
 import hashlib
 import hmac
 import os
 import re
 import secrets
 import stat
+import time
 import warnings
 from pathlib import Path
 
@@ -27,6 +30,7 @@ import llvmlite
 from .atomic import atomic_write_bytes, remove_stale_temporaries
 
 FORMAT = b"graphc-object-v2"
+NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP}  # what link() raises on vfat, some FUSE and SMB
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 ENTRY = re.compile(r"[0-9a-f]{64}\.o")  # the only files graphc counts, evicts and clears
 _warned = set()  # the reasons already reported by this process
@@ -199,16 +203,36 @@ def _secret() -> bytes:
     try:
         if not os.path.lexists(path):
             _makedirs(path.parent)
+            _check_owner(path.parent)
             with contextlib.suppress(FileExistsError):  # another process created it first: use theirs
-                atomic_write_bytes(path, secrets.token_bytes(32), mode=0o600, replace=False)
-        with open(path, "rb", opener=_nofollow) as f:
-            _trust(os.fstat(f.fileno()), path, "key", forbidden=0o077)
-            secret = f.read(33)
+                _create_key(path)
+        for delay in (0.001, 0.002, 0.004, 0.008, None):  # a short key is being created (_create_key's fallback)
+            with open(path, "rb", opener=_nofollow) as f:
+                _trust(os.fstat(f.fileno()), path, "key", forbidden=0o077)
+                secret = f.read(33)
+            if len(secret) >= 32 or delay is None:
+                break
+            time.sleep(delay)
     except OSError as error:
         raise _Bypass("key", f"{path} cannot be created or read ({error.strerror})") from None
     if len(secret) != 32:
         raise _Bypass("key", f"{path} is not a 32-byte key")
     return secret
+
+
+def _create_key(path: Path) -> None:
+    """Publish a new key whole (hard link); without hard links, create it exclusively and fill it in one write."""
+    secret = secrets.token_bytes(32)
+    try:
+        atomic_write_bytes(path, secret, mode=0o600, replace=False)
+    except OSError as error:
+        if error.errno not in NO_HARD_LINKS:
+            raise
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, secret)
+        finally:
+            os.close(fd)
 
 
 def _mac(secret: bytes, key: str, payload: bytes) -> bytes:
@@ -242,8 +266,17 @@ def _makedirs(directory: Path) -> None:
         missing.append(directory)
         directory = directory.parent
     for path in reversed(missing):
+        _check_owner(path.parent)
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o700)
+
+
+def _check_owner(parent: Path) -> None:
+    """_Bypass unless this user or root (/tmp) owns ``parent``: root under ``sudo -E`` must not fill a user's home."""
+    owner = os.stat(parent).st_uid
+    if owner not in (os.geteuid(), 0):
+        raise _Bypass("owner", f"{parent} is owned by uid {owner}, not by this user (uid {os.geteuid()}): "
+                               f"creating nothing in it")
 
 
 def _nofollow(path, flags):

@@ -1,11 +1,14 @@
-"""Atomic writes: temporaries that killed writers left are cleaned up, and private files get an exact mode."""
+"""Atomic writes: temporaries that killed writers left are cleaned up, live writers' never, and modes are exact."""
+import fcntl
 import os
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
+from runtime import atomic
 from runtime.atomic import atomic_path, atomic_write_bytes
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -16,6 +19,23 @@ def umask_000():
     previous = os.umask(0)
     yield
     os.umask(previous)
+
+
+def dead_pid():
+    """The pid of a child that has exited and been reaped: no process has it (until pids wrap around)."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+def locked(path):
+    """Whether someone holds an exclusive lock on ``path`` (a fresh open of it cannot take one)."""
+    with open(path, "rb") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
 
 
 def killed_writer(path):
@@ -43,15 +63,45 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write_in_that_directo
     assert sorted(os.listdir(tmp_path)) == ["other.txt"]
 
 
-def test_temporaries_of_live_writers_and_foreign_files_are_kept(tmp_path):
-    keep = [".weights.npz.tmp", ".x.0123abcd-1-deadbeef.tmp", "notes.txt"]  # no pid; another host; not a temporary
-    for name in keep:
+def test_temporaries_of_live_writers_other_hosts_and_foreign_files_are_kept(tmp_path):
+    pid, other_host = dead_pid(), f"{int(atomic._host(), 16) ^ 1:08x}"
+    keep = [".weights.npz.tmp", f".x.{other_host}-{pid}-deadbeef.tmp", "notes.txt"]  # no pid; another host; not ours
+    for name in keep + [f".x.{atomic._host()}-{pid}-deadbeef.tmp"]:  # the same dead pid on this host: removed
         (tmp_path / name).write_bytes(b"")
     with atomic_path(tmp_path / "a.bin") as live:
         open(live, "wb").close()
         atomic_write_bytes(tmp_path / "b.bin", b"y")  # this process's own unfinished temporary survives
         assert os.path.exists(live)
     assert sorted(os.listdir(tmp_path)) == sorted(keep + ["a.bin", "b.bin"])
+
+
+def test_a_temporary_whose_writer_holds_the_lock_is_kept_even_if_its_pid_looks_dead(tmp_path, monkeypatch):
+    """A writer in another PID namespace under the same hostname (docker --network host, hostNetwork pods)."""
+    monkeypatch.setattr(atomic, "_alive", lambda pid: False)
+    with atomic_path(tmp_path / "weights.npz") as live:
+        np.savez(live, w=np.arange(3))  # reopens the path: the same, still locked, inode
+        atomic_write_bytes(tmp_path / "other.bin", b"y")
+        assert os.path.exists(live) and locked(live)
+    assert np.load(tmp_path / "weights.npz")["w"].tolist() == [0, 1, 2]
+    assert not locked(tmp_path / "weights.npz")  # published, and the lock released
+    assert sorted(os.listdir(tmp_path)) == ["other.bin", "weights.npz"]
+
+
+def test_a_temporary_removed_before_its_writer_locked_it_gives_way_to_a_locked_one(tmp_path, monkeypatch):
+    real_flock = fcntl.flock
+
+    def cleaner_first(fd, operation):
+        if operation == fcntl.LOCK_EX:  # the writer's (a cleaner's is non-blocking): a cleaner got there first
+            monkeypatch.setattr(fcntl, "flock", real_flock)
+            [name] = os.listdir(tmp_path)
+            os.remove(tmp_path / name)
+        real_flock(fd, operation)
+    monkeypatch.setattr(fcntl, "flock", cleaner_first)
+    with atomic_path(tmp_path / "a.bin") as tmp:
+        assert os.path.exists(tmp) and locked(tmp)
+        with open(tmp, "wb") as f:
+            f.write(b"x")
+    assert os.listdir(tmp_path) == ["a.bin"] and (tmp_path / "a.bin").read_bytes() == b"x"
 
 
 def test_mode_is_exact_whatever_the_umask_and_the_default_follows_it(tmp_path, umask_000):
@@ -69,4 +119,4 @@ def test_replace_false_keeps_the_first_writers_file(tmp_path):
     atomic_write_bytes(path, b"first", replace=False)
     with pytest.raises(FileExistsError):
         atomic_write_bytes(path, b"second", replace=False)
-    assert path.read_bytes() == b"first" and os.listdir(tmp_path) == ["key"]
+    assert path.read_bytes() == b"first" and os.listdir(tmp_path) == ["key"] and not locked(path)

@@ -1,10 +1,12 @@
 """The object cache holds code the process runs: only this user's private, signed entries are ever loaded."""
+import errno
 import hashlib
 import os
 import re
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 
 import numpy as np
@@ -139,6 +141,67 @@ def test_a_process_that_loses_the_race_to_create_the_key_uses_the_winners(tmp_pa
     monkeypatch.setattr(os.path, "lexists", lambda path: False)  # as if it looked before the winner published
     assert cache._secret() == first
     assert os.listdir(tmp_path / "config" / "graphc") == ["cache-key"]
+
+
+@pytest.mark.parametrize("code", [errno.EPERM, errno.EOPNOTSUPP], ids=["EPERM", "EOPNOTSUPP"])
+def test_without_hard_links_the_key_is_created_exclusively_in_one_write(tmp_path, monkeypatch, code):
+    def no_hard_links(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+    monkeypatch.setattr(os, "link", no_hard_links)  # vfat, some FUSE and SMB mounts
+    key = cache.cache_key("program")
+    assert cache_warnings(lambda: cache.store(key, PAYLOAD)) == [] and cache.load(key) == PAYLOAD
+    secret = tmp_path / "config" / "graphc" / "cache-key"
+    assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_bytes()) == 32
+    monkeypatch.setattr(os.path, "lexists", lambda path: False)  # a process that loses the race to create it
+    assert cache._secret() == secret.read_bytes() and os.listdir(secret.parent) == ["cache-key"]
+
+
+def test_a_key_shorter_than_32_bytes_is_being_created_and_is_waited_for_a_few_ms(tmp_path, monkeypatch):
+    secret = tmp_path / "config" / "graphc" / "cache-key"
+    secret.parent.mkdir(parents=True, mode=0o700)
+    secret.write_bytes(b"")  # created (O_EXCL) by a process without hard links, not yet written
+    secret.chmod(0o600)
+    waits = []
+
+    def the_creator_writes_during_the_second_wait(seconds):
+        waits.append(seconds)
+        if len(waits) == 2:
+            secret.write_bytes(b"k" * 32)
+    monkeypatch.setattr(time, "sleep", the_creator_writes_during_the_second_wait)
+    assert cache._secret() == b"k" * 32 and len(waits) == 2
+    secret.write_bytes(b"short")  # a creator that died before its write: given up on, with the warning
+    waits.clear()
+    monkeypatch.setattr(time, "sleep", waits.append)
+    assert cache_warnings(lambda: cache.store(cache.cache_key("program"), PAYLOAD)) == [
+        f"graphc: not using the object cache: {secret} is not a 32-byte key; compiling in memory"]
+    assert 0 < sum(waits) < 0.05
+
+
+@needs_root
+def test_root_under_sudo_E_creates_no_directory_or_key_in_the_users_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / ".config" / "graphc").mkdir(parents=True)
+    for directory in (home, home / ".config", home / ".config" / "graphc"):
+        os.chown(directory, OTHER_UID, OTHER_UID)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(home / ".cache" / "graphc" / "objects"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    key = cache.cache_key("program")
+    assert cache_warnings(lambda: (cache.store(key, PAYLOAD), cache.load(key)), times=2) == [
+        f"graphc: not using the object cache: {home} is owned by uid {OTHER_UID}, not by this user (uid 0): "
+        f"creating nothing in it; compiling in memory"]
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "objects"))  # a cache of root's own: the key still isn't
+    monkeypatch.setattr(cache, "_warned", set())
+    assert cache_warnings(lambda: cache.store(key, PAYLOAD)) == [
+        f"graphc: not using the object cache: {home / '.config' / 'graphc'} is owned by uid {OTHER_UID}, "
+        f"not by this user (uid 0): creating nothing in it; compiling in memory"]
+    assert sorted(os.listdir(home)) == [".config"] and os.listdir(home / ".config" / "graphc") == []
+
+
+@needs_root
+def test_any_user_may_create_the_cache_in_a_directory_root_owns_like_tmp(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: OTHER_UID)  # tmp_path is root's
+    cache._makedirs(tmp_path / "graphc" / "objects")
+    assert (tmp_path / "graphc" / "objects").is_dir()
 
 
 def test_one_warning_per_process_and_reason(tmp_path, monkeypatch):
