@@ -64,6 +64,11 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    def weight_shapes(self, input_shape) -> dict:
+        """Name -> shape of each weight ``build(input_shape)`` creates, without creating any: what a loader checks
+        a file's arrays against before it lets a crafted config allocate."""
+        return {}
+
     def count_params(self) -> int:
         return sum(math.prod(w.shape) for w in self.weights)
 
@@ -97,11 +102,15 @@ class Dense(Layer):
         self.kernel_initializer = lookup(INITIALIZERS, kernel_initializer, "initializer")
         self.bias_initializer = lookup(INITIALIZERS, bias_initializer, "initializer")
 
+    def weight_shapes(self, input_shape):
+        return {"kernel": (input_shape[-1], self.units), **({"bias": (self.units,)} if self.use_bias else {})}
+
     def build(self, input_shape):
         super().build(input_shape)
-        self.kernel = self.add_weight("kernel", self.kernel_initializer((input_shape[-1], self.units)))
+        shapes = self.weight_shapes(input_shape)
+        self.kernel = self.add_weight("kernel", self.kernel_initializer(shapes["kernel"]))
         if self.use_bias:
-            self.bias = self.add_weight("bias", self.bias_initializer((self.units,)))
+            self.bias = self.add_weight("bias", self.bias_initializer(shapes["bias"]))
 
     def call(self, x):
         y = gc.matmul(x, self.kernel)

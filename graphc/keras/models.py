@@ -295,11 +295,16 @@ class Sequential:
 
     @classmethod
     def from_config(cls, config):
+        return cls._from_layers(config, [layers_module.deserialize(layer) for layer in config["layers"]])
+
+    @classmethod
+    def _from_layers(cls, config, layers):
+        """The model of ``config`` made of ``layers``, its deserialized (unbuilt) layers."""
         model = cls(name=config["name"])
         if config["input_shape"] is not None:
             model._set_input_shape(config["input_shape"])
-        for layer_config in config["layers"]:
-            model.add(layers_module.deserialize(layer_config))
+        for layer in layers:
+            model.add(layer)
         return model
 
     def save(self, path):
@@ -341,9 +346,16 @@ def load_model(path, compile=True):
     gives CheckpointError naming ``path`` and the part that is wrong."""
     arrays, meta = _read(path, (MODEL_FORMAT,))
     with _reading(path, "architecture"):
-        model = Sequential.from_config(meta["model"])
+        config = meta["model"]
+        layers = [layers_module.deserialize(layer) for layer in config["layers"]]
+        declared = _weight_shapes(config["input_shape"], layers)
     with _reading(path, "weights"):
-        _assign(model.weights, _numbered(arrays, "weight"))
+        weights = _numbered(arrays, "weight")
+        _check_shapes(declared, weights)  # before building: a crafted config may declare far larger weights
+    with _reading(path, "architecture"):
+        model = Sequential._from_layers(config, layers)
+    with _reading(path, "weights"):
+        _assign(model.weights, weights)
     with _reading(path, "compile settings"):
         settings = meta["compile"] if compile else None
         if settings is not None:
@@ -387,18 +399,38 @@ def _numbered(arrays, prefix) -> list:
     return [arrays[name] for name in expected]
 
 
+def _weight_shapes(input_shape, layers) -> list:
+    """(name, shape) of every weight that unbuilt ``layers`` create in a Sequential model whose inputs have
+    ``input_shape`` (None: the first layer's), in ``model.weights`` order, without creating any."""
+    if input_shape is None and layers and layers[0].input_shape is not None:
+        input_shape = layers[0].input_shape[1:]
+    if input_shape is None:
+        return []
+    shape, declared = (None, *(int(d) for d in input_shape)), []
+    for layer in layers:
+        output_shape = layer.compute_output_shape(shape)  # first: it rejects inputs the layer cannot take
+        declared += [(f"{layer.name}/{name}", weight_shape)
+                     for name, weight_shape in layer.weight_shapes(shape).items()]
+        shape = output_shape
+    return declared
+
+
+def _check_shapes(expected, values, prefix=""):
+    """ValueError (starting with ``prefix``) unless ``values`` holds one array per (name, shape) of ``expected``,
+    of that shape."""
+    if len(values) != len(expected):
+        raise ValueError(f"{prefix}expected {len(expected)} arrays ({', '.join(name for name, _ in expected)}), "
+                         f"got {len(values)}")
+    for (name, shape), value in zip(expected, values):
+        if value.shape != shape:
+            raise ValueError(f"{prefix}{name} has shape {shape}, got an array of shape {value.shape}")
+
+
 def _assign(variables, values, who=None):
     """Set each variable from the array in the same position; ValueError (prefixed ``who: ``) if one does not fit."""
-    prefix = f"{who}: " if who else ""
-    values = list(values)
-    if len(values) != len(variables):
-        raise ValueError(f"{prefix}expected {len(variables)} arrays ({', '.join(v.name for v in variables)}), "
-                         f"got {len(values)}")
+    values = [np.asarray(value) for value in values]
+    _check_shapes([(variable.name, variable.shape) for variable in variables], values, f"{who}: " if who else "")
     for variable, value in zip(variables, values):
-        value = np.asarray(value)
-        if value.shape != variable.shape:
-            raise ValueError(f"{prefix}{variable.name} has shape {variable.shape}, got an array of shape "
-                             f"{value.shape}")
         variable.value = value
 
 

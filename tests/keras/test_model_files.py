@@ -1,6 +1,8 @@
 """load_model / load_weights on damaged and crafted files: always CheckpointError naming the file and what is
 wrong, never a KeyError, AttributeError or MemoryError from deep inside."""
 import copy
+import re
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -49,7 +51,7 @@ META_CHANGES = {  # name: (change to the metadata, what the error must say)
     "unknown activation": (lambda meta: set_in(meta, DENSE + ["activation"], "sparkle"), "sparkle"),
     "input shape of strings": (lambda meta: set_in(meta, ["model", "input_shape"], ["x"]), "invalid architecture"),
     "architecture too large to allocate": (lambda meta: set_in(meta, DENSE + ["units"], 2**50),
-                                           "invalid architecture: Unable to allocate"),
+                                           r"invalid weights: dense\w*/kernel has shape \(4, 1125899906842624\)"),
     "more units than the weights": (lambda meta: set_in(meta, DENSE + ["units"], 5),
                                     r"invalid weights: dense\w*/kernel has shape"),
     "no compile key": (lambda meta: delete_in(meta, ["compile"]), "missing 'compile'"),
@@ -74,6 +76,36 @@ def test_crafted_metadata_gives_a_checkpoint_error(tmp_path, saved, change):
     with pytest.raises(CheckpointError, match=message) as error:
         models.load_model(path)
     assert str(path) in str(error.value)
+
+
+HUGE_ARCHITECTURES = {  # name: (change to the metadata, the weight it declares)
+    "a Dense layer of 2**26 units": (lambda meta: set_in(meta, DENSE + ["units"], 2**26),
+                                     r"kernel has shape \(4, 67108864\)"),
+    "a Flatten of a 2**13 x 2**13 input": (
+        lambda meta: set_in(meta, ["model"], {**meta["model"], "input_shape": [2**13, 2**13], "layers": [
+            {"class_name": "Flatten", "config": {"name": "flatten"}}, *meta["model"]["layers"]]}),
+        r"kernel has shape \(67108864, 3\)"),
+}
+
+
+@pytest.mark.parametrize("change", HUGE_ARCHITECTURES)
+def test_an_architecture_larger_than_the_files_arrays_is_refused_before_allocating(tmp_path, saved, change):
+    """The layers' weights would take GiBs: the shapes the config declares are compared with the file's arrays
+    before any layer is built, so loading allocates about what the file holds."""
+    arrays, meta, _ = saved
+    edit, message = HUGE_ARCHITECTURES[change]
+    meta = copy.deepcopy(meta)
+    edit(meta)
+    path = tmp_path / "crafted.npz"
+    save_checkpoint(path, arrays, meta)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=f"{re.escape(str(path))}: invalid weights: .*{message}, got an"):
+            models.load_model(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"loading allocated {peak} bytes"
 
 
 ARRAY_CHANGES = {
