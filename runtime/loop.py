@@ -23,12 +23,15 @@ the place for an owner to restore its last good weights -- and then
 ``restore_best_weights=True`` restores the best weights at that point too.
 
 A step can also write NaN/inf weights while its loss stays finite (the loss
-is computed before the update, e.g. with a huge learning rate). So when the
-owner has ``get_weights()``, the loop checks the weights at the end of every
-epoch, before any callback sees that epoch (so before ModelCheckpoint saves
-and before fit_loop returns): a non-finite weight ends training the same way,
-with ``logs["weight"]`` (its index in ``get_weights()``) instead of
-``batch``/``loss``, and then NonFiniteWeightsError.
+is computed before the update, e.g. with a huge learning rate), or overflow an
+optimizer's state while the weights stay finite (Adam's velocity at inf makes
+every update 0: training silently freezes). So the loop checks the owner's
+training state at the end of every epoch, before any callback sees that epoch
+(so before ModelCheckpoint saves and before fit_loop returns): the
+``(name, array)`` pairs of ``owner.state_arrays()`` (weights and optimizer
+variables), or else ``owner.get_weights()`` (named "weight 0", "weight 1",
+...). A non-finite array ends training the same way, with ``logs["variable"]``
+(its name) instead of ``batch``/``loss``, and then NonFiniteWeightsError.
 """
 
 import math
@@ -59,17 +62,17 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class NonFiniteWeightsError(FloatingPointError):
-    """Training stopped because a weight became NaN or infinite while every loss was finite.
+    """Training stopped because a weight or optimizer variable became NaN or infinite while every loss was finite.
 
-    ``epoch`` is 0-based, ``weight`` the index in ``owner.get_weights()``;
-    ``history`` holds the completed epochs.
+    ``epoch`` is 0-based, ``variable`` the array's name (see the module
+    docstring); ``history`` holds the completed epochs.
     """
 
-    def __init__(self, weight, epoch, epochs, history):
+    def __init__(self, variable, epoch, epochs, history):
         super().__init__(
-            f"weight {weight} became NaN or infinite in epoch {epoch + 1}/{epochs} although every batch's "
-            "loss was finite (an update overflowed: is the learning rate too large?); training stopped")
-        self.weight = weight
+            f"{variable} became NaN or infinite in epoch {epoch + 1}/{epochs} although every batch's loss was "
+            "finite (an update overflowed: are the learning rate or the gradients too large?); training stopped")
+        self.variable = variable
         self.epoch = epoch
         self.history = history
 
@@ -190,10 +193,11 @@ class ModelCheckpoint(Callback):
     ``save_weights_only=True``. A missing directory is an error when training
     begins, not after the first epoch.
 
-    A checkpoint never holds NaN or infinite weights: a NaN/inf monitored
-    value never counts as an improvement, and when ``owner.get_weights()``
-    holds a non-finite value the save is skipped with a RuntimeWarning (a good
-    earlier file is kept; fit_loop's own check raises at the epoch's end).
+    A checkpoint never holds NaN or infinite weights or optimizer state: a
+    NaN/inf monitored value never counts as an improvement, and when the
+    owner's state (as fit_loop checks it) holds a non-finite value the save is
+    skipped with a RuntimeWarning (a good earlier file is kept; fit_loop's own
+    check raises at the epoch's end).
     """
 
     def __init__(self, filepath, monitor="val_loss", save_best_only=False,
@@ -220,9 +224,9 @@ class ModelCheckpoint(Callback):
             if current is None or not self._improved(current, self.best):
                 return
         path = self.filepath.format(epoch=epoch + 1, **logs)
-        bad = _non_finite_weight(self.model)
+        bad = _non_finite_variable(self.model)
         if bad is not None:
-            warnings.warn(f"ModelCheckpoint: not saving {path}: weight {bad} is NaN or infinite",
+            warnings.warn(f"ModelCheckpoint: not saving {path}: {bad} is NaN or infinite",
                           RuntimeWarning, stacklevel=2)
             return
         if self.save_best_only:
@@ -256,12 +260,16 @@ def _monitored_value(logs, monitor, who):
     return value
 
 
-def _non_finite_weight(owner):
-    """Index of the first of ``owner.get_weights()`` holding NaN or inf; None if all are finite or it has none."""
-    get_weights = getattr(owner, "get_weights", None)
-    if not callable(get_weights):
+def _non_finite_variable(owner):
+    """Name of the first of the owner's state arrays holding NaN or inf (``state_arrays()``, else ``get_weights()``);
+    None if all are finite or it has none."""
+    if callable(getattr(owner, "state_arrays", None)):
+        arrays = owner.state_arrays()
+    elif callable(getattr(owner, "get_weights", None)):
+        arrays = ((f"weight {i}", weight) for i, weight in enumerate(owner.get_weights()))
+    else:
         return None
-    return next((i for i, weight in enumerate(get_weights()) if not np.isfinite(weight).all()), None)
+    return next((name for name, array in arrays if not np.isfinite(array).all()), None)
 
 
 def _require_owner_methods(owner, who, *names):
@@ -300,7 +308,7 @@ def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=No
     from a numpy Generator seeded by ``(seed, epoch)``: the same seed gives
     the same batches, also when resuming at ``initial_epoch``. ``seed=None``
     draws a fresh seed. Raises NonFiniteLossError on a NaN/Inf loss and
-    NonFiniteWeightsError when an epoch ends with NaN/Inf in ``owner.get_weights()``.
+    NonFiniteWeightsError when an epoch ends with NaN/Inf in the owner's state.
     """
     x, y = _as_data(x), _as_data(y)
     num_samples = _num_samples(x, y)
@@ -332,9 +340,9 @@ def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=No
         except _NonFiniteLoss as stop:
             _stop_on_nan(callbacks, bar, {"epoch": epoch, "batch": stop.batch, "loss": stop.loss})
             raise NonFiniteLossError(stop.loss, epoch, epochs, stop.batch, steps, history) from None
-        bad = _non_finite_weight(owner)
+        bad = _non_finite_variable(owner)
         if bad is not None:
-            _stop_on_nan(callbacks, bar, {"epoch": epoch, "weight": bad})
+            _stop_on_nan(callbacks, bar, {"epoch": epoch, "variable": bad})
             raise NonFiniteWeightsError(bad, epoch, epochs, history)
         if validation is not None:
             val_logs = evaluate_loop(eval_step, x_val, y_val, batch_size, verbose=0)
@@ -348,7 +356,7 @@ def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=No
 
 
 def _stop_on_nan(callbacks, bar, logs):
-    """End training on a non-finite loss or weight: callbacks restore the last good state in on_train_end."""
+    """End training on a non-finite loss or state: callbacks restore the last good state in on_train_end."""
     bar.end_line()
     callbacks.call("on_train_end", {"stopped_on_nan": True, **logs})
 

@@ -165,12 +165,12 @@ class Sequential:
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
         """Train for ``epochs`` epochs; returns the History (``history.history['loss']`` etc.).
 
-        On a NaN or infinite loss training stops with runtime's NonFiniteLossError, and on weights that an
-        epoch left NaN or infinite (checked at every epoch's end, so also after the last batch) with
-        NonFiniteWeightsError; either way the weights (and optimizer slots) are put back to what they were at
-        the start of the failing epoch, the last state whose epoch ended finite (unless
-        EarlyStopping(restore_best_weights=True) then restores its best epoch's weights). So the weights are
-        finite when fit returns or raises, and ModelCheckpoint never saves non-finite ones.
+        On a NaN or infinite loss training stops with runtime's NonFiniteLossError, and on weights or optimizer
+        variables that an epoch left NaN or infinite (checked at every epoch's end, so also after the last
+        batch) with NonFiniteWeightsError naming the variable; either way the weights and optimizer variables
+        are put back to what they were at the start of the failing epoch, the last state whose epoch ended
+        finite (unless EarlyStopping(restore_best_weights=True) then restores its best epoch's weights). So
+        they are finite when fit returns or raises, and ModelCheckpoint never saves non-finite ones.
         """
         self._require_compiled("fit")
         x, y = self._checked_data(x, y)
@@ -191,8 +191,6 @@ class Sequential:
                                     callbacks=callbacks, verbose=_verbosity(verbose),
                                     initial_epoch=initial_epoch, owner=self)
         except (NonFiniteLossError, NonFiniteWeightsError) as error:
-            if isinstance(error, NonFiniteWeightsError):
-                error.add_note(f"{self.name}: weight {error.weight} is {self.weights[error.weight].name}")
             error.add_note(f"{self.name}: the weights and optimizer state were restored to those at the "
                            f"start of epoch {error.epoch + 1}")
             raise
@@ -287,6 +285,11 @@ class Sequential:
     def _state(self) -> list:
         """Every variable training changes: the weights, then the optimizer's variables."""
         return self.weights + (self.optimizer.variables if self.optimizer is not None else [])
+
+    def state_arrays(self) -> list:
+        """(name, value) of every variable in ``_state()``, for fit_loop's end-of-epoch NaN/inf check: read-only
+        views, so the check reads each array once and copies nothing."""
+        return [(variable.name, _read_only(variable.storage)) for variable in self._state()]
 
     # ---- saving ------------------------------------------------------------------------------
     def get_config(self) -> dict:
@@ -434,6 +437,13 @@ def _assign(variables, values, who=None):
         variable.value = value
 
 
+def _read_only(array):
+    """A view that cannot write to ``array``: state_arrays hands out the variables' own storage, uncopied."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 def _named_step(function, names):
     """A step for the runtime loops: ``step(xb, yb) -> {name: batch-mean value}``."""
     def step(xb, yb):
@@ -443,7 +453,7 @@ def _named_step(function, names):
 
 class _KeepLastGoodState(Callback):
     """Snapshots the model's variables at the start of every epoch and puts them back when the loop stops on
-    a NaN or infinite loss or weight (the weights it reached then are already poisoned or about to be)."""
+    a NaN or infinite loss or variable (the weights it reached then are already poisoned or about to be)."""
 
     def on_epoch_begin(self, epoch, logs=None):
         self.snapshot = [v.value for v in self.model._state()]

@@ -377,9 +377,33 @@ def test_weights_that_overflow_on_the_last_batch_with_a_finite_loss_stop_trainin
         fit_loop(step, np.zeros(12), np.zeros(12), epochs=3, batch_size=4, callbacks=[end, checkpoint],
                  owner=owner, verbose=0)
     assert isinstance(info.value, loop.NonFiniteWeightsError)
-    assert (info.value.epoch, info.value.weight, info.value.history.epoch) == (1, 1, [0])
-    assert end.logs == {"stopped_on_nan": True, "epoch": 1, "weight": 1}
+    assert (info.value.epoch, info.value.variable, info.value.history.epoch) == (1, "weight 1", [0])
+    assert end.logs == {"stopped_on_nan": True, "epoch": 1, "variable": "weight 1"}
     assert owner.saved == ["ckpt-1.npz"], "the poisoned epoch was saved"
+
+
+class StateOwner(ArrayOwner):
+    """An owner that also exposes an optimizer slot, through state_arrays()."""
+
+    def __init__(self):
+        super().__init__()
+        self.velocity = np.zeros(3)
+
+    def state_arrays(self):
+        return [("kernel", self.weights[0]), ("bias", self.weights[1]), ("kernel/velocity", self.velocity)]
+
+
+def test_an_optimizer_slot_that_overflows_while_the_weights_stay_finite_stops_training():
+    owner = StateOwner()
+
+    def step(xb, yb):  # an inf velocity makes the updates 0: the weights and the loss stay finite
+        owner.velocity[1] = np.inf
+        return {"loss": 1.0}
+
+    checkpoint = ModelCheckpoint("ckpt-{epoch}.npz")
+    with pytest.raises(loop.NonFiniteWeightsError, match="kernel/velocity became NaN or infinite in epoch 1/2"):
+        fit_loop(step, np.zeros(4), np.zeros(4), epochs=2, callbacks=[checkpoint], owner=owner, verbose=0)
+    assert owner.saved == []
 
 
 @pytest.mark.parametrize("mode, values", [("min", [3.0, -math.inf, 2.0]), ("max", [1.0, math.inf, 2.0]),
