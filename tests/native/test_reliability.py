@@ -86,6 +86,16 @@ def test_a_forked_child_runs_the_parents_function():
     np.testing.assert_array_equal(f(batch), expected)  # and the parent still works
 
 
+def _exit_with_refusal(f, batch, words):
+    """In a forked child: exit 0 if calling ``f`` raises ProgramError saying ``words``, else non-zero."""
+    try:
+        f(batch)
+        code = 1
+    except ProgramError as error:
+        code = 0 if words in str(error) else 2
+    os._exit(code)
+
+
 def test_a_fork_during_a_call_leaves_the_child_a_clear_error():
     """A call in flight in another thread at the fork left half-written memory: the child refuses it."""
     f = _layer()
@@ -94,12 +104,7 @@ def test_a_fork_during_a_call_leaves_the_child_a_clear_error():
     with f.program.executable._lock:  # as if another thread were inside a call
         pid = os.fork()
         if pid == 0:
-            try:
-                f(batch)
-                code = 1
-            except ProgramError as error:
-                code = 0 if "forked" in str(error) else 2
-            os._exit(code)
+            _exit_with_refusal(f, batch, "forked")
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     f(batch)
@@ -113,12 +118,7 @@ def test_a_wait_that_cannot_complete_fails_instead_of_hanging():
     libc = ctypes.CDLL(None, use_errno=True)
     pid = libc.fork()
     if pid == 0:
-        try:
-            f(batch)
-            code = 1
-        except ProgramError as error:
-            code = 0 if "not in this process" in str(error) else 2
-        os._exit(code)
+        _exit_with_refusal(f, batch, "not in this process")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
