@@ -108,9 +108,9 @@ class Function:
         feeds, dims = [], {}
         for placeholder, array in zip(inputs, arrays):
             array = np.asarray(array)
-            if not dtypes.can_feed(array.dtype, placeholder.dtype):
-                raise ValueError(f"input {placeholder.name}: cannot safely feed {array.dtype} data to a "
-                                 f"{placeholder.dtype} placeholder")
+            problem = dtypes.feed_problem(array, placeholder.dtype)
+            if problem:
+                raise ValueError(f"input {placeholder.name}: {problem}")
             problem = bind_shape(placeholder.shape, array.shape, dims)
             if problem:
                 raise ValueError(f"input {placeholder.name} {format_shape(placeholder.shape)}: {problem}")

@@ -41,3 +41,24 @@ def promote(*dtypes: str) -> str:
 def can_feed(source, target: str) -> bool:
     """Whether an array of dtype ``source`` may be fed where ``target`` is expected (numpy's 'same_kind' casting)."""
     return np.can_cast(np.dtype(source), np.dtype(target), casting="same_kind")
+
+
+def feed_problem(array: np.ndarray, target: str) -> str | None:
+    """Why feeding ``array`` where ``target`` is expected could change a value, or None: casts numpy calls
+    safe and integers to floats (in range, at worst rounded, as float arithmetic rounds) pass unlooked at;
+    narrowing (int64 -> int32, float64 -> float32) costs one min/max pass, so 2**40 never becomes 0."""
+    if (array.dtype == target or np.can_cast(array.dtype, target, casting="safe")
+            or (is_float(target) and array.dtype.kind in "iu")):
+        return None
+    cannot = f"cannot safely feed {array.dtype} data to a {target} placeholder"
+    if not can_feed(array.dtype, target):
+        return cannot
+    info = np.finfo(target) if is_float(target) else np.iinfo(target)
+    if array.size == 0 or (array.min() >= info.min and array.max() <= info.max):
+        return None
+    # Infinities and NaNs are values a float target holds too; only finite values out of range change.
+    outside = np.isfinite(array) & ((array < info.min) | (array > info.max))
+    if not outside.any():
+        return None
+    index = [int(i) for i in np.unravel_index(np.argmax(outside), array.shape)]
+    return f"{cannot}: the value {array[tuple(index)]} at index {index} is outside {target}'s range"
