@@ -36,9 +36,22 @@ def _declared_dim(dim):
                      f"(at {user_location()})")
 
 
+def _shape_error(shape, dtype, name) -> GraphError:
+    """A shape that is not a tuple; most often TF's argument order, dtype first: show the call meant."""
+    if isinstance(dtype, (tuple, list)):
+        written = f'"{shape}"' if isinstance(shape, str) else repr(shape)
+        named = f", name={name!r}" if name else ""
+        return GraphError(f"placeholder: the shape comes first, then the dtype (TensorFlow's order is the other "
+                          f"way round): write gc.placeholder({tuple(dtype)!r}, {written}{named}) (at {user_location()})")
+    return GraphError(f'placeholder: the shape must be a tuple of dims (ints, None or names), got {shape!r}, as in '
+                      f'gc.placeholder((None, 784), "float32") (at {user_location()})')
+
+
 def placeholder(shape, dtype="float32", name=None) -> Node:
     """An input fed when the function runs. ``None`` in ``shape`` is a fresh symbolic dimension;
     a string names one shared by every placeholder using that name (``"batch"``)."""
+    if not isinstance(shape, (tuple, list)):
+        raise _shape_error(shape, dtype, name)
     shape = tuple(_declared_dim(d) for d in shape)
     dtype = dtypes.as_dtype(dtype)
     return apply(placeholder_op, [], {"shape": shape, "dtype": dtype}, name=name)
