@@ -7,11 +7,15 @@ schedule_passes, **options)`` returns a program whose ``run(feeds, dims)`` gives
 new_variable_values)``, ``new_variable_values`` being None when the program
 assigned the updates itself.
 """
+import numbers
+import reprlib
+
 import numpy as np
 import sympy
 
 from . import reference
-from .graph import Graph, Node, dtypes
+from .graph import Graph, GraphError, Node, dtypes
+from .graph.node import user_location
 from .graph.shapes import bind_shape, format_shape
 from .passes import optimize_graph, selected_schedule_passes
 
@@ -39,22 +43,90 @@ BACKENDS = {"reference": ReferenceProgram, "llvm": _compile_native}
 def function(inputs, outputs, updates=None, backend="llvm", optimize=2, **options):
     """A callable computing ``outputs`` from arrays fed for ``inputs`` and then applying ``updates``.
 
-    ``outputs`` may be one tensor (the call returns one array) or a list (a list).
-    ``updates`` is a list of ``(variable, new_value)`` pairs: every new value is
-    computed from the old variables, then all are assigned together.
+    ``inputs`` is one placeholder or a list of them. ``outputs`` may be one tensor (the call returns
+    one array), a list (a list) or a dict (a dict with the same keys, like TF's ``sess.run``); a
+    Python number among them is returned as an array. ``updates`` is a dict ``{variable: new_value}``
+    or a list of ``(variable, new_value)`` pairs: every new value is computed from the old variables,
+    then all are assigned together.
     ``optimize``: 0 (no passes), 1 (clean-up), 2 (clean-up and fusion), or a list
     of pass names to leave out (see ``graphc.passes.PIPELINE``).
     ``options`` go to the backend (``llvm``: ``threads``, ``target``).
     """
-    single = isinstance(outputs, Node)
-    graph = Graph(list(inputs), [outputs] if single else list(outputs or []), list(updates or []))
+    output_nodes, pack = _outputs(outputs)
+    graph = Graph(_inputs(inputs), output_nodes, _updates(updates))
     try:
         compile_backend = BACKENDS[backend]
     except KeyError:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(sorted(BACKENDS))}") from None
     optimized = optimize_graph(graph, optimize)
     program = compile_backend(optimized, schedule_passes=selected_schedule_passes(optimize), **options)
-    return Function(graph, optimized, program, single)
+    return Function(graph, optimized, program, pack)
+
+
+def _inputs(inputs) -> list:
+    """The placeholders to feed, in order: one placeholder or a list (TF and Theano users write both)."""
+    if isinstance(inputs, Node):
+        inputs = [inputs]
+    if not isinstance(inputs, (list, tuple)):
+        raise _misuse(inputs, "inputs must be a placeholder or a list of placeholders")
+    for i, node in enumerate(inputs):
+        if not isinstance(node, Node) or node.op.name != "placeholder":
+            raise _misuse(node, f"inputs[{i}] must be a placeholder (gc.placeholder)", GraphError)
+        if any(node is earlier for earlier in inputs[:i]):
+            raise _misuse(node, f"inputs[{i}] repeats an input: list each placeholder once", GraphError)
+    return list(inputs)
+
+
+def _outputs(outputs) -> tuple:
+    """The output tensors, and how a call returns their arrays: alone, as a list, or as a dict with the
+    caller's keys (like ``sess.run``)."""
+    if outputs is None:
+        return [], list
+    if isinstance(outputs, dict):
+        keys = list(outputs)
+        return [_output(value, f"outputs[{key!r}]") for key, value in outputs.items()], \
+            lambda arrays: dict(zip(keys, arrays))
+    if isinstance(outputs, (list, tuple)):
+        return [_output(value, f"outputs[{i}]") for i, value in enumerate(outputs)], list
+    return [_output(outputs, "outputs")], lambda arrays: arrays[0]
+
+
+def _output(value, where: str) -> Node:
+    """A tensor, or a number (or array) as a constant: ``gc.function([x], [loss, 0.0])`` returns 0.0 too."""
+    if isinstance(value, Node):
+        return value
+    if isinstance(value, (numbers.Number, np.ndarray)):
+        from .ops.source import constant
+        return constant(value)
+    raise _misuse(value, f"{where} must be a tensor or a number")
+
+
+def _updates(updates) -> list:
+    """``updates`` as (variable, new value) pairs, from a dict {variable: new_value} or a list of pairs."""
+    if updates is None:
+        return []
+    pairs = list(updates.items()) if isinstance(updates, dict) else updates
+    if not isinstance(pairs, (list, tuple)):
+        raise _misuse(updates, "updates must be a dict {variable: new_value} or a list of (variable, new_value) pairs")
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            hint = " (for one update write updates=[(variable, new_value)])" if isinstance(pair, Node) else ""
+            raise _misuse(pair, f"updates[{i}] must be a (variable, new_value) pair{hint}")
+        variable, new_value = pair
+        if not isinstance(variable, Node) or variable.op.name != "variable":
+            raise _misuse(variable, f"updates[{i}] must assign a variable (gc.variable)", GraphError)
+        if not isinstance(new_value, Node):
+            raise _misuse(new_value, f"the new value of variable {variable.name} must be a tensor "
+                                     f"({variable.dtype}{format_shape(variable.shape)})")
+    return [tuple(pair) for pair in pairs]
+
+
+def _misuse(value, expected: str, tensor_error=TypeError) -> Exception:
+    """An argument of gc.function that is not what ``expected`` says, named with the user's line: a TypeError,
+    or ``tensor_error`` for a tensor of the wrong kind (a GraphError, as Graph raises for those)."""
+    if isinstance(value, Node):
+        return tensor_error(f"gc.function at {user_location()}: {expected}, got {value!r}")
+    return TypeError(f"gc.function at {user_location()}: {expected}, got {type(value).__name__} {reprlib.repr(value)}")
 
 
 def _slice_checks(graph: Graph) -> list:
@@ -80,11 +152,11 @@ def _slice_checks(graph: Graph) -> list:
 class Function:
     """A compiled graph: call it with one numpy array (or array-like) per input."""
 
-    def __init__(self, graph: Graph, optimized_graph: Graph, program, single: bool):
+    def __init__(self, graph: Graph, optimized_graph: Graph, program, pack):
         self.graph = graph  # as the user built it (forward, gc.grad's backward, updates)
         self.optimized_graph = optimized_graph  # after the passes: what the backend compiled
         self.program = program
-        self._single = single
+        self._pack = pack  # the output arrays as the caller gave the outputs: one, a list or a dict
         self._slice_checks = _slice_checks(optimized_graph)
         self._checked_dims = set()
 
@@ -94,12 +166,12 @@ class Function:
         if new_values is not None:
             for (variable, _), value in zip(self.optimized_graph.updates, new_values):
                 variable.storage[...] = value
-        return outputs[0] if self._single else outputs
+        return self._pack(outputs)
 
     def check_inputs(self, arrays):
         """Arrays converted to the placeholders' dtypes, and the symbolic dims their shapes bind.
 
-        Raises ValueError naming the input for a wrong count, shape or dtype.
+        Raises ValueError naming the input for a wrong count, shape or dtype, or a value its dtype cannot hold.
         """
         inputs = self.graph.inputs
         if len(arrays) != len(inputs):

@@ -90,6 +90,15 @@ class Node:
     def __bool__(self):
         raise TypeError(f"the truth value of a symbolic tensor is unknown until it is run ({self.name})")
 
+    def __iter__(self):
+        # Without this, Python iterates through __getitem__: x[0], x[1], ... without end on a symbolic axis.
+        raise TypeError(f"a symbolic tensor cannot be iterated ({self.name}, shape {format_shape(self.shape)}): "
+                        f"its values exist only when a function runs; index it (x[0]) or pass a list of tensors")
+
+    def __len__(self):
+        raise TypeError(f"a symbolic tensor has no len() ({self.name}): use .shape[0], which may be a "
+                        f"symbolic dimension")
+
     # Operators build graph nodes; the ops package is imported lazily because it imports this module.
     def __add__(self, other): return _ops().add(self, other)
     def __radd__(self, other): return _ops().add(other, self)
