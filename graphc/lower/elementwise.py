@@ -17,7 +17,7 @@ import sympy
 from llvmlite import ir
 
 from ..graph import dtypes
-from ..ops.expr import arg_index, input_symbols
+from ..ops.expr import Expm1, Log1p, Sigmoid, Softplus, arg_index, input_symbols
 from . import vecmath
 from .irutil import I1, ITEMSIZE, KernelBuilder, call_intrinsic, constant_like, contiguous_strides, lanes_for, splat, vector_type
 from .strided import Operand, broadcast_strides, emit_map
@@ -225,6 +225,10 @@ _HANDLERS = {
     sympy.exp: _math_handler("exp"),
     sympy.log: _math_handler("log"),
     sympy.tanh: _math_handler("tanh"),
+    Sigmoid: _math_handler("sigmoid"),
+    Softplus: _math_handler("softplus"),
+    Log1p: _math_handler("log1p"),
+    Expm1: _math_handler("expm1"),
     sympy.Abs: ExprLowering._abs,
     sympy.sign: ExprLowering._sign,
     sympy.Max: _extremum_handler("llvm.maximum", "llvm.smax"),

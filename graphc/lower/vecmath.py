@@ -1,4 +1,5 @@
-"""Vectorized exp, log and tanh for float32 (Cephes polynomials), libm intrinsics for float64.
+"""Vectorized exp, log and tanh for float32 (Cephes polynomials), libm intrinsics for float64; and,
+built on them for both, sigmoid, softplus, log1p and expm1, accurate in relative terms.
 
 `llvm.exp.v16f32` is scalarized into 16 calls of expf, so float32 gets inline
 range reduction + polynomial code that stays in vector registers. Special
@@ -44,9 +45,25 @@ def tanh(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     return _call(builder, "tanh", x)
 
 
+def sigmoid(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    return _call(builder, "sigmoid", x)
+
+
+def softplus(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    return _call(builder, "softplus", x)
+
+
+def log1p(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    return _call(builder, "log1p", x)
+
+
+def expm1(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    return _call(builder, "expm1", x)
+
+
 def _call(builder: ir.IRBuilder, name: str, x: ir.Value) -> ir.Value:
     element = x.type.element if isinstance(x.type, ir.VectorType) else x.type
-    if isinstance(element, ir.DoubleType):
+    if isinstance(element, ir.DoubleType) and name in ("exp", "log", "tanh"):
         return call_intrinsic(builder, f"llvm.{name}", x)
     module = builder.module
     full = f"graphc.{name}.{type_suffix(x.type)}"
@@ -144,4 +161,34 @@ def _tanh_body(m: _Math, x):
     return m.select(m.cmp(">=", z, m.c(0.625)), large, small)
 
 
-_BODIES = {"exp": _exp_body, "log": _log_body, "tanh": _tanh_body}
+def _sigmoid_body(m: _Math, x):
+    small = exp(m.b, m.b.fneg(call_intrinsic(m.b, "llvm.fabs", x)))  # exp(-|x|) never overflows
+    positive = m.div(m.c(1.0), m.add(m.c(1.0), small))
+    return m.select(m.cmp(">=", x, m.c(0.0)), positive, m.mul(small, positive))  # NaN: small * ... = NaN
+
+
+def _softplus_body(m: _Math, x):
+    tail = log1p(m.b, exp(m.b, m.b.fneg(call_intrinsic(m.b, "llvm.fabs", x))))
+    return m.add(call_intrinsic(m.b, "llvm.maximum", x, m.c(0.0)), tail)
+
+
+def _log1p_body(m: _Math, x):
+    # Kahan: u = 1 + x rounds; log(u) * x / (u - 1) corrects for the rounding (exact when u - 1 == x).
+    u = m.add(m.c(1.0), x)
+    rounded = m.sub(u, m.c(1.0))
+    corrected = m.mul(log(m.b, u), m.div(x, rounded))
+    result = m.select(m.cmp("==", rounded, m.c(0.0)), x, corrected)
+    return m.select(m.cmp("==", u, m.c(math.inf)), u, result)
+
+
+def _expm1_body(m: _Math, x):
+    # Kahan: for small |x|, (u - 1) * x / log(u) with u = exp(x) cancels the rounding of u; elsewhere u - 1.
+    u = exp(m.b, x)
+    rounded = m.sub(u, m.c(1.0))
+    corrected = m.select(m.cmp("==", u, m.c(1.0)), x, m.div(m.mul(rounded, x), log(m.b, u)))
+    small = m.cmp("<", call_intrinsic(m.b, "llvm.fabs", x), m.c(0.5))
+    return m.select(small, corrected, rounded)
+
+
+_BODIES = {"exp": _exp_body, "log": _log_body, "tanh": _tanh_body, "sigmoid": _sigmoid_body,
+           "softplus": _softplus_body, "log1p": _log1p_body, "expm1": _expm1_body}

@@ -1,7 +1,7 @@
 """Every op graphc knows, one module per family; each op is defined once, in its module."""
-from .elementwise import (abs, add, cast, clip, divide, equal, exp, greater, greater_equal, less, less_equal, log,
-                          maximum, minimum, multiply, negative, not_equal, power, relu, sigmoid, softplus, sqrt,
-                          square, subtract, tanh, where)
+from .elementwise import (abs, add, cast, clip, divide, equal, exp, expm1, greater, greater_equal, less, less_equal,
+                          log, log1p, maximum, minimum, multiply, negative, not_equal, power, relu, sigmoid, softplus,
+                          sqrt, square, subtract, tanh, where)
 from .linalg import dot, matmul
 from .nn import (binary_crossentropy, categorical_crossentropy, log_softmax, mean_squared_error, one_hot, softmax,
                  sparse_categorical_crossentropy)
@@ -24,6 +24,7 @@ __all__ = [
     "dot",
     "equal",
     "exp",
+    "expm1",
     "expand_dims",
     "getitem",
     "greater",
@@ -31,6 +32,7 @@ __all__ = [
     "less",
     "less_equal",
     "log",
+    "log1p",
     "log_softmax",
     "matmul",
     "max",

@@ -13,14 +13,13 @@ import sympy
 from ..graph import dtypes
 from ..graph.node import GraphError, Node, user_location
 from ..graph.shapes import broadcast_shapes, format_shape
-from .expr import arg, arg_index, evaluate, input_symbols
+from .expr import Log1p, Expm1, Sigmoid, Softplus, arg, arg_index, evaluate, input_symbols
 from .registry import Op, apply
 
 X, Y, Z = arg(0), arg(1), arg(2)
 
-# name -> body. Bodies are chosen to be numerically stable under sympy.diff too:
-# sigmoid through tanh has derivative (1 - tanh^2)/4, finite everywhere, where
-# 1/(1+exp(-x)) differentiates to exp(-x)/(1+exp(-x))^2 = inf/inf for x << 0.
+# name -> body. Bodies are chosen to be numerically stable under sympy.diff too: sigmoid and softplus
+# are functions of their own (graphc.ops.expr), whose derivatives are smooth and finite everywhere.
 UNARY = {
     "negative": -X,
     "exp": sympy.exp(X),
@@ -29,9 +28,11 @@ UNARY = {
     "square": X**2,
     "abs": sympy.Abs(X),
     "relu": sympy.Max(X, 0),
-    "sigmoid": sympy.tanh(X / 2) / 2 + sympy.Rational(1, 2),
+    "sigmoid": Sigmoid(X),
     "tanh": sympy.tanh(X),
-    "softplus": sympy.Max(X, 0) + sympy.log(1 + sympy.exp(-sympy.Abs(X))),
+    "softplus": Softplus(X),
+    "log1p": Log1p(X),
+    "expm1": Expm1(X),
 }
 BINARY = {
     "add": X + Y,
@@ -52,7 +53,23 @@ COMPARISONS = {
 }
 WHERE = sympy.Piecewise((Y, sympy.Ne(X, 0)), (Z, True))
 # Results that are floats even for integer operands (as in JAX: log(int) is float32).
-FLOAT_RESULT = {"exp", "log", "sqrt", "sigmoid", "tanh", "softplus", "divide"}
+FLOAT_RESULT = {"exp", "log", "sqrt", "sigmoid", "tanh", "softplus", "log1p", "expm1", "divide"}
+
+
+def _indicator(condition):
+    return sympy.Piecewise((1, condition), (0, True))
+
+
+# Derivatives at kinks, by convention (TensorFlow's), where sympy.diff's Heaviside(0) = 0 would differ:
+# ties in maximum/minimum send the whole gradient to x; clip passes the gradient at its bounds
+# (inclusive) and its bounds get it beyond them. relu'(0) = 0 and abs'(0) = sign(0) = 0 need no entry.
+# docs/optimizer.md lists the conventions.
+DERIVATIVES = {
+    "maximum": [_indicator(sympy.GreaterThan(X, Y)), _indicator(sympy.StrictLessThan(X, Y))],
+    "minimum": [_indicator(sympy.LessThan(X, Y)), _indicator(sympy.StrictGreaterThan(X, Y))],
+    "clip": [_indicator(sympy.And(sympy.GreaterThan(X, Y), sympy.LessThan(X, Z))),
+             _indicator(sympy.StrictLessThan(X, Y)), _indicator(sympy.StrictGreaterThan(X, Z))],
+}
 
 
 def _infer(inputs, attrs):
@@ -74,11 +91,20 @@ def _vjp(node, g):
         if not dtypes.is_float(inp.dtype):
             grads.append(None)  # no gradient flows into integer or boolean operands
             continue
-        # Steps (relu', sign) differentiate to DiracDelta: zero almost everywhere, as in TF and PyTorch.
-        derivative = sympy.diff(expr, arg(index)).replace(sympy.DiracDelta, lambda *_: sympy.Integer(0))
+        conventional = DERIVATIVES.get(node.attrs["label"])
+        if conventional is not None and len(conventional) == len(node.inputs):
+            derivative = conventional[index]
+        else:
+            # Steps (relu', sign) differentiate to DiracDelta: zero almost everywhere, as in TF and PyTorch.
+            derivative = sympy.diff(expr, arg(index)).replace(sympy.DiracDelta, lambda *_: sympy.Integer(0))
         # Operand %i of the derivative becomes operand %(i+1) of the gradient node; %0 is g.
-        shifted = derivative.xreplace({arg(i): arg(i + 1) for i in range(len(node.inputs))})
-        local = make(f"d{node.attrs['label']}/d{index}", arg(0) * shifted, [g, *node.inputs], inp.dtype)
+        shift = {arg(i): arg(i + 1) for i in range(len(node.inputs))}
+        shifted = derivative.xreplace(shift)
+        if not expr.is_Symbol and node.dtype == inp.dtype:
+            # The node's own value where the derivative holds its body (exp' = exp, sigmoid' = s (1 - s)):
+            # read, not recomputed, and fusion can then cancel it against a 1/s from log's derivative.
+            shifted = shifted.xreplace({expr.xreplace(shift): arg(len(node.inputs) + 1)})
+        local = make(f"d{node.attrs['label']}/d{index}", arg(0) * shifted, [g, *node.inputs, node], inp.dtype)
         grads.append(_unbroadcast(local, inp.shape))
     return grads
 
@@ -162,7 +188,92 @@ def apply_named(label, body, operands, dtype=None):
         raise GraphError(f"{label}: needs at least one tensor operand, got {operands!r}")
     if dtype is None:
         dtype = _result_dtype(label, operands, [n.dtype for n in nodes])
-    return make(label, body.xreplace(substitutions), nodes, dtype)
+    body, nodes = _stabilized(body.xreplace(substitutions), nodes, dtype)
+    return make(label, body, nodes, dtype)
+
+
+# ---- stability rewrites, applied as the user builds the graph -------------------------------
+# What the user spelled across several ops is rewritten into one stable body before anything is
+# differentiated, so gradients are stable too (PyTensor applies the same rewrites to whole graphs):
+#   1 / (1 + exp(a))     => sigmoid(-a)       (any 1/(1+exp(-x)) spelling)
+#   log(sigmoid(u))      => -softplus(-u)     (-20 in float32, where sigmoid(u) underflows)
+#   log(1 - sigmoid(u))  => -softplus(u)      (where sigmoid(u) rounds to 1)
+#   log(1 + x)           => log1p(x)
+#   exp(x) - 1           => expm1(x)
+# These change results (they make them accurate): docs/optimizer.md lists them.
+STABILIZE_DEPTH = 3  # producers looked through: log(1 - p) with p = 1/(1 + exp(-z)) needs 3
+
+
+def _stabilized(body, nodes, dtype):
+    """``body`` over ``nodes``, with the elementwise producers of ``nodes`` (up to STABILIZE_DEPTH deep)
+    composed into it as far as that lets stability rewrites apply; else unchanged."""
+    if not dtypes.is_float(dtype) or not _may_stabilize(body):
+        return body, nodes
+    best, composed, leaves = (body, nodes), body, list(nodes)
+    for _ in range(STABILIZE_DEPTH):
+        composed, leaves, grew = _compose_producers(composed, leaves, dtype)
+        stable = _stable(composed)
+        if stable != composed:  # a rewrite applied; looking deeper may let another one apply on top
+            best, composed = (stable, leaves), stable
+        if not grew:
+            break
+    return best
+
+
+def _may_stabilize(body) -> bool:
+    """Whether a rewrite could apply at this body's top: a log, a reciprocal, or a sum with a constant."""
+    return any(isinstance(e, sympy.log) or (isinstance(e, sympy.Pow) and e.exp == -1)
+               or (isinstance(e, sympy.Add) and any(t.is_Number for t in e.args))
+               for e in sympy.preorder_traversal(body))
+
+
+def _compose_producers(body, nodes, dtype):
+    """Substitute each elementwise producer of ``dtype`` among ``nodes`` by its body over its inputs."""
+    leaves, substitutions, grew = [], {}, False
+
+    def operand(node):
+        for position, leaf in enumerate(leaves):
+            if leaf is node:
+                return arg(position)
+        leaves.append(node)
+        return arg(len(leaves) - 1)
+    for index, node in enumerate(nodes):
+        if node.op.name == "elementwise" and node.dtype == dtype and node.attrs["label"] != "cast":
+            inner = node.attrs["expr"]
+            substitutions[arg(index)] = inner.xreplace({arg(i): operand(n) for i, n in enumerate(node.inputs)})
+            grew = True
+        else:
+            substitutions[arg(index)] = operand(node)
+    return body.xreplace(substitutions), leaves, grew
+
+
+def _stable(expr):
+    """The stability rewrites above, bottom up."""
+    if not expr.args:
+        return expr
+    args = tuple(_stable(a) for a in expr.args)
+    if args != expr.args:
+        expr = expr.func(*args)
+    if isinstance(expr, sympy.Pow) and expr.exp == -1 and isinstance(expr.base, sympy.Add):
+        rest = expr.base - 1
+        if isinstance(rest, sympy.exp):
+            return Sigmoid(-rest.args[0])
+    if isinstance(expr, sympy.log):
+        inner = expr.args[0]
+        if isinstance(inner, Sigmoid):
+            return -Softplus(-inner.args[0])
+        rest = inner - 1
+        if isinstance(-rest, Sigmoid):
+            return -Softplus((-rest).args[0])
+        if isinstance(inner, sympy.Add) and any(t == 1 for t in inner.args):
+            return _stable(Log1p(rest))
+    if isinstance(expr, Log1p) and isinstance(-expr.args[0], Sigmoid):  # log1p(-sigmoid(u)) = log(1 - sigmoid(u))
+        return -Softplus((-expr.args[0]).args[0])
+    if isinstance(expr, sympy.Add) and any(t == -1 for t in expr.args):
+        exponentials = [t for t in expr.args if isinstance(t, sympy.exp)]
+        if exponentials:
+            return Expm1(exponentials[0].args[0]) + (expr - exponentials[0] + 1)
+    return expr
 
 
 def _result_dtype(label, operands, node_dtypes):
@@ -194,7 +305,8 @@ def _named_binary(label, table):
     return build
 
 
-negative, exp, log, sqrt, square, abs, relu, sigmoid, tanh, softplus = (_named_unary(n) for n in UNARY)
+negative, exp, log, sqrt, square, abs, relu, sigmoid, tanh, softplus, log1p, expm1 = (
+    _named_unary(n) for n in UNARY)
 add, subtract, multiply, divide, power, maximum, minimum = (_named_binary(n, BINARY) for n in BINARY)
 equal, not_equal, greater, greater_equal, less, less_equal = (_named_binary(n, COMPARISONS) for n in COMPARISONS)
 

@@ -6,7 +6,7 @@ from ..graph import dtypes
 from ..graph.node import GraphError, user_location
 from ..graph.shapes import broadcast_shapes, format_shape, shapes_equal
 from .elementwise import cast, clip, log, make, multiply, negative, apply_named
-from .expr import arg
+from .expr import Softplus, arg
 from .reduce import mean, sum
 from .registry import Op, apply
 from .shape import _normalize_axes
@@ -130,13 +130,13 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
 
 def binary_crossentropy(y_true, y_pred, from_logits=False):
     """Mean over the last axis of -(y log p + (1 - y) log(1 - p)); with ``from_logits`` the stable
-    form max(x, 0) - x y + log(1 + exp(-|x|))."""
+    form softplus(x) - x y, whose gradient is sigmoid(x) - y everywhere (also at x = 0)."""
     import sympy
     _check_pair("binary_crossentropy", y_true, y_pred)
     y_true = cast(y_true, y_pred.dtype)
     x, y = arg(0), arg(1)
     if from_logits:
-        body = sympy.Max(x, 0) - x * y + sympy.log(1 + sympy.exp(-sympy.Abs(x)))
+        body = Softplus(x) - x * y
     else:
         p = sympy.Min(sympy.Max(x, EPSILON), 1 - EPSILON)
         body = -(y * sympy.log(p) + (1 - y) * sympy.log(1 - p))

@@ -30,6 +30,8 @@ UNARY = [
     ("sigmoid", gc.sigmoid, lambda x: 1 / (1 + np.exp(-x)), away_from_zero),
     ("tanh", gc.tanh, np.tanh, away_from_zero),
     ("softplus", gc.softplus, lambda x: np.log1p(np.exp(x)), away_from_zero),
+    ("log1p", gc.log1p, np.log1p, positive),
+    ("expm1", gc.expm1, np.expm1, away_from_zero),
     ("operator -x", lambda x: -x, lambda x: -x, away_from_zero),
     ("operator abs(x)", abs, np.abs, away_from_zero),
     ("clip", lambda x: gc.clip(x, -0.5, 1.0), lambda x: np.clip(x, -0.5, 1.0), away_from_zero),
