@@ -34,6 +34,11 @@ a Keras-style model (its graphc_function() method or train_function attribute is
 zero-argument callable returning one of these."""
 
 
+# What a Keras-style model whose ``built`` or ``compiled`` is False needs before it has a training step.
+MODEL_READY = {"built": "give it an input shape (keras.Input(shape) as its first layer)",
+               "compiled": "compile it (model.compile(optimizer=..., loss=...))"}
+
+
 class TargetError(Exception):
     """The TARGET names nothing graphc can dump: reported in one line, exit status 2."""
 
@@ -140,6 +145,12 @@ def run_dump(parser, args, obj) -> int:
 
 def run_profile(parser, args, obj) -> int:
     function = as_function(obj)
+    known = {s.name for p in function.graph.inputs for dim in p.shape if not isinstance(dim, int)
+             for s in dim.free_symbols}
+    unknown = sorted(set(args.sizes) - known)
+    if unknown:  # a misspelt name would silently leave the dim at its default
+        parser.error(f"--dim {', '.join(unknown)}: no such symbolic dimension in the inputs of "
+                     f"{args.target or args.example}; they have {', '.join(sorted(known)) or 'none'}")
     result = profile(function, random_feeds(function, args.sizes), args.repeats)
     print(result.table(), end="")
     if args.output_format == "dot":
@@ -236,7 +247,15 @@ def dumpable(obj, spec: str, called: bool = False):
     is_model = not inspect.isclass(obj)  # the hooks are methods of a model instance, not of its class
     hook = getattr(obj, "graphc_function", None)
     if is_model and callable(hook):
-        return dumpable(hook(), f"{spec}.graphc_function()", called=True)
+        unready = [state for state in ("built", "compiled") if getattr(obj, state, True) is False]
+        if unready:
+            raise TargetError(f"{spec} is a model that is not {' and not '.join(unready)}, so it has no training "
+                              f"step yet: {' and '.join(MODEL_READY[state] for state in unready)} first")
+        try:
+            step = hook()
+        except ValueError as error:  # the model says why it has no step (a compile() without a loss)
+            raise TargetError(f"{spec}.graphc_function(): {error}") from None
+        return dumpable(step, f"{spec}.graphc_function()", called=True)
     if is_model and hasattr(obj, "train_function"):
         if obj.train_function is None:
             raise TargetError(f"{spec}.train_function is None: compile the model (and build its train step) first")
