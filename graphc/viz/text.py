@@ -1,5 +1,7 @@
 """Text dumps: gc.dump's one-line-per-node listing with each node's role, per stage; and the
-per-kernel LLVM IR / assembly listings of a natively compiled function."""
+LLVM IR module / per-kernel assembly of a natively compiled function."""
+import re
+
 from ..graph.graph import describe
 from .networkx_graph import DumpError, as_graph, buffer_name, node_keys, stage_view
 
@@ -31,12 +33,18 @@ def dump_text(obj, stage: str = "autodiff") -> str:
 
 
 def machine_code(obj, format: str = "llvm") -> str:
-    """Every kernel's LLVM IR (``format='llvm'``) or assembly (``'asm'``) of a natively compiled function,
-    from its ``llvm_ir()`` / ``asm()`` (dicts kernel name -> text)."""
+    """Every kernel's LLVM IR (``format='llvm'``) or assembly (``'asm'``) of a natively compiled function.
+
+    The IR is the program's whole module (``ir_text``), each function headed by a ``; ==== kernel NAME``
+    comment, so that a ``.ll`` file is one module LLVM parses; otherwise (and for assembly) the kernels of
+    ``llvm_ir()`` / ``asm()`` (dicts kernel name -> text), each under a ``==== kernel NAME`` line."""
     if format not in MACHINE_CODE_FORMATS:
         raise DumpError(f"unknown machine-code format {format!r}; formats: {', '.join(MACHINE_CODE_FORMATS)}")
     _, function = as_graph(obj)
     backend_program = getattr(function, "program", function)  # the backend holds the machine code
+    module = getattr(backend_program, "ir_text", None)
+    if format == "llvm" and module is not None:
+        return re.sub(r'^define [^@\n]*@"?([\w.]+)"?\(', r"; ==== kernel \1\n\g<0>", module, flags=re.M)
     method = getattr(backend_program, MACHINE_CODE_FORMATS[format], None)
     if method is None:
         raise DumpError(f"no {format} to show: only a function compiled by a native backend has machine code "

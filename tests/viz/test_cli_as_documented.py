@@ -2,6 +2,7 @@
 import re
 import textwrap
 
+import llvmlite.binding as llvm
 import pytest
 
 from graphc.cli import main
@@ -48,3 +49,11 @@ def test_an_unknown_dim_name_is_an_error_naming_the_known_ones(models_file, caps
         main(["profile", f"{models_file}:step", "--dim", "batch=2", "--dim", "batchsize=3", "--repeats", "1"])
     assert exit_info.value.code == 2
     assert "--dim batchsize: no such symbolic dimension in the inputs of " in capsys.readouterr().err
+
+
+def test_a_dot_ll_file_is_one_module_llvm_parses(models_file, tmp_path):
+    path = tmp_path / "kernels.ll"
+    assert main(["dump", f"{models_file}:step", "-o", str(path)]) == 0
+    text = path.read_text()
+    llvm.parse_assembly(text).verify()
+    assert "; ==== kernel program\n" in text and re.search(r"; ==== kernel k0_\w+\ndefine ", text)
