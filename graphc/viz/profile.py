@@ -46,15 +46,18 @@ class Profile:
         return to_dot(self.function, stage, heat=self.heat())
 
     def table(self) -> str:
+        """The rows, one a line, in columns as wide as their longest entry (a Keras layer's kernel name is long)."""
         width = max([24] + [len(row.name) for row in self.rows])
-        lines = [f"# {self.how}", f"{'name':<{width}} {'op':<16} {'time (ms)':>10} {'share':>7} {'GFLOP/s':>8}"]
+        threads = f"{self.threads} threads"
+        op_width = max([16, len(threads)] + [len(row.op) for row in self.rows])
+        lines = [f"# {self.how}", f"{'name':<{width}} {'op':<{op_width}} {'time (ms)':>10} {'share':>7} {'GFLOP/s':>8}"]
         for row in self.rows:
             gflops = f"{row.gflops:8.2f}" if row.gflops is not None else ""
-            line = f"{row.name:<{width}} {row.op:<16} {row.seconds * 1e3:10.4f} {row.share:7.1%} {gflops:>8}"
+            line = f"{row.name:<{width}} {row.op:<{op_width}} {row.seconds * 1e3:10.4f} {row.share:7.1%} {gflops:>8}"
             lines.append(line.rstrip())
-        lines.append(f"{'total':<{width}} {'':<16} {self.total_seconds * 1e3:10.4f}")
+        lines.append(f"{'total':<{width}} {'':<{op_width}} {self.total_seconds * 1e3:10.4f}")
         if self.program_seconds is not None:
-            lines.append(f"{'program':<{width}} {f'{self.threads} threads':<16} {self.program_seconds * 1e3:10.4f}"
+            lines.append(f"{'program':<{width}} {threads:<{op_width}} {self.program_seconds * 1e3:10.4f}"
                          f"   one whole call, as the function runs")
         return "\n".join(lines) + "\n"
 

@@ -6,6 +6,7 @@ import llvmlite.binding as llvm
 import pytest
 
 from graphc.cli import main
+from graphc.viz.profile import Profile, ProfileRow
 
 MODELS = '''
 import numpy as np
@@ -57,3 +58,12 @@ def test_a_dot_ll_file_is_one_module_llvm_parses(models_file, tmp_path):
     text = path.read_text()
     llvm.parse_assembly(text).verify()
     assert "; ==== kernel program\n" in text and re.search(r"; ==== kernel k0_\w+\ndefine ", text)
+
+
+def test_the_profile_table_columns_fit_the_longest_name_and_op():
+    rows = [ProfileRow("k3_dense_1_kernel_update_with_a_long_name", "matmul+dsigmoid/d0+3 updates", 0.00125, 0.5, 1.5),
+            ProfileRow("k4_add", "add", 0.00125, 0.5, None)]
+    lines = Profile(None, rows, 0.0025, "how", program_seconds=0.002, threads=2).table().splitlines()[1:]
+    time_column_end = lines[0].index("time (ms)") + len("time (ms)")
+    for line, seconds in zip(lines[1:], ["1.2500", "1.2500", "2.5000", "2.0000"]):
+        assert line.index(seconds) + len(seconds) == time_column_end, line
