@@ -42,7 +42,8 @@ def _shape_error(shape, dtype, name) -> GraphError:
         written = f'"{shape}"' if isinstance(shape, str) else repr(shape)
         named = f", name={name!r}" if name else ""
         return GraphError(f"placeholder: the shape comes first, then the dtype (TensorFlow's order is the other "
-                          f"way round): write gc.placeholder({tuple(dtype)!r}, {written}{named}) (at {user_location()})")
+                          f"way round): write gc.placeholder({tuple(dtype)!r}, {written}{named}) "
+                          f"(at {user_location()})")
     return GraphError(f'placeholder: the shape must be a tuple of dims (ints, None or names), got {shape!r}, as in '
                       f'gc.placeholder((None, 784), "float32") (at {user_location()})')
 

@@ -44,30 +44,35 @@ def test_iterating_a_tensor_is_a_type_error_that_says_why(x):
     signal.alarm(10)
     try:
         for tensor in (x, batch):
-            with pytest.raises(TypeError, match=r"a symbolic tensor cannot be iterated \((x|images), shape .*index it"):
+            with pytest.raises(TypeError, match=r"symbolic tensor cannot be iterated \((x|images), shape .*index it"):
                 list(tensor)
             with pytest.raises(TypeError, match="cannot be iterated"):
                 first, second = tensor
+            with pytest.raises(TypeError, match=r"a symbolic tensor has no len\(\) .*use .shape\[0\]"):
+                len(tensor)
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
 
 
+PLACEHOLDER_EXPECTED = r"must be a placeholder \(gc.placeholder\)"
+PAIR_EXPECTED = r"updates\[0\] must be a \(variable, new_value\) pair \(for one update write updates=\[\(variable, "
+
+
 @pytest.mark.parametrize("arguments, error, message", [
-    (lambda x, w: ([x, np.zeros(2)], x), TypeError, r"inputs\[1\] must be a placeholder \(gc.placeholder\), got ndarray"),
-    (lambda x, w: ([w], w * 2.0), gc.GraphError, r"inputs\[0\] must be a placeholder .*got <variable w"),
+    (lambda x, w: ([x, np.zeros(2)], x), TypeError, r"inputs\[1\] " + PLACEHOLDER_EXPECTED + ", got ndarray"),
+    (lambda x, w: ([w], w * 2.0), gc.GraphError, r"inputs\[0\] " + PLACEHOLDER_EXPECTED + ", got <variable w"),
     (lambda x, w: ("x", x), TypeError, r"inputs must be a placeholder or a list of placeholders, got str 'x'"),
-    (lambda x, w: ([x, x], x), gc.GraphError, r"inputs\[1\] repeats an input: list each placeholder once, got <placeholder x"),
+    (lambda x, w: ([x, x], x), gc.GraphError, r"inputs\[1\] repeats an input: list each placeholder once, got <placeh"),
     (lambda x, w: ([x], [x, "loss"]), TypeError, r"outputs\[1\] must be a tensor or a number, got str 'loss'"),
     (lambda x, w: ([x], {"y": None}), TypeError, r"outputs\['y'\] must be a tensor or a number, got NoneType"),
-    (lambda x, w: ([x], x, (w, w + x)), TypeError,
-     r"updates\[0\] must be a \(variable, new_value\) pair \(for one update write updates=\[\(variable, new_value\)\]\)"),
-    (lambda x, w: ([x], x, [(x, x + 1.0)]), gc.GraphError, r"updates\[0\] must assign a variable \(gc.variable\), got <placeholder x"),
+    (lambda x, w: ([x], x, (w, w + x)), TypeError, PAIR_EXPECTED),
+    (lambda x, w: ([x], x, [(x, 1 + x)]), gc.GraphError, r"updates\[0\] must assign a variable .*got <placeholder x"),
     (lambda x, w: ([x], x, {"w": w + x}), TypeError, r"updates\[0\] must assign a variable .*got str 'w'"),
-    (lambda x, w: ([x], x, [(w, 0.0)]), TypeError, r"the new value of variable w must be a tensor \(float32\(2,\)\), got float"),
+    (lambda x, w: ([x], x, [(w, 0.0)]), TypeError, r"new value of variable w must be a tensor \(float32\(2,\)\)"),
     (lambda x, w: ([x], x, w + x), TypeError, r"updates must be a dict \{variable: new_value\} or a list"),
-    (lambda x, w: ([x], x, [(w, gc.sum(x))]), gc.GraphError, r"update of w: variable shape \(2,\) but new value shape \(\)"),
-    (lambda x, w: ([x], x, [(w, gc.cast(x, "float64"))]), gc.GraphError, "update of w: variable is float32 but new value is float64"),
+    (lambda x, w: ([x], x, [(w, gc.sum(x))]), gc.GraphError, r"update of w: variable shape \(2,\) but new value shape"),
+    (lambda x, w: ([x], x, [(w, x.astype("float64"))]), gc.GraphError, "update of w: variable is float32 but new"),
 ])
 def test_every_misuse_says_what_was_expected_and_where(x, w, arguments, error, message):
     with pytest.raises(error, match=message) as info:
