@@ -17,7 +17,7 @@ import sympy
 from llvmlite import ir
 
 from ..graph import dtypes
-from ..ops.expr import Expm1, Log1p, Sigmoid, Softplus, arg_index, input_symbols
+from ..ops.expr import Expm1, Log1p, Sigmoid, Softplus, arg_index, input_symbols, numerator_and_denominator
 from . import vecmath
 from .irutil import I1, ITEMSIZE, KernelBuilder, call_intrinsic, constant_like, contiguous_strides, lanes_for, splat, vector_type
 from .strided import Operand, broadcast_strides, emit_map
@@ -121,7 +121,12 @@ class ExprLowering:
         return self._fold(expr, self.b.fadd, self.b.add)
 
     def _mul(self, expr):
-        return self._fold(expr, self.b.fmul, self.b.mul)
+        numerator, denominator = numerator_and_denominator(expr)
+        if not denominator or not self.is_float:
+            return self._fold(expr, self.b.fmul, self.b.mul)
+        product = [self._fold(sympy.Mul(*part, evaluate=False), self.b.fmul, self.b.mul) if len(part) > 1
+                   else self.number(part[0]) if part else self.constant(1.0) for part in (numerator, denominator)]
+        return self.b.fdiv(*product)  # x / y as numpy computes it, not x * (1 / y)
 
     def _pow(self, expr):
         base, exponent = expr.args

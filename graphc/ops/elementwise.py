@@ -13,7 +13,7 @@ import sympy
 from ..graph import dtypes
 from ..graph.node import GraphError, Node, user_location
 from ..graph.shapes import broadcast_shapes, format_shape
-from .expr import Log1p, Expm1, Sigmoid, Softplus, arg, arg_index, evaluate, input_symbols
+from .expr import Expm1, Log1p, Sigmoid, Softplus, arg, arg_index, evaluate, input_symbols, unevaluated_xreplace
 from .registry import Op, apply
 
 X, Y, Z = arg(0), arg(1), arg(2)
@@ -136,7 +136,7 @@ def make(label, expr, inputs, dtype):
             position = len(unique)
             unique.append(node)
         renumber[symbol] = arg(position)
-    body = expr.xreplace(renumber)
+    body = unevaluated_xreplace(expr, renumber)  # z / z stays z / z (NaN at 0), not 1
     try:
         shape = broadcast_shapes(*[i.shape for i in inputs]) if inputs else ()
     except ValueError as error:
@@ -188,8 +188,19 @@ def apply_named(label, body, operands, dtype=None):
         raise GraphError(f"{label}: needs at least one tensor operand, got {operands!r}")
     if dtype is None:
         dtype = _result_dtype(label, operands, [n.dtype for n in nodes])
-    body, nodes = _stabilized(body.xreplace(substitutions), nodes, dtype)
+    _check_integer_power(label, body, substitutions, dtype)
+    # Unevaluated, so that no scalar is simplified away: x * 0 is NaN at inf, x / 0 is inf, as in numpy.
+    body, nodes = _stabilized(unevaluated_xreplace(body, substitutions), nodes, dtype)
     return make(label, body, nodes, dtype)
+
+
+def _check_integer_power(label, body, substitutions, dtype):
+    """numpy refuses integers to negative integer powers; so does graphc, when the graph is built."""
+    if label == "power" and not dtypes.is_float(dtype):
+        exponent = substitutions.get(arg(1))
+        if exponent is not None and exponent.is_Number and exponent < 0:
+            raise GraphError(f"power: integers to negative integer powers are not allowed (as in numpy); cast "
+                             f"the base to a float dtype first (at {user_location()})")
 
 
 # ---- stability rewrites, applied as the user builds the graph -------------------------------
@@ -207,11 +218,12 @@ STABILIZE_DEPTH = 3  # producers looked through: log(1 - p) with p = 1/(1 + exp(
 def _stabilized(body, nodes, dtype):
     """``body`` over ``nodes``, with the elementwise producers of ``nodes`` (up to STABILIZE_DEPTH deep)
     composed into it as far as that lets stability rewrites apply; else unchanged."""
-    if not dtypes.is_float(dtype) or not _may_stabilize(body):
+    if not dtypes.is_float(dtype) or not _may_stabilize(_evaluated(body)):
         return body, nodes
     best, composed, leaves = (body, nodes), body, list(nodes)
     for _ in range(STABILIZE_DEPTH):
         composed, leaves, grew = _compose_producers(composed, leaves, dtype)
+        composed = _evaluated(composed)  # the rules read sympy's canonical forms (1 + exp(a), x - 1)
         stable = _stable(composed)
         if stable != composed:  # a rewrite applied; looking deeper may let another one apply on top
             best, composed = (stable, leaves), stable
@@ -225,6 +237,13 @@ def _may_stabilize(body) -> bool:
     return any(isinstance(e, sympy.log) or (isinstance(e, sympy.Pow) and e.exp == -1)
                or (isinstance(e, sympy.Add) and any(t.is_Number for t in e.args))
                for e in sympy.preorder_traversal(body))
+
+
+def _evaluated(expr):
+    """``expr`` with every unevaluated sum, product and power evaluated."""
+    if not expr.args:
+        return expr
+    return expr.func(*[_evaluated(a) for a in expr.args])
 
 
 def _compose_producers(body, nodes, dtype):

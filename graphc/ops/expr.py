@@ -54,6 +54,23 @@ class Softplus(sympy.Function):
         return self.args[0].is_real
 
 
+def unevaluated_xreplace(expr, substitutions):
+    """``expr.xreplace(substitutions)`` without sympy's automatic simplification of the result:
+    substituting must not change what numpy computes (2 * (x + 1) distributed to 2x + 2 rounds
+    differently, x / x would become 1, x * 0 would become 0). Only sums, products and powers are
+    rebuilt unevaluated: they are what simplifies itself."""
+    if expr in substitutions:
+        return substitutions[expr]
+    if not expr.args:
+        return expr
+    args = tuple(unevaluated_xreplace(a, substitutions) for a in expr.args)
+    if args == expr.args:
+        return expr
+    if isinstance(expr, (sympy.Add, sympy.Mul, sympy.Pow)):
+        return expr.func(*args, evaluate=False)
+    return expr.func(*args)
+
+
 def _sigmoid(x):
     small = np.exp(-np.abs(x))  # never overflows; 1 / (1 + small) is the result for x >= 0
     return np.where(x >= 0, 1 / (1 + small), small / (1 + small))
@@ -90,9 +107,30 @@ def _piecewise(*pairs):
     return result
 
 
+def numerator_and_denominator(mul) -> tuple:
+    """A product's factors as (numerator factors, denominator factors): x / y is a division, computed
+    as numpy does, not x * (1 / y), which rounds twice."""
+    numerator, denominator = [], []
+    for factor in mul.args:
+        if isinstance(factor, sympy.Pow) and factor.exp.is_Integer and factor.exp < 0:
+            denominator.append(factor.base if factor.exp == -1 else sympy.Pow(factor.base, -factor.exp))
+        else:
+            numerator.append(factor)
+    return numerator, denominator
+
+
+def _numpy_mul(expr):
+    numerator, denominator = [[numpy_function(f) for f in part] for part in numerator_and_denominator(expr)]
+
+    def product(factors, values):
+        return functools.reduce(np.multiply, [f(values) for f in factors]) if factors else 1
+    if not denominator:
+        return lambda values: product(numerator, values)
+    return lambda values: np.divide(product(numerator, values), product(denominator, values))
+
+
 _NUMPY = {
     sympy.Add: lambda *a: functools.reduce(np.add, a),
-    sympy.Mul: lambda *a: functools.reduce(np.multiply, a),
     sympy.Pow: _power,
     sympy.exp: np.exp,
     sympy.log: np.log,
@@ -135,6 +173,8 @@ def numpy_function(expr):
     if isinstance(expr, sympy.Piecewise):
         parts = [(numpy_function(v), numpy_function(c)) for v, c in expr.args]
         return lambda values: _piecewise(*[(v(values), c(values)) for v, c in parts])
+    if isinstance(expr, sympy.Mul):
+        return _numpy_mul(expr)
     try:
         function = _NUMPY[type(expr)]
     except KeyError:

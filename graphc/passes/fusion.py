@@ -9,7 +9,7 @@ import sympy
 from ..graph import Graph, dtypes
 from ..graph.shapes import broadcast_shapes, shapes_equal
 from ..ops.elementwise import make
-from ..ops.expr import arg
+from ..ops.expr import arg, unevaluated_xreplace
 from ..ops.linalg import fused_matmul_op
 from ..ops.registry import apply
 from .rewrite import consumer_counts, rebuild
@@ -56,7 +56,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
                 operands.append(producer)
         if not fused_any:
             return None
-        return make(node.attrs["label"], node.attrs["expr"].xreplace(substitutions), operands, node.dtype)
+        return make(node.attrs["label"], unevaluated_xreplace(node.attrs["expr"], substitutions), operands, node.dtype)
     return rebuild(graph, rule)
 
 

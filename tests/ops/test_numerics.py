@@ -123,3 +123,27 @@ def test_the_smooth_ops_gradients_match_finite_differences(op, backend):
     inner = (lambda v: gc.abs(v)) if op is gc.log1p else (lambda v: v)
     check_grad(lambda v: op(inner(v)), None, arrays=[x + 0.05], backend=backend, rtol=1e-6)
     check_grad(lambda v: op(op(inner(v))), None, arrays=[x + 0.05], backend=backend, rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("optimize", [0, 2])
+def test_no_rewrite_changes_what_numpy_computes(backend, optimize):
+    """Before: x / x was 1 at 0 and inf, x - x and x * 0 were 0 at inf, x / 0 raised NotImplementedError
+    (sympy's zoo), and fusion distributed (x - 0.1) * 1e17 into 1e17 x - 1e16 (-2 instead of -2.78)."""
+    x = gc.placeholder((4,), "float64", name="x")
+    v = np.array([0.09999999999999998, 0.0, np.inf, -3.0])
+    spelled = [lambda x: (x - 0.1) * 1e17, lambda x: x / x, lambda x: x - x, lambda x: x * 0.0,
+               lambda x: x / 0, lambda x: 0 / x, lambda x: (x * 3.0) / 7.0, lambda x: 2 * (x + 1)]
+    results = gc.function([x], [f(x) for f in spelled], backend=backend, optimize=optimize)(v)
+    with np.errstate(all="ignore"):
+        for f, got in zip(spelled, results):
+            np.testing.assert_array_equal(got, f(v))
+
+
+def test_integers_to_negative_integer_powers_are_refused_as_numpy_refuses_them():
+    i = gc.placeholder((3,), "int32", name="i")
+    with pytest.raises(ValueError, match="negative integer powers"):
+        i ** -1
+    np.testing.assert_array_equal(gc.function([i], i ** 2)(np.array([1, 2, -3], np.int32)), [1, 4, 9])
+    np.testing.assert_allclose(gc.function([i], gc.cast(i, "float64") ** -1)(np.array([1, 2, 4], np.int32)),
+                               [1, 0.5, 0.25])
