@@ -1,6 +1,6 @@
 """Native GEMM generator: C = op(A) @ op(B), emitted as LLVM IR.
 
-Design (BLIS-style, specialised for a static N and, preferably, K):
+Design (BLIS-style, specialised for static N and K where they are known):
 
 * A register-blocked micro-kernel computes a `rows x (vectors*lanes)` tile of
   C.  The whole tile stays in vector registers for the *entire* K reduction
@@ -16,27 +16,42 @@ Design (BLIS-style, specialised for a static N and, preferably, K):
   k), so the kernel needs a single address register for all of its rows.  Only
   the last, partial row tile is packed (k-major, zero padded rows).
 * A runtime K (spec.K None: K is the batch in weight-gradient GEMMs such as
-  x^T @ dh) is supported when B is stored K x N.  Nothing is packed then (the
-  workspace size is 0): B is read in place, with masked loads at the right
-  edge, and the partial row tile reads A in place with its excess rows
-  redirected to row M-1.  K may be 0 (C = epilogue(0)).
-* Column edges are static (N is static): the last column panel gets its own
-  narrower kernel; its last partial vector reaches the epilogue in power-of-two
-  pieces (10 columns of 16 lanes: 8 lanes, then 2).
+  x^T @ dh) reads A in place: the partial row tile too, with its excess rows
+  redirected to row M-1.  B stored K x N is read in place as well, with masked
+  loads at the right edge (the workspace size is 0).  B stored N x K (trans_b:
+  the gradient g @ B^T of a product with symbolic columns) is packed, in
+  blocks of at most _RUNTIME_K_BLOCK_COLS columns, so the workspace is K times
+  that: `gemm_workspace_elems(spec, target, k)` takes the run-time K (an int,
+  or the sympy expression a program sizes its scratch with at each call).
+  K may be 0 (C = epilogue(0)).
+* Column edges: the last, partial column panel gets its own narrower kernel
+  (fewer vectors); its last partial vector reaches the epilogue in
+  power-of-two pieces (10 columns of 16 lanes: 8 lanes, then 2).  With a
+  static N that kernel's width is static.  A runtime N (spec.N None: the
+  batch in Gram matrices such as X @ X^T) keeps the same loops with run-time
+  bounds: the edge panel dispatches on its number of vectors (one kernel per
+  count, 1..tile.vectors), whose last vector holds a run-time 1..lanes columns:
+  packed zero padded through a masked load (or a clamped, selected scalar load
+  when trans_b), and handed to the epilogue in the pieces its bits select.  B
+  blocks are then packed at most _RUNTIME_N_BLOCK_COLS columns wide, so the
+  workspace does not depend on N.
 * Threading: each of `nthreads` callers computes a disjoint block of C.  The
   N dimension is split in whole panels when there are at least `nthreads`
-  panels, otherwise the M dimension in whole row tiles.  No synchronisation.
+  panels (counted at run time when N is), otherwise the M dimension in whole
+  row tiles.  No synchronisation.
 
 Generated signature:
 
     void name(T* A, T* B, T* C, i64 M, T* workspace, i32 tid, i32 nthreads,
-              [i64 K, only when spec.K is None,] <extra args>...)
+              [i64 K, only when spec.K is None,] [i64 N, only when spec.N is None,]
+              <extra args>...)
 
 A is M x K (or K x M if trans_a), B is K x N (or N x K if trans_b), C is M x N,
 all row-major and contiguous; A, B, C and workspace must not overlap.  When
-`spec.M` is an int the M argument is ignored and the static value used.
+`spec.M` is an int the M argument is ignored and the static value used.  A
+runtime N may be 0 (nothing is written), as may M.
 Thread `tid` (0 <= tid < nthreads) uses
-`workspace + tid * gemm_workspace_elems(spec, target)`; any alignment works,
+`workspace + tid * gemm_workspace_elems(spec, target, K)`; any alignment works,
 64 bytes is fastest.
 
 Epilogue hook: `epilogue(builder, row, col, acc, lanes, args)` is called once
@@ -46,7 +61,7 @@ per output vector after the full K sum, only for in-bounds elements:
 T when lanes == 1.
 `args` maps 'A', 'B', 'C', 'workspace', 'tid', 'nthreads' and every extra
 argument name to its ir.Value, 'M' and 'K' to i64 values (constants when
-static) and 'N' to an i64 constant (the row stride of C).  The
+static) and 'N' to an i64 value (the row stride of C; a constant when static).  The
 callable must store the result itself; `store_to_c` is the default and can be
 reused by fused epilogues after transforming `acc`.
 """
@@ -79,6 +94,14 @@ _A_ROWS_PER_L1_SET = 4
 # Sizes assumed by the tile cost model when M or K is only known at run time.
 _TYPICAL_M = 128
 _TYPICAL_K = 128
+_TYPICAL_N = 128
+# A runtime N is packed in B blocks of at most this many columns (rounded up
+# to whole panels): re-reading A once per block costs ~1/this of the FMAs,
+# and the workspace stays a static size.
+_RUNTIME_N_BLOCK_COLS = 1024
+# A runtime K with B stored N x K packs B blocks K deep, so the workspace grows
+# with K: keep them this many columns wide at most (rounded up to whole panels).
+_RUNTIME_K_BLOCK_COLS = 128
 
 Epilogue = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value, int, dict], None]
 
@@ -87,7 +110,7 @@ Epilogue = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value, int, dict], Non
 class GemmSpec:
     dtype: str
     M: int | None
-    N: int
+    N: int | None
     K: int | None
     trans_a: bool = False
     trans_b: bool = False
@@ -95,10 +118,14 @@ class GemmSpec:
     def __post_init__(self):
         if self.dtype not in FLOATS:
             raise ValueError(f"unsupported dtype {self.dtype!r}")
-        if self.N < 1 or (self.K is not None and self.K < 1) or (self.M is not None and self.M < 0):
+        if ((self.N is not None and self.N < 1) or (self.K is not None and self.K < 1)
+                or (self.M is not None and self.M < 0)):
             raise ValueError(f"invalid GEMM shape M={self.M} N={self.N} K={self.K}")
-        if self.K is None and self.trans_b:
-            raise ValueError("a runtime K needs B stored K x N (trans_b=False)")
+
+    @property
+    def packs_b(self) -> bool:
+        """Whether B is packed into the workspace (else read in place: a runtime K, B stored K x N)."""
+        return self.K is not None or self.trans_b
 
 
 @dataclass(frozen=True)
@@ -175,8 +202,9 @@ def _busiest_thread_cycles(spec: GemmSpec, target: Target, tile: MicroTile,
     """Mirror of the run-time work split, returning the slowest thread's cycles."""
     m = spec.M if spec.M is not None else _TYPICAL_M
     k = spec.K if spec.K is not None else _TYPICAL_K
+    n = spec.N if spec.N is not None else _TYPICAL_N
     row_tiles = math.ceil(m / tile.rows)
-    full_panels, edge = divmod(spec.N, tile.cols)
+    full_panels, edge = divmod(n, tile.cols)
     panel_costs = [_tile_cycles(tile, tile.vectors, k, target)] * full_panels
     if edge:
         panel_costs.append(_tile_cycles(tile, math.ceil(edge / tile.lanes), k, target))
@@ -203,19 +231,28 @@ def _blocking(spec: GemmSpec, target: Target) -> _Blocking:
     tile = choose_micro_tile(spec, target)
     k_bytes = (spec.K if spec.K is not None else _TYPICAL_K) * ITEMSIZE[spec.dtype]
     block_rows = _round_down(_A_BLOCK_BYTES // k_bytes, tile.rows)
-    padded_n = math.ceil(spec.N / tile.cols) * tile.cols
-    if spec.K is None:  # B is read in place: no packed block to size
+    n = spec.N if spec.N is not None else _RUNTIME_N_BLOCK_COLS
+    padded_n = math.ceil(n / tile.cols) * tile.cols
+    if not spec.packs_b:  # B is read in place: no packed block to size
         return _Blocking(tile, block_rows, padded_n)
+    if spec.K is None:  # packed K deep, K unknown: narrow blocks bound the workspace per unit of K
+        return _Blocking(tile, block_rows, min(padded_n, math.ceil(_RUNTIME_K_BLOCK_COLS / tile.cols) * tile.cols))
     block_cols = min(padded_n, _round_down(_B_BLOCK_BYTES // k_bytes, tile.cols))
     return _Blocking(tile, block_rows, block_cols)
 
 
-def gemm_workspace_elems(spec: GemmSpec, target: Target) -> int:
-    """Scratch elements (of spec.dtype) needed by EACH thread (0 for a
-    runtime K: nothing is packed then)."""
-    if spec.K is None:
-        return 0
+def gemm_workspace_elems(spec: GemmSpec, target: Target, k=None):
+    """Scratch elements (of spec.dtype) needed by EACH thread: an int that
+    does not depend on N.  With a runtime K: 0 when B is read in place, else
+    `k` (the run-time K: an int, or a sympy expression) times the packed
+    block's columns."""
     blocking = _blocking(spec, target)
+    if spec.K is None:
+        if not spec.packs_b:
+            return 0
+        if k is None:
+            raise ValueError("a runtime K with B stored N x K packs K-deep panels: pass the run-time K as k")
+        return k * blocking.block_cols
     # The packed B block, then room for the one packed partial row tile of A.
     return spec.K * (blocking.block_cols + blocking.tile.rows)
 
@@ -254,6 +291,29 @@ class _BPanel:
 
 
 @dataclass(frozen=True)
+class _PanelWidth:
+    """The columns of one B panel: `vectors` vectors, all full but the last,
+    which holds `last` (1..lanes) columns: an int when N is static, an i64
+    value for the edge panel of a runtime N."""
+    vectors: int
+    last: int | ir.Value
+    lanes: int
+
+    @staticmethod
+    def of(width: int, lanes: int) -> "_PanelWidth":
+        vectors = math.ceil(width / lanes)
+        return _PanelWidth(vectors, width - (vectors - 1) * lanes, lanes)
+
+    @property
+    def padded(self) -> int:
+        return self.vectors * self.lanes
+
+    def is_full(self, v: int) -> bool:
+        """Whether vector v is known to hold `lanes` columns."""
+        return v < self.vectors - 1 or (isinstance(self.last, int) and self.last == self.lanes)
+
+
+@dataclass(frozen=True)
 class _ThreadRange:
     row_begin: ir.Value
     row_end: ir.Value
@@ -269,7 +329,7 @@ class _GemmEmitter:
     def __init__(self, function: ir.Function, spec: GemmSpec, target: Target,
                  epilogue: Epilogue, extra_names: Sequence[str]):
         self.spec = spec
-        self.workspace_elems = gemm_workspace_elems(spec, target)
+        self.target = target
         self.blocking = _blocking(spec, target)
         self.tile = self.blocking.tile
         self.element = IR_TYPES[spec.dtype]
@@ -279,13 +339,13 @@ class _GemmEmitter:
         self.builder = ir.IRBuilder(function.append_basic_block("entry"))
 
         runtime_k = ["K"] if spec.K is None else []
-        names = ["A", "B", "C", "M", "workspace", "tid", "nthreads", *runtime_k, *extra_names]
+        runtime_n = ["N"] if spec.N is None else []
+        names = ["A", "B", "C", "M", "workspace", "tid", "nthreads", *runtime_k, *runtime_n, *extra_names]
         self.args = dict(zip(names, function.args))
         self.M = self.args["M"] if spec.M is None else const(spec.M)
         self.K = self.args["K"] if spec.K is None else const(spec.K)
-        self.args["M"], self.args["K"] = self.M, self.K
-        self.args["N"] = const(spec.N)
-        self.N = const(spec.N)
+        self.N = self.args["N"] if spec.N is None else const(spec.N)
+        self.args["M"], self.args["K"], self.args["N"] = self.M, self.K, self.N
 
     # -- small IR utilities -------------------------------------------------
 
@@ -295,10 +355,20 @@ class _GemmEmitter:
     def _load_vector(self, pointer: ir.Value) -> ir.Value:
         return self.builder.load(pointer, typ=self.vector, align=self.align)
 
-    def _masked_load_vector(self, pointer: ir.Value, count: int) -> ir.Value:
-        """Load the first `count` lanes from `pointer`, the rest are 0.0."""
+    def _lane_mask(self, count: int | ir.Value) -> ir.Value:
+        """<lanes x i1>: lane < count (count static, or an i64 value)."""
         lanes = self.tile.lanes
-        mask = ir.Constant(ir.VectorType(I1, lanes), [int(lane < count) for lane in range(lanes)])
+        if isinstance(count, int):
+            return ir.Constant(ir.VectorType(I1, lanes), [int(lane < count) for lane in range(lanes)])
+        indexes = ir.Constant(ir.VectorType(I64, lanes), list(range(lanes)))
+        return self.builder.icmp_signed("<", indexes, splat(self.builder, count, lanes))
+
+    def _masked_load_vector(self, pointer: ir.Value, count: int | ir.Value,
+                            mask: ir.Value | None = None) -> ir.Value:
+        """Load the first `count` lanes from `pointer` (`mask`, if given, is
+        their _lane_mask), the rest are 0.0."""
+        lanes = self.tile.lanes
+        mask = self._lane_mask(count) if mask is None else mask
         zeros = ir.Constant(self.vector, [0.0] * lanes)
         masked_load = intrinsic(self.builder.module, "llvm.masked.load", self.vector,
                                 [PTR, I32, mask.type, self.vector], suffix_types=[self.vector, PTR])
@@ -342,7 +412,12 @@ class _GemmEmitter:
     def emit(self) -> None:
         thread = self._thread_range()
         tid = self.builder.sext(self.args["tid"], I64)
-        workspace = self._gep(self.args["workspace"], self._mul(tid, self.workspace_elems))
+        workspace_elems = 0  # B read in place: nothing packed
+        if self.spec.K is not None:
+            workspace_elems = gemm_workspace_elems(self.spec, self.target)
+        elif self.spec.packs_b:  # K deep panels, K known at run time
+            workspace_elems = self._mul(self.K, self.blocking.block_cols)
+        workspace = self._gep(self.args["workspace"], self._mul(tid, workspace_elems))
         packed_b = workspace
         packed_a = self._gep(workspace, self._scaled(self.blocking.block_cols, self.K))
         self._emit_blocks(thread, packed_a, packed_b)
@@ -355,7 +430,10 @@ class _GemmEmitter:
         tile = self.tile
         tid = b.sext(self.args["tid"], I64)
         nthreads = b.sext(self.args["nthreads"], I64)
-        panels = const(math.ceil(self.spec.N / tile.cols))
+        if self.spec.N is not None:
+            panels = const(math.ceil(self.spec.N / tile.cols))
+        else:
+            panels = b.udiv(self._add(self.N, tile.cols - 1), const(tile.cols))
         row_tiles = b.udiv(self._add(self.M, tile.rows - 1), const(tile.rows))
 
         def share(count: ir.Value, which: ir.Value) -> ir.Value:
@@ -385,7 +463,7 @@ class _GemmEmitter:
         with loop(b, thread.col_begin, thread.col_end, blocking.block_cols, "jc") as column_blocks:
             jc = column_blocks.index
             block_cols = imin(b, const(blocking.block_cols), b.sub(thread.col_end, jc))
-            if self.spec.K is not None:
+            if self.spec.packs_b:
                 self._emit_pack_b_block(jc, block_cols, packed_b)
             with loop(b, thread.row_begin, thread.row_end, blocking.block_rows, "ic") as row_blocks:
                 ic = row_blocks.index
@@ -396,25 +474,54 @@ class _GemmEmitter:
     # -- packing ------------------------------------------------------------
 
     def _emit_for_each_panel(self, block_cols: ir.Value, jc: ir.Value, name: str,
-                             body: Callable[[ir.Value, ir.Value, int], None]) -> None:
+                             body: Callable[[ir.Value, ir.Value, _PanelWidth], None]) -> None:
         """Loop over the column panels of a B block, calling
-        body(jr, col, width) with the panel's static width (the last panel of
+        body(jr, col, width) with the panel's _PanelWidth (the last panel of
         C may be narrower than a full tile)."""
         b = self.builder
-        cols = self.tile.cols
-        edge_width = self.spec.N % cols
+        cols, lanes = self.tile.cols, self.tile.lanes
+        full_width = _PanelWidth.of(cols, lanes)
+        edge_width = self.spec.N % cols if self.spec.N is not None else None
         with loop(b, const(0), block_cols, cols, name) as panels:
             jr = panels.index
             col = b.add(jc, jr)
             if edge_width == 0:
-                body(jr, col, cols)
+                body(jr, col, full_width)
             else:
                 is_full = b.icmp_signed("<=", self._add(col, cols), self.N)
                 with b.if_else(is_full) as (full, edge):
                     with full:
-                        body(jr, col, cols)
+                        body(jr, col, full_width)
                     with edge:
-                        body(jr, col, edge_width)
+                        if edge_width is not None:
+                            body(jr, col, _PanelWidth.of(edge_width, lanes))
+                        else:
+                            self._emit_runtime_edge(b.sub(self.N, col), lambda width: body(jr, col, width))
+
+    def _emit_runtime_edge(self, width: ir.Value,
+                           body: Callable[[_PanelWidth], None]) -> None:
+        """The edge panel of a runtime N, `width` (1..cols-1) columns wide:
+        body(_PanelWidth) once per possible vector count, chosen by a switch."""
+        b = self.builder
+        lanes, most = self.tile.lanes, self.tile.vectors
+
+        def last_columns(vectors: int) -> ir.Value:
+            return b.sub(width, const((vectors - 1) * lanes))
+
+        if most == 1:
+            body(_PanelWidth(1, width, lanes))
+            return
+        vectors = b.udiv(self._add(width, lanes - 1), const(lanes))
+        cases = [b.append_basic_block(f"edge.{count}") for count in range(1, most + 1)]
+        merge = b.append_basic_block("edge.done")
+        switch = b.switch(vectors, cases[-1])
+        for count, block in enumerate(cases[:-1], start=1):
+            switch.add_case(const(count), block)
+        for count, block in enumerate(cases, start=1):
+            b.position_at_end(block)
+            body(_PanelWidth(count, last_columns(count), lanes))
+            b.branch(merge)
+        b.position_at_end(merge)
 
     def _emit_pack_b_block(self, jc: ir.Value, block_cols: ir.Value,
                            packed_b: ir.Value) -> None:
@@ -424,42 +531,58 @@ class _GemmEmitter:
             self._emit_pack_b_panel(col, panel, width)
         self._emit_for_each_panel(block_cols, jc, "pack_b", pack_panel)
 
-    def _emit_pack_b_panel(self, col: ir.Value, panel: ir.Value, width: int) -> None:
-        """panel[k, j] = op(B)[k, col + j] for j < width, 0 up to a whole vector."""
+    def _emit_pack_b_panel(self, col: ir.Value, panel: ir.Value, width: _PanelWidth) -> None:
+        """panel[k, j] = op(B)[k, col + j] for the panel's columns, 0 up to a whole vector."""
         b = self.builder
-        lanes = self.tile.lanes
-        padded = math.ceil(width / lanes) * lanes
+        padded = width.padded
+        # A run-time edge: the last vector's mask (row-major B) or the last
+        # row of B (trans_b), computed once.
+        mask = last_row = None
+        if not isinstance(width.last, int):
+            if self.spec.trans_b:
+                last_row = b.sub(self.N, const(1))
+            else:
+                mask = self._lane_mask(width.last)
         with loop(b, const(0), self.K, 1, "pack_b.k") as k_loop:
             k = k_loop.index
             dst_row = self._gep(panel, self._mul(k, padded))
             if self.spec.trans_b:
-                self._emit_pack_b_row_transposed(col, k, dst_row, width, padded)
+                self._emit_pack_b_row_transposed(col, k, dst_row, width, last_row)
             else:
-                self._emit_pack_b_row(col, k, dst_row, width, padded)
+                self._emit_pack_b_row(col, k, dst_row, width, mask)
 
-    def _emit_pack_b_row(self, col, k, dst_row, width: int, padded: int) -> None:
+    def _emit_pack_b_row(self, col, k, dst_row, width: _PanelWidth, mask) -> None:
         """B is K x N: row k of the panel is a contiguous piece of row k of B."""
         b = self.builder
         lanes = self.tile.lanes
         src_row = self._gep(self.args["B"], b.add(self._mul(k, self.N), col))
-        for start in range(0, padded, lanes):
+        for v in range(width.vectors):
+            start = v * lanes
             source = self._gep(src_row, const(start))
-            if start + lanes <= width:
+            if width.is_full(v):
                 vector = self._load_vector(source)
             else:
                 # Right edge: load only the columns that exist, zeros elsewhere.
-                vector = self._masked_load_vector(source, width - start)
+                vector = self._masked_load_vector(source, width.last, mask)
             b.store(vector, self._gep(dst_row, const(start)), align=self.align)
 
-    def _emit_pack_b_row_transposed(self, col, k, dst_row, width: int, padded: int) -> None:
-        """B is N x K: element j of row k of the panel is B[col + j, k]."""
+    def _emit_pack_b_row_transposed(self, col, k, dst_row, width: _PanelWidth, last_row) -> None:
+        """B is N x K: element j of row k of the panel is B[col + j, k].  In a
+        run-time edge vector, columns past N read row N-1 and store 0."""
         b = self.builder
         zero = ir.Constant(self.element, 0.0)
-        for j in range(padded):
-            value = zero
-            if j < width:
+        edge_start = (width.vectors - 1) * self.tile.lanes
+        for j in range(width.padded):
+            if j < edge_start or (isinstance(width.last, int) and j < edge_start + width.last):
                 offset = b.add(self._mul(self._add(col, j), self.K), k)
                 value = self._load_scalar(self._gep(self.args["B"], offset))
+            elif isinstance(width.last, int):
+                value = zero
+            else:
+                valid = b.icmp_signed(">", width.last, const(j - edge_start))
+                source_row = imin(b, self._add(col, j), last_row)
+                offset = b.add(self._mul(source_row, self.K), k)
+                value = b.select(valid, self._load_scalar(self._gep(self.args["B"], offset)), zero)
             b.store(value, self._gep(dst_row, const(j)), align=self.align)
 
     def _partial_tile_row(self) -> ir.Value:
@@ -512,16 +635,16 @@ class _GemmEmitter:
 
     def _emit_block_product(self, jc, block_cols, ic, block_rows, packed_a, packed_b) -> None:
         def row_tiles(jr, col, width):
-            if self.spec.K is None:
-                panel = _BPanel(self._gep(self.args["B"], col), self.spec.N, in_place=True)
+            if not self.spec.packs_b:
+                stride = self.spec.N if self.spec.N is not None else self.N
+                panel = _BPanel(self._gep(self.args["B"], col), stride, in_place=True)
             else:
-                padded = math.ceil(width / self.tile.lanes) * self.tile.lanes
-                panel = _BPanel(self._gep(packed_b, self._mul(jr, self.K)), padded,
+                panel = _BPanel(self._gep(packed_b, self._mul(jr, self.K)), width.padded,
                                 in_place=False)
             self._emit_row_tiles(ic, block_rows, packed_a, panel, col, width)
         self._emit_for_each_panel(block_cols, jc, "jr", row_tiles)
 
-    def _emit_row_tiles(self, ic, block_rows, packed_a, panel, col, width: int) -> None:
+    def _emit_row_tiles(self, ic, block_rows, packed_a, panel, col, width: _PanelWidth) -> None:
         """Run the kernel for every row tile of the block against one B panel:
         full tiles read A in place, the partial one as `_a_partial` says.  A
         static M tells which of the two kernels are needed."""
@@ -568,12 +691,15 @@ class _GemmEmitter:
         return _ATile(base, offsets, self._a_k_stride(), rows_may_exceed_m=True)
 
     def _emit_micro_kernel(self, a_tile: _ATile, panel: _BPanel, row: ir.Value,
-                           col: ir.Value, width: int) -> None:
+                           col: ir.Value, width: _PanelWidth) -> None:
         """acc[r][v] = sum_k a(r, k) * panel[k, v*lanes:(v+1)*lanes], all of K
         in registers, then the epilogue on every in-bounds element."""
         b = self.builder
         lanes = self.tile.lanes
-        vectors = math.ceil(width / lanes)
+        vectors = width.vectors
+        edge_mask = None
+        if panel.in_place and not width.is_full(vectors - 1):
+            edge_mask = self._lane_mask(width.last)
         preheader = b.block
         k_loop = b.append_basic_block("kernel.k")
         done = b.append_basic_block("kernel.done")
@@ -597,9 +723,8 @@ class _GemmEmitter:
         b_vectors = []
         for v in range(vectors):
             source = self._gep(b_row, const(v * lanes))
-            tail = width - v * lanes
-            b_vectors.append(self._masked_load_vector(source, tail)
-                             if panel.in_place and tail < lanes else self._load_vector(source))
+            b_vectors.append(self._masked_load_vector(source, width.last, edge_mask)
+                             if panel.in_place and not width.is_full(v) else self._load_vector(source))
         a_column = self._gep(a_tile.base, self._mul(k, a_tile.k_stride))
         sums = []
         for r in range(self.tile.rows):
@@ -626,36 +751,76 @@ class _GemmEmitter:
         phi.add_incoming(second, second_block)
         return phi
 
-    def _emit_tile_epilogue(self, sums, row: ir.Value, col: ir.Value, width: int,
+    def _emit_tile_epilogue(self, sums, row: ir.Value, col: ir.Value, width: _PanelWidth,
                             guard_rows: bool) -> None:
         b = self.builder
-        for r, sum_row in enumerate(sums):
-            row_r = self._add(row, r)
-            if guard_rows:
-                with b.if_then(b.icmp_signed("<", row_r, self.M)):
-                    self._emit_row_epilogue(sum_row, row_r, col, width)
-            else:
-                self._emit_row_epilogue(sum_row, row_r, col, width)
 
-    def _emit_row_epilogue(self, sum_row, row: ir.Value, col: ir.Value, width: int) -> None:
+        def for_each_row(body: Callable[[int, ir.Value], None]) -> None:
+            for r in range(len(sums)):
+                row_r = self._add(row, r)
+                if guard_rows:
+                    with b.if_then(b.icmp_signed("<", row_r, self.M)):
+                        body(r, row_r)
+                else:
+                    body(r, row_r)
+
+        if isinstance(width.last, int):
+            for_each_row(lambda r, row_r: self._emit_row_epilogue(sums[r], row_r, col, width))
+            return
+        # A run-time edge: the full vectors row by row, then the last one piece by piece, for all rows.
+        full = width.vectors - 1
+        for_each_row(lambda r, row_r: self._emit_row_epilogue(sums[r][:full], row_r, col, width))
+        self._emit_runtime_pieces([sum_row[full] for sum_row in sums], self._add(col, full * self.tile.lanes),
+                                  width.last, width.vectors < self.tile.vectors, for_each_row)
+
+    def _emit_row_epilogue(self, sum_row, row: ir.Value, col: ir.Value, width: _PanelWidth) -> None:
         b = self.builder
         lanes = self.tile.lanes
         for v, total in enumerate(sum_row):
             start = v * lanes
-            if start + lanes <= width:
+            if width.is_full(v):
                 self.epilogue(b, row, self._add(col, start), total, lanes, self.args)
                 continue
             # The right edge in power-of-two pieces (10 columns: 8 + 2), so an epilogue runs 2 times, not 10.
+            end = start + width.last
             offset = start
-            while offset < width:
-                piece = 1 << ((width - offset).bit_length() - 1)
-                if piece == 1:
-                    part = b.extract_element(total, ir.Constant(I32, offset - start))
-                else:
-                    lanes_taken = list(range(offset - start, offset - start + piece))
-                    part = b.shuffle_vector(total, total, ir.Constant(ir.VectorType(I32, piece), lanes_taken))
+            while offset < end:
+                piece = 1 << ((end - offset).bit_length() - 1)
+                part = self._lanes_of(total, offset - start, piece)
                 self.epilogue(b, row, self._add(col, offset), part, piece, self.args)
                 offset += piece
+
+    def _lanes_of(self, vector: ir.Value, first: int, count: int) -> ir.Value:
+        """Lanes first..first+count-1 of `vector` (a scalar when count == 1)."""
+        b = self.builder
+        if count == self.tile.lanes:
+            return vector
+        if count == 1:
+            return b.extract_element(vector, ir.Constant(I32, first))
+        taken = list(range(first, first + count))
+        return b.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(I32, count), taken))
+
+    def _emit_runtime_pieces(self, totals: list, col: ir.Value, count: ir.Value, may_be_full: bool,
+                             for_each_row: Callable) -> None:
+        """The first `count` (1..lanes, known at run time; < lanes unless
+        `may_be_full`) lanes of each row's vector in `totals`, in power-of-two
+        pieces, largest first: a piece of p lanes for each bit p of count, at
+        column col + (the higher bits of count), one branch per piece around
+        all rows.  After a piece, the remaining lanes are shifted to lane 0."""
+        b = self.builder
+        lanes = self.tile.lanes
+        rests = list(totals)
+        piece = lanes if may_be_full else lanes // 2
+        while piece >= 1:
+            taken = b.icmp_signed("!=", b.and_(count, const(piece)), const(0))
+            offset = b.add(col, b.and_(count, const(~(2 * piece - 1))))
+            with b.if_then(taken):
+                for_each_row(lambda r, row_r: self.epilogue(b, row_r, offset, self._lanes_of(rests[r], 0, piece),
+                                                            piece, self.args))
+            if 1 < piece < lanes:
+                shift = ir.Constant(ir.VectorType(I32, lanes), [lane + piece for lane in range(lanes)])
+                rests = [b.select(taken, b.shuffle_vector(rest, rest, shift), rest) for rest in rests]
+            piece //= 2
 
 
 def emit_gemm(module: ir.Module, name: str, spec: GemmSpec, target: Target,
@@ -666,7 +831,8 @@ def emit_gemm(module: ir.Module, name: str, spec: GemmSpec, target: Target,
     See the module docstring for the signature, threading and epilogue contract.
     """
     runtime_k = [I64] if spec.K is None else []
-    params = [PTR, PTR, PTR, I64, PTR, I32, I32, *runtime_k, *(ty for _, ty in extra_args)]
+    runtime_n = [I64] if spec.N is None else []
+    params = [PTR, PTR, PTR, I64, PTR, I32, I32, *runtime_k, *runtime_n, *(ty for _, ty in extra_args)]
     function = ir.Function(module, ir.FunctionType(ir.VoidType(), params), name=name)
     function.attributes.add("nounwind")
     for index in range(3):

@@ -20,23 +20,25 @@ from ..ops.expr import arg
 
 def gemm_spec(node) -> GemmSpec:
     """The GEMM of one matrix of the (possibly batched) product."""
-    a, b = node.inputs[:2]
     m, n = node.shape[-2:]
-    k = a.shape[-2] if node.attrs["transpose_a"] else a.shape[-1]
-    if not isinstance(n, int):
-        raise NotImplementedError(f"matmul with a symbolic number of columns is not lowered yet ({node.name}: "
-                                  f"{a.shape} @ {b.shape}, at {node.location})")
-    return GemmSpec(node.dtype, m if isinstance(m, int) else None, n, k if isinstance(k, int) else None,
+    return GemmSpec(node.dtype, *(d if isinstance(d, int) else None for d in (m, n, _depth(node))),
                     node.attrs["transpose_a"], node.attrs["transpose_b"])
 
 
-def scratch_bytes_per_thread(node, target) -> int:
-    return gemm_workspace_elems(gemm_spec(node), target) * ITEMSIZE[node.dtype]
+def _depth(node):
+    """K, the contracted dimension (an int or a sympy expression)."""
+    return node.inputs[0].shape[-2 if node.attrs["transpose_a"] else -1]
+
+
+def scratch_bytes_per_thread(node, target):
+    """An int, or a sympy expression of K when K is symbolic and B is packed (transpose_b): the runtime
+    evaluates it at each call."""
+    return gemm_workspace_elems(gemm_spec(node), target, k=_depth(node)) * ITEMSIZE[node.dtype]
 
 
 def emit_matmul(module, name, node, target, dim_index, updates=(), store_product=True) -> ir.Function:
     """``void name(C, A, B, extras..., [update pointers...], scratch, i64 *dims, i32 tid, i32 nthreads)``:
-    a GEMM specialised for the node's shapes and transposes (M and K may be symbolic: read from dims),
+    a GEMM specialised for the node's shapes and transposes (M, N and K may be symbolic: read from dims),
     with the node's epilogue (if fused) applied per output vector, then ``updates`` (see
     program._fuse_updates_into_producers): (update node, sources) pairs whose pointers are the update's output
     then one per "load" source. ``store_product=False``: the product is never written (C may be null)."""
@@ -53,10 +55,12 @@ def emit_matmul(module, name, node, target, dim_index, updates=(), store_product
     kb = KernelBuilder.create(module, name, 2 + len(extras) + len(update_args) + 1, dim_index)
     a, b, *epilogue_pointers, scratch = kb.inputs
     rows = const(spec.M) if spec.M is not None else kb.dim(node.shape[-2])
-    depth = [] if spec.K is not None else [kb.dim(node.inputs[0].shape[-2 if spec.trans_a else -1])]
+    depth = [] if spec.K is not None else [kb.dim(_depth(node))]
+    columns = [] if spec.N is not None else [kb.dim(node.shape[-1])]
     thread_args = kb.function.args[-2:]
     with _for_each_matrix(kb, node, [a, b, kb.out]) as (a, b, c):
-        kb.builder.call(gemm, [a, b, c, rows, scratch, *thread_args, *depth, *epilogue_pointers, kb.dims])
+        kb.builder.call(gemm, [a, b, c, rows, scratch, *thread_args, *depth, *columns, *epilogue_pointers,
+                               kb.dims])
     return kb.finish()
 
 

@@ -4,6 +4,7 @@ Compilation dominates the run time, so all GEMMs for one target are emitted
 into a single module and compiled once (module-scoped fixture).
 """
 import ctypes
+import mmap
 import threading
 
 import numpy as np
@@ -50,6 +51,28 @@ MNIST_RUNTIME_K_SPECS = [
     (GemmSpec("float32", 512, 10, None, trans_a=True), 512, 128),    # h^T @ dy
 ]
 
+# Runtime N (Gram matrices X @ X^T, where N is the batch), as (dtype, M, K, trans_a, trans_b):
+# the fixture builds the specs, so the rest of the module runs where GemmSpec rejects N=None.
+RUNTIME_N_CASES = (
+    [("float32", None, k, ta, tb) for k in (1, 17) for ta, tb in TRANSPOSES]
+    + [("float64", None, 8, ta, tb) for ta, tb in TRANSPOSES]
+    + [("float32", 7, 129, ta, tb) for ta, tb in ((False, False), (True, True))]      # static M
+    + [(dtype, None, None, ta, False) for dtype in ("float32", "float64") for ta in (False, True)]  # runtime K
+)
+# Empty, one column, non-multiples of every vector width, whole vectors but not whole panels,
+# several panels with a partial one.
+RUNTIME_NS = (0, 1, 7, 16, 24, 37, 129)
+RUNTIME_N_MS = (0, 1, 7, 129)
+# Wider than one packed B block (_RUNTIME_N_BLOCK_COLS columns): several B blocks per thread.
+WIDE_N = 2100
+# Runtime K with B stored N x K (the gradient g @ B^T of a product with symbolic columns): B is
+# packed K deep, the workspace grows with K.  (dtype, M, N, trans_a), N None: runtime N too.
+RUNTIME_K_TRANS_B_CASES = ([("float32", m, n, ta) for m in (None, 7) for n in (17, None) for ta in (False, True)]
+                           + [("float64", None, n, True) for n in (10, None)])
+RUNTIME_N_BIAS_RELU = [("float32", None, 33, False, False), ("float64", None, 5, False, True),
+                       ("float32", None, None, True, False)]
+RUNTIME_N_ACCUMULATE = ("float32", None, 300, True, False)
+
 GEMM_ARGTYPES = [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32]
 
 TARGETS = {"host": host_target, "avx2": avx2_target}
@@ -74,20 +97,44 @@ def accumulate_epilogue(builder, row, col, acc, lanes, args):
     builder.store(builder.fadd(builder.load(pointer, typ=acc.type, align=4), acc), pointer, align=4)
 
 
-class CompiledGemms:
-    """All test GEMMs for one target, compiled into one module."""
+def default_gemms(add):
+    for spec in (RUNTIME_M_SPECS + STATIC_M_SPECS + RUNTIME_K_SPECS
+                 + [s for s, _ in MNIST_SPECS] + [s for s, _, _ in MNIST_RUNTIME_K_SPECS]):
+        add(spec)
+    for spec in BIAS_RELU_SPECS:
+        add(spec, "bias_relu", epilogue=bias_relu_epilogue, extra_args=[("bias", ir.PointerType())])
+    add(ACCUMULATE_SPEC, "accumulate", epilogue=accumulate_epilogue)
 
-    def __init__(self, target: Target):
+
+def runtime_n_spec(case):
+    dtype, m, k, ta, tb = case
+    return GemmSpec(dtype, m, None, k, ta, tb)
+
+
+def runtime_k_trans_b_spec(case):
+    dtype, m, n, ta = case
+    return GemmSpec(dtype, m, n, None, ta, True)
+
+
+def runtime_n_gemms(add):
+    for case in RUNTIME_N_CASES:
+        add(runtime_n_spec(case))
+    for case in RUNTIME_K_TRANS_B_CASES:
+        add(runtime_k_trans_b_spec(case))
+    for case in RUNTIME_N_BIAS_RELU:
+        add(runtime_n_spec(case), "bias_relu", epilogue=bias_relu_epilogue,
+            extra_args=[("bias", ir.PointerType())])
+    add(runtime_n_spec(RUNTIME_N_ACCUMULATE), "accumulate", epilogue=accumulate_epilogue)
+
+
+class CompiledGemms:
+    """The test GEMMs `populate(add)` lists, for one target, compiled into one module."""
+
+    def __init__(self, target: Target, populate=default_gemms):
         self.target = target
         self.names = {}
         module = ir.Module()
-        for spec in (RUNTIME_M_SPECS + STATIC_M_SPECS + RUNTIME_K_SPECS
-                     + [s for s, _ in MNIST_SPECS] + [s for s, _, _ in MNIST_RUNTIME_K_SPECS]):
-            self._add(module, spec)
-        for spec in BIAS_RELU_SPECS:
-            self._add(module, spec, "bias_relu", epilogue=bias_relu_epilogue,
-                      extra_args=[("bias", ir.PointerType())])
-        self._add(module, ACCUMULATE_SPEC, "accumulate", epilogue=accumulate_epilogue)
+        populate(lambda spec, flavour="plain", **kwargs: self._add(module, spec, flavour, **kwargs))
         self.compiled = compile_module(module, target)
 
     def _add(self, module, spec, flavour="plain", **kwargs):
@@ -98,7 +145,8 @@ class CompiledGemms:
     def function(self, spec, flavour="plain", extra_args=0):
         address = self.compiled.address(self.names[(spec, flavour)])
         runtime_k = [ctypes.c_int64] if spec.K is None else []
-        return ctypes.CFUNCTYPE(None, *GEMM_ARGTYPES, *runtime_k,
+        runtime_n = [ctypes.c_int64] if spec.N is None else []
+        return ctypes.CFUNCTYPE(None, *GEMM_ARGTYPES, *runtime_k, *runtime_n,
                                 *[ctypes.c_void_p] * extra_args)(address)
 
 
@@ -107,27 +155,60 @@ def gemms(request):
     return CompiledGemms(TARGETS[request.param]())
 
 
-def make_operands(spec, m, seed=0, k=None):
+@pytest.fixture(scope="module", params=sorted(TARGETS))
+def runtime_n_gemms_compiled(request):
+    return CompiledGemms(TARGETS[request.param](), runtime_n_gemms)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+
+
+def at_page_end(array):
+    """A copy of `array` whose last byte is followed by an inaccessible page:
+    a kernel reading or writing past its end crashes instead of passing."""
+    page = mmap.PAGESIZE
+    pages = -(-array.nbytes // page) + 1
+    buffer = mmap.mmap(-1, pages * page)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+    assert _libc.mprotect(address + (pages - 1) * page, page, 0) == 0
+    copy = np.frombuffer(buffer, array.dtype, count=array.size,
+                         offset=(pages - 1) * page - array.nbytes).reshape(array.shape)
+    copy[...] = array
+    return copy
+
+
+def make_operands(spec, m, seed=0, k=None, n=None):
     rng = np.random.default_rng(seed)
     k = spec.K if k is None else k
+    n = spec.N if n is None else n
     a = rng.standard_normal((k, m) if spec.trans_a else (m, k)).astype(spec.dtype)
-    b = rng.standard_normal((spec.N, k) if spec.trans_b else (k, spec.N)).astype(spec.dtype)
+    b = rng.standard_normal((n, k) if spec.trans_b else (k, n)).astype(spec.dtype)
     reference = ((a.T if spec.trans_a else a).astype(np.float64)
                  @ (b.T if spec.trans_b else b).astype(np.float64))
     return a, b, reference
 
 
+def workspace_elems(spec, target, k):
+    """Per-thread workspace; it depends on the run-time K when B is stored N x K."""
+    if spec.K is None and spec.trans_b:
+        return gemm_workspace_elems(spec, target, k)
+    return gemm_workspace_elems(spec, target)
+
+
 def run_gemm(gemms, spec, a, b, m, nthreads=1, concurrent=False, c=None, flavour="plain",
-             extra=(), k=None):
+             extra=(), k=None, n=None):
     """Call the kernel once per tid (sequentially or from Python threads) and
     return C, which starts as NaN so unwritten elements show up."""
+    n = spec.N if n is None else n
     if c is None:
-        c = np.full((m, spec.N), np.nan, spec.dtype)
-    workspace = np.full(gemm_workspace_elems(spec, gemms.target) * nthreads, np.nan, spec.dtype)
+        c = np.full((m, n), np.nan, spec.dtype)
+    workspace = np.full(workspace_elems(spec, gemms.target, k) * nthreads, np.nan, spec.dtype)
     function = gemms.function(spec, flavour, len(extra))
     args = [a.ctypes.data, b.ctypes.data, c.ctypes.data, m, workspace.ctypes.data]
     runtime_k = [k] if spec.K is None else []
-    calls = [lambda tid=tid: function(*args, tid, nthreads, *runtime_k,
+    runtime_n = [n] if spec.N is None else []
+    calls = [lambda tid=tid: function(*args, tid, nthreads, *runtime_k, *runtime_n,
                                       *(x.ctypes.data for x in extra))
              for tid in range(nthreads)]
     if concurrent:
@@ -253,9 +334,12 @@ def test_mnist_weight_gradients_with_runtime_batch(gemms, spec, m, k):
     assert_close(c, reference, spec, k)
 
 
-def test_runtime_k_rejects_transposed_b():
-    with pytest.raises(ValueError):
-        GemmSpec("float32", None, 8, None, trans_b=True)
+def test_runtime_k_with_transposed_b_needs_k_for_its_workspace():
+    spec = GemmSpec("float32", None, 8, None, trans_b=True)
+    with pytest.raises(ValueError, match="pass the run-time K"):
+        gemm_workspace_elems(spec, host_target())
+    per_k = gemm_workspace_elems(spec, host_target(), 1)
+    assert per_k > 0 and gemm_workspace_elems(spec, host_target(), 100) == 100 * per_k
 
 
 @pytest.mark.parametrize("spec", BIAS_RELU_SPECS, ids=str)
@@ -281,3 +365,104 @@ def test_zero_rows_is_a_no_op(gemms):
     a, b, _ = make_operands(spec, 1)
     c = run_gemm(gemms, spec, a, b, 0, nthreads=2)
     assert c.shape == (0, spec.N)
+
+
+# -- runtime N (the batch as the columns of C: Gram matrices X @ X^T) ----------------
+
+def runtime_n_operands(spec, m, n, k, seed=0):
+    """Operands ending at an inaccessible page, C full of NaN likewise: a read
+    past B's right edge or a write past C's crashes."""
+    a, b, reference = make_operands(spec, m, seed=seed, k=k, n=n)
+    return at_page_end(a), at_page_end(b), at_page_end(np.full((m, n), np.nan, spec.dtype)), reference
+
+
+def test_runtime_n_workspace_does_not_depend_on_n(runtime_n_gemms_compiled):
+    target = runtime_n_gemms_compiled.target
+    for case in RUNTIME_N_CASES:
+        spec = runtime_n_spec(case)
+        elems = gemm_workspace_elems(spec, target)
+        assert isinstance(elems, int)
+        if spec.K is None:
+            assert elems == 0
+        else:  # one packed B block of a bounded width, plus a partial row tile of A
+            assert 0 < elems * np.dtype(spec.dtype).itemsize <= 2 * 1024 * 1024 + spec.K * 16 * 8
+
+
+@pytest.mark.parametrize("case", RUNTIME_N_CASES, ids=str)
+def test_runtime_n(runtime_n_gemms_compiled, case):
+    gemms, spec = runtime_n_gemms_compiled, runtime_n_spec(case)
+    for k in (spec.K,) if spec.K is not None else (0, 1, 5):
+        for m in RUNTIME_N_MS if spec.M is None else (spec.M,):
+            for n in RUNTIME_NS:
+                a, b, c, reference = runtime_n_operands(spec, m, n, k)
+                for nthreads in (1, 2, 3):
+                    c[...] = np.nan
+                    run_gemm(gemms, spec, a, b, m, nthreads, c=c, k=k, n=n)
+                    assert_close(c, reference, spec, k)
+
+
+@pytest.mark.parametrize("case", [RUNTIME_N_CASES[i] for i in (1, 3, 10, -4, -1)], ids=str)
+def test_runtime_n_wider_than_a_packed_block(runtime_n_gemms_compiled, case):
+    gemms, spec = runtime_n_gemms_compiled, runtime_n_spec(case)
+    k = spec.K if spec.K is not None else 3
+    m = spec.M if spec.M is not None else 9
+    a, b, c, reference = runtime_n_operands(spec, m, WIDE_N, k)
+    for nthreads in (1, 2, 3):
+        c[...] = np.nan
+        run_gemm(gemms, spec, a, b, m, nthreads, concurrent=nthreads == 2, c=c, k=k, n=WIDE_N)
+        assert_close(c, reference, spec, k)
+
+
+@pytest.mark.parametrize("nthreads", (2, 3))
+@pytest.mark.parametrize("m,n", [(129, 37), (7, 129), (1, WIDE_N)])
+def test_runtime_n_threads_write_disjoint_parts(runtime_n_gemms_compiled, m, n, nthreads):
+    gemms = runtime_n_gemms_compiled
+    spec = runtime_n_spec(RUNTIME_N_CASES[2])
+    a, b, _ = make_operands(spec, m, n=n)
+    workspace = np.zeros(nthreads * gemm_workspace_elems(spec, gemms.target), spec.dtype)
+    function = gemms.function(spec)
+    writes = np.zeros((m, n), int)
+    for tid in range(nthreads):
+        c = np.full((m, n), np.nan, spec.dtype)
+        function(a.ctypes.data, b.ctypes.data, c.ctypes.data, m, workspace.ctypes.data, tid, nthreads, n)
+        writes += ~np.isnan(c)
+    assert (writes == 1).all()
+
+
+@pytest.mark.parametrize("case", RUNTIME_N_BIAS_RELU, ids=str)
+def test_runtime_n_bias_relu_epilogue(runtime_n_gemms_compiled, case):
+    """The epilogue sees the right edge in pieces that stay inside the bias row."""
+    gemms, spec = runtime_n_gemms_compiled, runtime_n_spec(case)
+    k = spec.K if spec.K is not None else 4
+    for m in (1, 9):
+        for n in RUNTIME_NS + (WIDE_N,):
+            a, b, c, reference = runtime_n_operands(spec, m, n, k)
+            bias = at_page_end(np.random.default_rng(n).standard_normal(n).astype(spec.dtype))
+            for nthreads in (1, 2, 3):
+                c[...] = np.nan
+                run_gemm(gemms, spec, a, b, m, nthreads, c=c, flavour="bias_relu", extra=(bias,), k=k, n=n)
+                assert_close(c, np.maximum(reference + bias, 0.0), spec, k)
+
+
+def test_runtime_n_epilogue_runs_once_per_element(runtime_n_gemms_compiled):
+    gemms, spec = runtime_n_gemms_compiled, runtime_n_spec(RUNTIME_N_ACCUMULATE)
+    for n in RUNTIME_NS:
+        a, b, reference = make_operands(spec, 23, n=n)
+        c = np.zeros((23, n), spec.dtype)
+        run_gemm(gemms, spec, a, b, 23, nthreads=3, concurrent=True, c=c, flavour="accumulate", n=n)
+        assert_close(c, reference, spec)
+
+
+@pytest.mark.parametrize("case", RUNTIME_K_TRANS_B_CASES, ids=str)
+def test_runtime_k_with_transposed_b(runtime_n_gemms_compiled, case):
+    """B stored N x K with K known at run time: packed per call into a workspace K deep."""
+    gemms, spec = runtime_n_gemms_compiled, runtime_k_trans_b_spec(case)
+    for k in RUNTIME_KS:
+        assert gemm_workspace_elems(spec, gemms.target, k) == k * gemm_workspace_elems(spec, gemms.target, 1)
+        for m in ODD_MS if spec.M is None else (spec.M,):
+            for n in (spec.N,) if spec.N is not None else RUNTIME_NS + (WIDE_N,) * (m == 1):
+                a, b, c, reference = runtime_n_operands(spec, m, n, k)
+                for nthreads in (1, 2, 3):
+                    c[...] = np.nan
+                    run_gemm(gemms, spec, a, b, m, nthreads, c=c, k=k, n=n)
+                    assert_close(c, reference, spec, k)
