@@ -8,5 +8,6 @@ from .function import BACKENDS, Function, function
 from .graph import Graph, GraphError, Node, dump
 from .ops import *  # noqa: F401,F403  (the op functions are the public API)
 from .viz import render, to_dot, to_networkx
+from .viz.explain import explain
 
 Tensor = Node
