@@ -2,7 +2,7 @@
 
 Nodes are coloured by role, edges labelled with the shape flowing along them,
 updates drawn as dashed edges back to their variable, and in the kernels stage
-each kernel is a cluster labelled with its fused expression.
+each kernel is a cluster titled with its name and ops, its fused expression in the tooltip.
 """
 import os
 import re
@@ -60,7 +60,8 @@ def graph_to_dot(g, heat: dict) -> str:
         clustered.update(members)
         fill = heat_color(heat[kernel["name"]]) if kernel["name"] in heat else "white"
         lines.append(f"  subgraph cluster_{index} {{")
-        lines.append(f"    label={quote(kernel['name'] + ': ' + kernel['expression'])}; "
+        lines.append(f"    label={quote(_kernel_title(g, kernel['name'], members))}; "
+                     f"tooltip={quote(kernel['expression'])}; "
                      f'style="dashed,filled"; fillcolor={quote(fill)}; fontsize=9;')
         lines.extend(f"    {_node_line(g, n, outputs, heat)}" for n in members)
         lines.append("  }")
@@ -72,6 +73,15 @@ def graph_to_dot(g, heat: dict) -> str:
                      f'[style=dashed, color="#756bb1", constraint=false, label="update"];')
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _kernel_title(g, name, members, words=3) -> str:
+    """A short cluster title, the kernel's name, op count and first few ops (``k1_rows: 21 ops: matmul,
+    softmax, log_softmax, ...``): the fused formula would make the picture thousands of pixels wide, so
+    it is the tooltip (SVG) and ``gc.explain``'s job."""
+    ops = list(dict.fromkeys(g.nodes[n]["op"] for n in members))
+    shown = ", ".join(ops[:words]) + (", ..." if len(ops) > words else "")
+    return f"{name}: {len(members)} op{'s' if len(members) != 1 else ''}: {shown}" if members else name
 
 
 def _node_line(g, key, outputs, heat) -> str:

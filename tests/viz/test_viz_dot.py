@@ -2,6 +2,7 @@
 import os
 import re
 import shutil
+import struct
 import xml.etree.ElementTree as ElementTree
 
 import pytest
@@ -71,10 +72,22 @@ def test_nodes_are_coloured_by_role_and_outputs_and_updates_marked(step):
     assert "(batch, 784)" in text and "transpose_a=True" in text and "transpose_a=False" not in text
 
 
-def test_kernel_clusters_are_labelled_with_the_fused_expression(step):
+def test_kernel_clusters_have_short_titles_and_the_fused_expression_as_tooltip(step):
+    """Before: the title was the whole fused formula, and the kernels picture 7,437 px wide."""
     text = to_dot(step, "kernels")
     for kernel in to_networkx(step, "kernels").graph["kernels"]:
-        assert f'label="{kernel["name"]}: {kernel["expression"]}"' in text
+        assert f'tooltip={dot_module.quote(kernel["expression"])}' in text
+        (title,) = re.findall(r'label="(' + re.escape(kernel["name"]) + r'[^"]*)"; tooltip', text)
+        assert len(title) <= 80 and "Heaviside" not in title
+
+
+@needs_dot
+@pytest.mark.parametrize("stage", ["forward", "autodiff", "optimized", "kernels"])
+def test_every_stage_of_the_seed_mlp_fits_about_2500_pixels(tmp_path, stage):
+    path = tmp_path / f"{stage}.png"
+    render(mnist_mlp(), str(path), stage=stage)
+    width, height = struct.unpack(">II", path.read_bytes()[16:24])  # the PNG header's IHDR
+    assert max(width, height) <= 2700, (width, height)
 
 
 def test_quoting_survives_names_with_quotes_and_backslashes():
