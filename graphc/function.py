@@ -16,7 +16,8 @@ import sympy
 from . import reference
 from .graph import Graph, GraphError, Node, dtypes
 from .graph.node import user_location
-from .graph.shapes import bind_shape, format_shape
+from .graph.graph import substitute_dims
+from .graph.shapes import bind_shape, find_dim, format_shape, frozen_dims, is_anonymous, unification_sites
 from .passes import optimize_graph, selected_schedule_passes
 
 
@@ -58,9 +59,21 @@ def function(inputs, outputs, updates=None, backend="llvm", optimize=2, **option
         compile_backend = BACKENDS[backend]
     except KeyError:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(sorted(BACKENDS))}") from None
-    optimized = optimize_graph(graph, optimize)
-    program = compile_backend(optimized, schedule_passes=selected_schedule_passes(optimize), **options)
-    return Function(graph, optimized, program, pack)
+    unified = unified_dims(graph)
+    with frozen_dims():  # the dims are settled: passes and backends unify nothing new
+        settled = substitute_dims(graph, unified)  # one symbol (or size) per class of unified dims
+        optimized = optimize_graph(settled, optimize)
+        program = compile_backend(optimized, schedule_passes=selected_schedule_passes(optimize), **options)
+    return Function(graph, optimized, program, pack, unified)
+
+
+def unified_dims(graph: Graph) -> dict:
+    """{anonymous dim: its representative} for the graph's anonymous dims that met another dim (and so
+    were unified with it): the backend sees only representatives, and every call checks that inputs
+    bound to one class agree."""
+    symbols = {s for node in graph.nodes for d in node.shape if not isinstance(d, int)
+               for s in d.free_symbols if is_anonymous(s)}
+    return {s: find_dim(s) for s in sorted(symbols, key=lambda s: s.name) if find_dim(s) is not s}
 
 
 def _inputs(inputs) -> list:
@@ -152,9 +165,11 @@ def _slice_checks(graph: Graph) -> list:
 class Function:
     """A compiled graph: call it with one numpy array (or array-like) per input."""
 
-    def __init__(self, graph: Graph, optimized_graph: Graph, program, pack):
+    def __init__(self, graph: Graph, optimized_graph: Graph, program, pack, unified=None):
         self.graph = graph  # as the user built it (forward, gc.grad's backward, updates)
-        self.optimized_graph = optimized_graph  # after the passes: what the backend compiled
+        self.optimized_graph = optimized_graph  # unified dims settled, after the passes: what the backend compiled
+        # Anonymous dims of the inputs unified with another dim: {symbol: (representative, where they met)}.
+        self._unified = {s: (rep, unification_sites(s)) for s, rep in (unified or {}).items()}
         self.program = program
         self._pack = pack  # the output arrays as the caller gave the outputs: one, a list or a dict
         self._slice_checks = _slice_checks(optimized_graph)
@@ -177,20 +192,45 @@ class Function:
         if len(arrays) != len(inputs):
             names = ", ".join(i.name for i in inputs)
             raise ValueError(f"expected {len(inputs)} input(s) ({names}), got {len(arrays)}")
-        feeds, dims = [], {}
+        feeds, dims, classes = [], {}, {}
         for placeholder, array in zip(inputs, arrays):
             array = np.asarray(array)
             problem = dtypes.feed_problem(array, placeholder.dtype)
             if problem:
                 raise ValueError(f"input {placeholder.name}: {problem}")
+            if self._unified and len(array.shape) == len(placeholder.shape):
+                self._check_unified(placeholder, array.shape, classes)
             problem = bind_shape(placeholder.shape, array.shape, dims)
             if problem:
                 raise ValueError(f"input {placeholder.name} {format_shape(placeholder.shape)}: {problem}")
             feed = np.asarray(array, dtype=placeholder.dtype, order="C")  # ascontiguousarray turns 0-d into 1-d
             feeds.append(feed if feed.flags.aligned else feed.copy())
+        for representative, (value, *_) in classes.items():
+            dims.setdefault(representative, value)  # the symbol the compiled graph uses for the class
         if self._slice_checks:
             self._check_slices(dims)
         return feeds, dims
+
+    def _check_unified(self, placeholder, shape, classes):
+        """Unified dims must agree: each axis of ``placeholder`` declared with an anonymous dim that met
+        another dim has the size of that dim's first axis among the inputs (``classes``: representative ->
+        (size, input, axis, declared dim), filled in as inputs are checked), or the size it met."""
+        for axis, (declared, size) in enumerate(zip(placeholder.shape, shape)):
+            if not isinstance(declared, sympy.Symbol):
+                continue
+            representative, sites = self._unified.get(declared, (declared, []))
+            where = f"input {placeholder.name} {format_shape(placeholder.shape)}: axis {axis} has size {size}"
+            if isinstance(representative, int):
+                if size != representative:
+                    raise ValueError(f"{where}, but it must be {representative}: its dim {declared} (None) met "
+                                     f"{representative} at {', '.join(sites)}")
+                continue
+            first = classes.setdefault(representative, (size, placeholder.name, axis, declared))
+            first_size, first_input, first_axis, first_declared = first
+            if size != first_size and (declared in self._unified or first_declared in self._unified):
+                sites = sites + [s for s in self._unified.get(first_declared, (None, []))[1] if s not in sites]
+                raise ValueError(f"{where}, but input {first_input} has size {first_size} on axis {first_axis}; "
+                                 f"they must agree: dims {first_declared} and {declared} met at {', '.join(sites)}")
 
     def _check_slices(self, dims):
         """Slices with fixed bounds on a symbolic axis (``x[:5]`` with a batch axis) need the bound dims

@@ -2,7 +2,9 @@
 from dataclasses import dataclass, field
 
 from .node import GraphError, Node
-from .shapes import format_shape, shapes_equal
+import sympy
+
+from .shapes import canonical_dim, format_shape, shapes_equal
 
 
 def topo_order(outputs) -> list[Node]:
@@ -65,6 +67,41 @@ class Graph:
     @property
     def nodes(self) -> list:
         return topo_order(self.inputs + self.roots)
+
+
+def substitute_dims(graph: Graph, substitution: dict) -> Graph:
+    """``graph`` with the symbolic dims in ``substitution`` (symbol -> dim) replaced everywhere: in the
+    placeholders' shapes, and so in every shape computed from them, and in attributes (reshape and
+    broadcast targets, slice bounds, elementwise bodies such as mean's division by the batch size).
+    ``gc.function`` uses it to give the backend one symbol per class of unified dims."""
+    if not substitution:
+        return graph
+    from ..ops.expr import unevaluated_xreplace
+
+    def dim(value):
+        if isinstance(value, sympy.Basic) and value.free_symbols & substitution.keys():
+            return canonical_dim(value.xreplace(substitution))
+        if isinstance(value, (tuple, list)):
+            items = [dim(v) for v in value]
+            return value if all(new is old for new, old in zip(items, value)) else type(value)(items)
+        return value
+
+    def attr(value):
+        if isinstance(value, sympy.Basic):  # a body: substituted without re-simplifying what numpy computes
+            if value.free_symbols & substitution.keys():
+                return unevaluated_xreplace(value, {k: sympy.sympify(v) for k, v in substitution.items()})
+            return value
+        return dim(value)
+
+    replaced = {}
+    for node in graph.nodes:
+        inputs = [replaced[i.id] for i in node.inputs]
+        attrs = {key: attr(value) for key, value in node.attrs.items()}
+        changed = any(new is not old for new, old in zip(inputs, node.inputs)) or any(
+            attrs[key] is not value for key, value in node.attrs.items())
+        replaced[node.id] = node.rebuilt(inputs, attrs) if changed else node
+    return Graph([replaced[i.id] for i in graph.inputs], [replaced[o.id] for o in graph.outputs],
+                 [(var, replaced[new.id]) for var, new in graph.updates])
 
 
 def describe(node: Node) -> str:

@@ -3,13 +3,30 @@
 A dimension is a Python int or a sympy expression in positive-integer symbols
 (``batch``, or ``?0`` for an anonymous one). One graph then serves every batch
 size: shapes are bound to numbers only when a function is called.
+
+Anonymous dims unify (as in TensorFlow's static shapes): when a shape rule meets an anonymous dim
+and a different dim (another anonymous one, a named one or a size), ``unify_dims`` records that
+they are one dimension, and from then on ``dims_equal`` treats them as equal. The record is a
+union-find: each unified anonymous symbol points at what it met, and the end of that chain (its
+representative) is a size, else a named dim, else the oldest anonymous dim of the class. Nothing
+checks the equality until a function is called: ``gc.function`` gives the backend a graph that
+uses only representatives, and checks every call's inputs against them. Named dims never unify
+with anything but anonymous ones: ``batch`` meeting ``n`` or 10 stays a build-time error.
 """
+import contextlib
 import itertools
+import threading
 
 import sympy
 
 _named_symbols: dict[str, sympy.Symbol] = {}
 _anonymous = itertools.count()
+
+# The union-find of anonymous dims: symbol -> the dim it was unified with, and where (the user's line).
+_unified: dict = {}
+_unified_at: dict = {}
+_lock = threading.RLock()
+_local = threading.local()  # .frozen: depth of frozen_dims(); .journals: open unifying() transactions
 
 
 def dim_symbol(name: str) -> sympy.Symbol:
@@ -24,6 +41,115 @@ def dim_symbol(name: str) -> sympy.Symbol:
 def fresh_dim() -> sympy.Symbol:
     """A new anonymous symbolic dimension (what ``None`` in a placeholder shape means)."""
     return sympy.Symbol(f"?{next(_anonymous)}", integer=True, positive=True)
+
+
+def is_anonymous(dim) -> bool:
+    """Whether ``dim`` is an anonymous symbolic dimension (``None`` in a placeholder's shape)."""
+    return isinstance(dim, sympy.Symbol) and dim.name.startswith("?")
+
+
+def find_dim(dim):
+    """The representative of ``dim``'s class: itself unless it is an anonymous dim unified with another."""
+    while isinstance(dim, sympy.Symbol) and dim in _unified:
+        dim = _unified[dim]
+    return dim
+
+
+def resolve_dim(dim):
+    """``dim`` with every unified anonymous symbol in it replaced by its representative."""
+    if not _unified or isinstance(dim, int):
+        return dim
+    if isinstance(dim, sympy.Symbol):
+        return find_dim(dim)
+    replaced = {s: find_dim(s) for s in dim.free_symbols if s in _unified}
+    return canonical_dim(dim.xreplace(replaced)) if replaced else dim
+
+
+def resolve_shape(shape) -> tuple:
+    return tuple(resolve_dim(d) for d in shape)
+
+
+def unification_sites(dim) -> list:
+    """Where (the user's lines) the unifications that lead from anonymous ``dim`` to its representative happened."""
+    sites = []
+    while isinstance(dim, sympy.Symbol) and dim in _unified:
+        if _unified_at[dim] not in sites:
+            sites.append(_unified_at[dim])
+        dim = _unified[dim]
+    return sites
+
+
+def _order(dim):
+    """Which dim of a class represents it: a size first, then a named dim, then the oldest anonymous one."""
+    if isinstance(dim, int):
+        return (0, dim, "")
+    if is_anonymous(dim):
+        return (2, int(dim.name[1:]), "")
+    return (1, 0, dim.name)
+
+
+def unify_dims(a, b, location=None):
+    """The dim ``a`` and ``b`` are when they meet (broadcasting, a matmul's contracted axes, a loss's
+    operands), or None when they cannot be the same. Equal dims are the same; an anonymous dim meeting
+    any other dim (anonymous, named or a size, not a compound expression) is unified with it, recorded
+    with ``location`` (default: the user's line). Inside ``frozen_dims()`` nothing new is unified."""
+    a, b = resolve_dim(a), resolve_dim(b)
+    if dims_equal(a, b):
+        return b if isinstance(b, int) and not isinstance(a, int) else a
+    if getattr(_local, "frozen", 0):
+        return None
+    anonymous = [d for d in (a, b) if is_anonymous(d)]
+    if not anonymous:
+        return None  # two sizes, two named dims, a named dim and a size: they never unify
+    other = b if anonymous[0] is a else a
+    if not (isinstance(other, int) or isinstance(other, sympy.Symbol)):
+        return None  # an expression such as 2*batch: the anonymous dim is not simply another name for it
+    child, parent = (a, b) if _order(a) > _order(b) else (b, a)
+    if location is None:
+        from .node import user_location
+        location = user_location()
+    with _lock:
+        _unified[child] = parent
+        _unified_at[child] = location
+        for journal in getattr(_local, "journals", ()):
+            journal.append(child)
+    return parent
+
+
+@contextlib.contextmanager
+def unifying():
+    """A shape rule's unifications take effect only if the rule succeeds: a refused op unifies nothing."""
+    journals = _local.__dict__.setdefault("journals", [])
+    journal = []
+    journals.append(journal)
+    try:
+        yield
+    except BaseException:
+        with _lock:
+            for symbol in reversed(journal):
+                _unified.pop(symbol, None)
+                _unified_at.pop(symbol, None)
+        raise
+    finally:
+        journals.pop()
+
+
+@contextlib.contextmanager
+def frozen_dims():
+    """No new unification inside (the optimizer and backends work on a graph whose dims are settled):
+    ``unify_dims`` only accepts dims that are already equal."""
+    _local.frozen = getattr(_local, "frozen", 0) + 1
+    try:
+        yield
+    finally:
+        _local.frozen -= 1
+
+
+def describe_dim(dim) -> str:
+    """``dim``, and for a unified anonymous dim what it was unified with and where."""
+    if not is_anonymous(dim) or dim not in _unified:
+        return format_dim(dim)
+    return f"{dim} (unified with {find_dim(dim)} at {', '.join(unification_sites(dim))})"
 
 
 def canonical_dim(dim):
@@ -45,6 +171,10 @@ def canonical_dim(dim):
 
 
 def dims_equal(a, b) -> bool:
+    """Whether ``a`` and ``b`` are known to be the same size (unified anonymous dims count as one).
+    A predicate: it never unifies anything (``unify_dims`` does)."""
+    if _unified:
+        a, b = resolve_dim(a), resolve_dim(b)
     if isinstance(a, int) and isinstance(b, int):
         return a == b
     if isinstance(a, int) != isinstance(b, int) and (a == 1 or b == 1):
@@ -79,28 +209,35 @@ def format_shape(shape) -> str:
 def broadcast_shapes(*shapes):
     """numpy broadcasting over symbolic shapes; ValueError if two dimensions can't be shown compatible.
 
-    A symbolic dimension only broadcasts against 1 or itself: ``(?0,) + (5,)``
-    is rejected at build time rather than failing for most batch sizes later.
+    A named dimension only broadcasts against 1 or itself: ``("batch",) + (5,)`` is rejected at build
+    time rather than failing for most batch sizes later. An anonymous one (``None``) meeting another
+    dim is unified with it (``unify_dims``): ``(?0,) + (?1,)`` is ``(?0,)``, and ``(?0,) + (5,)`` is
+    ``(5,)``; the function checks the inputs' sizes when it is called.
     """
     rank = max(len(s) for s in shapes)
     result = []
-    for axis in range(rank):
-        dim = 1
-        for shape in shapes:
-            offset = axis - (rank - len(shape))
-            if offset < 0:
-                continue
-            other = shape[offset]
-            if dims_equal(other, 1):
-                continue
-            if dims_equal(dim, 1):
-                dim = other
-            elif not dims_equal(dim, other):
-                hint = ""
-                if not isinstance(dim, int) and not isinstance(other, int):
-                    hint = " (two different symbolic dims: name them alike, e.g. placeholder((\"batch\", 10)))"
-                raise ValueError(f"dimension {format_dim(dim)} does not broadcast with {format_dim(other)}{hint}")
-        result.append(dim)
+    with unifying():
+        for axis in range(rank):
+            dim = 1
+            for shape in shapes:
+                offset = axis - (rank - len(shape))
+                if offset < 0:
+                    continue
+                other = shape[offset]
+                if dims_equal(other, 1):
+                    continue
+                if dims_equal(dim, 1):
+                    dim = other
+                    continue
+                unified = unify_dims(dim, other)
+                if unified is None:
+                    hint = ""
+                    if not isinstance(resolve_dim(dim), int) and not isinstance(resolve_dim(other), int):
+                        hint = " (two different symbolic dims: name them alike, e.g. placeholder((\"batch\", 10)))"
+                    raise ValueError(f"dimension {describe_dim(dim)} does not broadcast with "
+                                     f"{describe_dim(other)}{hint}")
+                dim = unified
+            result.append(resolve_dim(dim))
     return tuple(result)
 
 

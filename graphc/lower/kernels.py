@@ -6,6 +6,7 @@ to `module` (matmul kernels take one more pointer before `dims`: their packing s
 see irutil.py for the calling convention.
 """
 from .elementwise import emit_elementwise
+from .gather import emit_scatter_add, emit_take
 from .matmul import emit_matmul
 from .layout import emit_broadcast_to, emit_concatenate, emit_reshape, emit_slice, emit_transpose, emit_unslice
 from .nn import emit_log_softmax, emit_one_hot, emit_softmax
@@ -28,4 +29,6 @@ EMITTERS = {
     "slice": emit_slice,
     "unslice": emit_unslice,
     "concatenate": emit_concatenate,
+    "take": emit_take,
+    "scatter_add": emit_scatter_add,
 }

@@ -2,11 +2,12 @@
 from .elementwise import (abs, add, cast, clip, divide, equal, exp, expm1, greater, greater_equal, less, less_equal,
                           log, log1p, maximum, minimum, multiply, negative, not_equal, power, relu, sigmoid, softplus,
                           sqrt, square, subtract, tanh, where)
+from .indexing import gather, scatter_add, take
 from .linalg import dot, matmul
 from .nn import (binary_crossentropy, categorical_crossentropy, log_softmax, mean_squared_error, one_hot, softmax,
                  sparse_categorical_crossentropy)
 from .reduce import argmax, max, mean, min, sum
-from .shape import broadcast_to, concatenate, expand_dims, getitem, reshape, squeeze, transpose
+from .shape import broadcast_to, concatenate, expand_dims, getitem, reshape, squeeze, stack, transpose
 from .source import constant, placeholder, variable
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "exp",
     "expm1",
     "expand_dims",
+    "gather",
     "getitem",
     "greater",
     "greater_equal",
@@ -49,6 +51,7 @@ __all__ = [
     "power",
     "relu",
     "reshape",
+    "scatter_add",
     "sigmoid",
     "softmax",
     "softplus",
@@ -56,8 +59,10 @@ __all__ = [
     "sqrt",
     "square",
     "squeeze",
+    "stack",
     "subtract",
     "sum",
+    "take",
     "tanh",
     "transpose",
     "variable",

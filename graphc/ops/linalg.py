@@ -3,7 +3,7 @@ GEMM kernel reads directly); ``dot`` is numpy's dot expressed through it."""
 import numpy as np
 
 from ..graph.node import GraphError, Node, user_location
-from ..graph.shapes import broadcast_shapes, dims_equal, format_shape
+from ..graph.shapes import broadcast_shapes, describe_dim, format_shape, resolve_dim, unify_dims, unifying
 from .registry import Op, apply
 from .shape import reshape, transpose, unbroadcast
 
@@ -23,13 +23,14 @@ def _matmul_infer(inputs, attrs):
         raise ValueError(f"matmul needs float operands, got {a.dtype}")
     m, k = _matrix_dims(a, attrs["transpose_a"])
     k2, n = _matrix_dims(b, attrs["transpose_b"])
-    if not dims_equal(k, k2):
-        raise ValueError(f"contracted dimensions differ: {k} and {k2}")
-    try:
-        batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    except ValueError as error:
-        raise ValueError(f"batch dimensions do not broadcast: {error}") from None
-    return batch + (m, n), a.dtype
+    with unifying():  # an anonymous contracted or batch dim is unified with the other operand's
+        if unify_dims(k, k2) is None:
+            raise ValueError(f"contracted dimensions differ: {describe_dim(k)} and {describe_dim(k2)}")
+        try:
+            batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError as error:
+            raise ValueError(f"batch dimensions do not broadcast: {error}") from None
+    return batch + (resolve_dim(m), resolve_dim(n)), a.dtype
 
 
 def _matmul_reference(node, arrays, dims):
@@ -68,6 +69,11 @@ def _as_tensors(a, b):
 
 def matmul(a, b):
     """numpy.matmul: batched matrix product, broadcasting the batch axes; 1-D operands as vectors."""
+    with unifying():  # a refused product unifies no dims
+        return _matmul(a, b)
+
+
+def _matmul(a, b):
     a, b = _as_tensors(a, b)
     _check_operands("matmul", a, b)
     if a.ndim == 1 and b.ndim == 1:
@@ -83,6 +89,11 @@ def matmul(a, b):
 
 def dot(a, b):
     """numpy.dot: for N-D ``a`` and M-D ``b`` (M >= 2), a sum over a's last axis and b's second-to-last."""
+    with unifying():
+        return _dot(a, b)
+
+
+def _dot(a, b):
     a, b = _as_tensors(a, b)
     _check_operands("dot", a, b)
     if b.ndim <= 2 and a.ndim <= 2:
@@ -102,9 +113,9 @@ def _check_operands(label, a, b):
                          f"{format_shape(a.shape)} and {format_shape(b.shape)} (at {user_location()})")
     contracted_a = a.shape[-1]
     contracted_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
-    if not dims_equal(contracted_a, contracted_b):
+    if unify_dims(contracted_a, contracted_b) is None:  # an anonymous one is unified with the other
         raise GraphError(f"{label}: shapes {format_shape(a.shape)} and {format_shape(b.shape)} are not aligned: "
-                         f"{contracted_a} (last axis of the first) != {contracted_b} (axis "
+                         f"{describe_dim(contracted_a)} (last axis of the first) != {describe_dim(contracted_b)} (axis "
                          f"{0 if b.ndim == 1 else b.ndim - 2} of the second) (at {user_location()})")
 
 

@@ -1,10 +1,12 @@
 """Neural-network ops: softmax and log-softmax (primitives, computed stably), one_hot, and the losses
 (compositions of primitives, written as Keras defines them, returning one value per sample)."""
+import contextlib
+
 import numpy as np
 
 from ..graph import dtypes
 from ..graph.node import GraphError, user_location
-from ..graph.shapes import broadcast_shapes, format_shape, shapes_equal
+from ..graph.shapes import broadcast_shapes, format_shape, frozen_dims, shapes_equal, unifying
 from .elementwise import cast, clip, log, make, multiply, negative, apply_named
 from .expr import Softplus, arg
 from .reduce import mean, sum
@@ -87,13 +89,19 @@ def one_hot(indices, depth, dtype="float32"):
 
 
 def _check_pair(label, y_true, y_pred):
+    """y_true must broadcast to y_pred's shape. Anonymous dims of the two meet axis by axis only when
+    the ranks agree (y_true (None, 10) against y_pred (?0, 10) unifies the batch dims); a y_true of
+    another rank must broadcast as it is, so (None,) labels never silently bind to y_pred's 10 classes."""
     try:
-        shape = broadcast_shapes(y_true.shape, y_pred.shape)
+        with unifying(), (frozen_dims() if y_true.ndim != y_pred.ndim else contextlib.nullcontext()):
+            shape = broadcast_shapes(y_true.shape, y_pred.shape)
+            if not shapes_equal(shape, y_pred.shape):
+                raise ValueError("")  # y_pred would be broadcast: undo what the broadcast unified
     except ValueError as error:
-        shape, reason = None, f": {error}"
+        shape, reason = None, f": {error}" if str(error) else ""
     else:
         reason = ""
-    if shape is None or not shapes_equal(shape, y_pred.shape):
+    if shape is None:
         raise GraphError(f"{label}: y_true shape {format_shape(y_true.shape)} does not match y_pred shape "
                          f"{format_shape(y_pred.shape)}{reason} (at {user_location()})")
 

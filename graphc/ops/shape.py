@@ -1,4 +1,6 @@
-"""Layout ops: reshape, transpose, broadcast_to, concatenate, slicing. They move elements, never compute."""
+"""Layout ops: reshape, transpose, broadcast_to, concatenate and stack, slicing. They move elements, never compute.
+
+Indexing with an integer array is a gather: ``getitem`` hands it to ``take`` (indexing.py)."""
 import numpy as np
 import sympy
 
@@ -164,6 +166,28 @@ def concatenate(tensors, axis=0) -> Node:
     return apply(concatenate_op, tensors, {"axis": axis})
 
 
+def stack(tensors, axis=0) -> Node:
+    """numpy.stack: tensors of one shape joined along a new axis ``axis``. It is the concatenation of
+    each tensor with a length-1 axis inserted, so its gradient is concatenate's: ``g`` sliced apart
+    again (an unstack), each slice reshaped to its tensor's shape."""
+    tensors = list(tensors)
+    if not tensors:
+        raise GraphError(f"stack: needs at least one tensor (at {user_location()})")
+    for k, tensor in enumerate(tensors):
+        if not isinstance(tensor, Node):
+            raise GraphError(f"stack: tensors[{k}] is a {type(tensor).__name__}, not a tensor; wrap numbers and "
+                             f"arrays in gc.constant (at {user_location()})")
+        if not shapes_equal(tensor.shape, tensors[0].shape):
+            raise GraphError(f"stack: every tensor must have the first one's shape {format_shape(tensors[0].shape)}, "
+                             f"tensors[{k}] has {format_shape(tensor.shape)} (at {user_location()})")
+    ndim = tensors[0].ndim + 1
+    if not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
+        raise GraphError(f"stack: axis {axis!r} is out of range for stacking tensors of shape "
+                         f"{format_shape(tensors[0].shape)} (valid: {-ndim} to {ndim - 1}) (at {user_location()})")
+    axis = int(axis) % ndim
+    return concatenate([expand_dims(t, axis) for t in tensors], axis)
+
+
 # ---- slicing and its adjoint ---------------------------------------------------------------
 # A slice is stored per axis as (start, stop) with step 1, or (start, stop, step) on static axes;
 # ``start``/``stop`` may be symbolic (``batch - 1``). Integer indexes are a slice of length 1 then a reshape.
@@ -234,8 +258,15 @@ def _axis_bounds(dim, index, axis):
 
 
 def getitem(x, index) -> Node:
-    """numpy basic indexing: ints, slices (negative bounds too), ``...`` and ``None``."""
+    """numpy basic indexing: ints, slices (negative bounds too), ``...`` and ``None``; and an integer array
+    (a tensor, numpy array or list) as the first index, which gathers along axis 0: ``x[idx]`` is
+    ``take(x, idx)``, and ``x[idx, rest]`` is that gather indexed by ``rest`` on the axes after idx's,
+    which is what numpy computes. An integer array elsewhere, or two of them, is a GraphError pointing
+    at ``gc.take``: numpy's rules for those move axes around, and nothing here needs them yet."""
     index = index if isinstance(index, tuple) else (index,)
+    arrays = [k for k, item in enumerate(index) if isinstance(item, (Node, np.ndarray, list, tuple))]
+    if arrays:
+        return _gather_then_index(x, index, arrays)
     if sum(i is Ellipsis for i in index) > 1:
         raise GraphError(f"indexing: only one '...' allowed (at {user_location()})")
     consumed = sum(1 for i in index if i is not None and i is not Ellipsis)
@@ -255,6 +286,9 @@ def getitem(x, index) -> Node:
         dim = x.shape[axis]
         if isinstance(item, slice):
             bounds.append(_axis_bounds(dim, item, axis))
+        elif isinstance(item, (bool, np.bool_)):
+            raise GraphError(f"indexing: a boolean index ({item!r}) is a mask to numpy, and masks are not supported "
+                             f"(at {user_location()})")
         elif isinstance(item, (int, np.integer)):
             position = int(item)
             if isinstance(dim, int) and not -dim <= position < dim:
@@ -279,6 +313,24 @@ def getitem(x, index) -> Node:
             shape.append(sliced.shape[axis])
         axis += 1
     return reshape(sliced, tuple(shape))
+
+
+def _gather_then_index(x, index, arrays) -> Node:
+    """``x[idx, rest...]`` with ``idx`` an integer array: take(x, idx, 0), then ``rest`` on the axes after idx's."""
+    from .indexing import take
+    if arrays != [0]:
+        raise GraphError(f"indexing: an integer array is supported as the first index only (x[idx], x[idx, 1:3]); "
+                         f"index {arrays[-1]} of {len(index)} is one: use gc.take(x, idx, axis=...) for another "
+                         f"axis (at {user_location()})")
+    rest = index[1:]
+    consumed = 1 + sum(1 for i in rest if i is not None and i is not Ellipsis)
+    if consumed > x.ndim:
+        raise GraphError(f"indexing: {consumed} indexes for a tensor of shape {format_shape(x.shape)} "
+                         f"(at {user_location()})")
+    gathered = take(x, index[0], axis=0)
+    if not rest:
+        return gathered
+    return getitem(gathered, (slice(None),) * (gathered.ndim - x.ndim + 1) + rest)
 
 
 def _normalize_axes(x, axis, label):
