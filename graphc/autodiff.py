@@ -2,15 +2,17 @@
 
 One reversed sweep over the topological order of the cost's graph: each
 node's gradient is the sum of what its consumers sent it (the chain rule),
-and it sends each input ``vjp(node, g)``.
+and it sends each input ``vjp(node, g)``. ``jacobian`` and ``hessian`` are
+graphs too: one sweep per output element, the rows stacked.
 """
 import numpy as np
 
 from .graph import dtypes, topo_order
 from .graph.node import Node, origin, user_location
-from .graph.shapes import format_shape
+from .graph.shapes import format_shape, is_static, size
 from .ops.elementwise import add
-from .ops.shape import broadcast_to
+from .ops.reduce import sum as reduce_sum
+from .ops.shape import broadcast_to, reshape, stack
 from .ops.source import constant
 
 
@@ -33,6 +35,55 @@ def grad(cost: Node, wrt, unconnected: str = "raise"):
     depends = _depending_on(order, targets)
     with origin("backward"):
         return _backward(cost, targets, order, depends, single, unconnected)
+
+
+def jacobian(y: Node, wrt, unconnected: str = "raise"):
+    """d y / d w as a graph of shape ``y.shape + w.shape``, for each ``w`` in ``wrt`` (a node or a list).
+
+    One reverse sweep per element of ``y`` (``grad(y[i], w)``), the rows stacked: fine for the small
+    ``y`` a Jacobian is read for, and it needs nothing vectorized, so every op with a vjp works. ``y``
+    needs a static size; an element of ``y`` that does not depend on ``w`` gives a zero row, and
+    ``unconnected`` says what happens when none does (as in ``grad``).
+    """
+    single = isinstance(wrt, Node)
+    targets = [wrt] if single else list(wrt)
+    if not isinstance(y, Node):
+        raise GradientError(f"jacobian: y must be a graph tensor, got {type(y).__name__}")
+    if not is_static(y.shape):
+        raise GradientError(f"jacobian: y has the symbolic shape {format_shape(y.shape)} ({y.name}, at {y.location}); "
+                            f"the Jacobian takes one gradient per element of y, so y needs a static size: "
+                            f"slice it (y[:4]) or reshape it to static dims first")
+    if y.shape == ():
+        return grad(y, wrt, unconnected)
+    if not dtypes.is_float(y.dtype):
+        raise GradientError(f"jacobian: y must be a float, got {y.dtype} ({y.name}, at {y.location})")
+    if unconnected == "raise":
+        grad(reduce_sum(y), targets)  # raises, saying why, when y does not depend on a target
+    flat = reshape(y, (size(y.shape),))
+    rows = [grad(flat[i], targets, unconnected="zero") for i in range(size(y.shape))]
+    results = []
+    for k, target in enumerate(targets):
+        if not rows:
+            results.append(broadcast_to(constant(np.zeros((), dtype=y.dtype)), y.shape + target.shape))
+            continue
+        with origin("backward"):
+            results.append(reshape(stack([row[k] for row in rows]), y.shape + target.shape))
+    return results[0] if single else results
+
+
+def hessian(cost: Node, wrt, unconnected: str = "raise"):
+    """d^2 cost / d w^2 as a graph of shape ``w.shape + w.shape`` (for a vector w, the (n, n) matrix
+    Theano's hessian gives), for each ``w`` in ``wrt``: the Jacobian of ``grad(cost, w)``, which
+    needs ``w`` to have a static size."""
+    single = isinstance(wrt, Node)
+    targets = [wrt] if single else list(wrt)
+    for target in targets:
+        if isinstance(target, Node) and not is_static(target.shape):
+            raise GradientError(f"hessian: {target.name} has the symbolic shape {format_shape(target.shape)}; the "
+                                f"Hessian takes one gradient per element of it, so it needs a static size")
+    gradients = grad(cost, targets, unconnected)
+    results = [jacobian(g, t, unconnected="zero") for g, t in zip(gradients, targets)]
+    return results[0] if single else results
 
 
 def _backward(cost, targets, order, depends, single, unconnected):
