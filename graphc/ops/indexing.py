@@ -14,18 +14,28 @@ import numpy as np
 
 from ..graph import dtypes
 from ..graph.node import GraphError, Node, user_location
-from ..graph.shapes import dims_equal, evaluate_dim, format_shape, is_static
+from ..graph.shapes import canonical_dim, evaluate_dim, format_shape, is_static, unify_dims, unifying
 from .registry import Op, apply
 
 
-def _index_error(node, indices, n, label):
-    """IndexError naming the node and the first index outside [-n, n), or None when all are in range."""
+def _first_bad(indices, n):
+    """(position, value) of the first index outside [-n, n), or None when all are in range."""
     bad = (indices < -n) | (indices >= n)
     if not bad.any():
         return None
     position = tuple(int(i) for i in np.argwhere(bad)[0])
-    return IndexError(f"{label} {node.name} (at {node.location}): index {int(indices[position])} at position "
-                      f"{position} of the indices is out of bounds for axis {node.attrs['axis']} with size {n}")
+    return position, int(indices[position])
+
+
+def _index_error(node, indices, n, label):
+    """IndexError naming the node, the user's line and the first bad index, or None when all are in range."""
+    bad = _first_bad(indices, n)
+    if bad is None:
+        return None
+    position, value = bad
+    where = f" at position {position} of the indices" if position else ""
+    return IndexError(f"{label} {node.name} (at {node.location}): index {value}{where} is out of bounds for "
+                      f"axis {node.attrs['axis']} with size {n}")
 
 
 # ---- take --------------------------------------------------------------------------------------
@@ -56,8 +66,8 @@ def take(x, indices, axis=0) -> Node:
     ``axis``; the result's shape is ``x.shape[:axis] + indices.shape + x.shape[axis + 1:]``.
 
     Negative indices count from the end, as in numpy. Indices given as numbers are checked now
-    against a static axis; any other index outside [-n, n) is an IndexError when the function runs.
-    The gradient adds ``g`` into zeros of ``x``'s shape at the indices (``scatter_add``):
+    against a static axis; other indices when the function runs: one outside [-n, n) is an IndexError
+    (the native kernels never read through it and record it: graphc/lower/gather.py). The gradient adds ``g`` into zeros of ``x``'s shape at the indices (``scatter_add``):
     a repeated index accumulates."""
     axis = _axis(x, axis, "take")
     indices = _as_indices(indices, "take")
@@ -78,10 +88,11 @@ def _scatter_add_infer(inputs, attrs):
     if updates.dtype == "bool":
         raise ValueError("updates must be numbers, not bool")
     expected = shape[:axis] + indices.shape + shape[axis + 1:]
-    if len(expected) != updates.ndim or not all(dims_equal(p, q) for p, q in zip(expected, updates.shape)):
-        raise ValueError(f"updates of shape {format_shape(updates.shape)} do not fit indices of shape "
-                         f"{format_shape(indices.shape)} into {format_shape(shape)} along axis {axis} "
-                         f"(expected {format_shape(expected)})")
+    with unifying():  # the updates' dims meet the result's and the indices': an anonymous one is unified
+        if len(expected) != updates.ndim or any(unify_dims(p, q) is None for p, q in zip(expected, updates.shape)):
+            raise ValueError(f"updates of shape {format_shape(updates.shape)} do not fit indices of shape "
+                             f"{format_shape(indices.shape)} into {format_shape(shape)} along axis {axis} "
+                             f"(expected {format_shape(expected)})")
     return shape, updates.dtype
 
 
@@ -107,7 +118,6 @@ def scatter_add(updates, indices, shape, axis=0) -> Node:
     """Zeros of ``shape`` with ``updates`` added at ``indices`` along ``axis``: ``np.add.at(out, idx,
     updates)``, the adjoint of ``take``. A repeated index accumulates, always in index order, so the
     sums do not depend on the number of threads."""
-    from ..graph.shapes import canonical_dim
     shape = tuple(canonical_dim(d) for d in shape)
     if not -len(shape) <= axis < len(shape):
         raise GraphError(f"scatter_add: axis {axis} is out of range for shape {format_shape(shape)} "
@@ -155,8 +165,7 @@ def _as_indices(indices, label) -> Node:
 
 
 def _check_constant(indices, n, axis, label):
-    bad = (indices < -n) | (indices >= n)
-    if bad.any():
-        position = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise GraphError(f"{label}: index {int(indices[position])} is out of bounds for axis {axis} with size {n} "
+    bad = _first_bad(indices, n)
+    if bad is not None:
+        raise GraphError(f"{label}: index {bad[1]} is out of bounds for axis {axis} with size {n} "
                          f"(at {user_location()})")

@@ -6,7 +6,7 @@ import sympy
 
 from ..graph.node import GraphError, Node, user_location
 from ..graph.shapes import (broadcast_shapes, canonical_dim, dims_equal, evaluate_shape, format_shape,
-                            shapes_equal, size)
+                            shapes_equal, size, unify_dims, unifying)
 from .registry import Op, apply
 
 
@@ -173,13 +173,15 @@ def stack(tensors, axis=0) -> Node:
     tensors = list(tensors)
     if not tensors:
         raise GraphError(f"stack: needs at least one tensor (at {user_location()})")
-    for k, tensor in enumerate(tensors):
-        if not isinstance(tensor, Node):
-            raise GraphError(f"stack: tensors[{k}] is a {type(tensor).__name__}, not a tensor; wrap numbers and "
-                             f"arrays in gc.constant (at {user_location()})")
-        if not shapes_equal(tensor.shape, tensors[0].shape):
-            raise GraphError(f"stack: every tensor must have the first one's shape {format_shape(tensors[0].shape)}, "
-                             f"tensors[{k}] has {format_shape(tensor.shape)} (at {user_location()})")
+    with unifying():  # the tensors' dims meet: an anonymous one is unified with the others'
+        for k, tensor in enumerate(tensors):
+            if not isinstance(tensor, Node):
+                raise GraphError(f"stack: tensors[{k}] is a {type(tensor).__name__}, not a tensor; wrap numbers "
+                                 f"and arrays in gc.constant (at {user_location()})")
+            first = tensors[0].shape
+            if len(tensor.shape) != len(first) or any(unify_dims(p, q) is None for p, q in zip(first, tensor.shape)):
+                raise GraphError(f"stack: every tensor must have the first one's shape {format_shape(first)}, "
+                                 f"tensors[{k}] has {format_shape(tensor.shape)} (at {user_location()})")
     ndim = tensors[0].ndim + 1
     if not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
         raise GraphError(f"stack: axis {axis!r} is out of range for stacking tensors of shape "

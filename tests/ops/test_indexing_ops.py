@@ -99,6 +99,20 @@ def test_scatter_add_matches_np_add_at_with_duplicates_and_gradient():
                [(2, 5, 3)], backend="llvm")
 
 
+def test_anonymous_dims_that_meet_in_stack_or_scatter_add_are_unified():
+    a, b = gc.placeholder((None, 3), "float32"), gc.placeholder((None, 3), "float32")
+    assert gc.stack([a, b]).shape == (2, a.shape[0], 3)
+    f = gc.function([a, b], gc.stack([a, b]), backend="reference")
+    with pytest.raises(ValueError, match="they must agree"):
+        f(np.zeros((2, 3)), np.zeros((4, 3)))
+    u, i = gc.placeholder((None, 3), "float32"), gc.placeholder((None,), "int64")
+    out = gc.scatter_add(u, i, (4, 3))
+    data = np.ones((5, 3), dtype=np.float32)
+    expected = np.zeros((4, 3), dtype=np.float32)
+    np.add.at(expected, [0, 0, 3, -1, 2], data)
+    assert np.array_equal(evaluate(out, {u: data, i: np.array([0, 0, 3, -1, 2])}, backend="llvm"), expected)
+
+
 def test_scatter_add_rejects_updates_that_do_not_fit():
     with pytest.raises(gc.GraphError, match=r"do not fit indices of shape \(2,\) into \(4, 3\).*expected \(2, 3\)"):
         gc.scatter_add(gc.placeholder((3, 3), "float32"), [0, 1], (4, 3))
