@@ -94,6 +94,13 @@ argmax_op = Op("argmax", _argmax_infer,
 
 
 def argmax(x, axis=-1):
-    """Index of the largest element along ``axis`` (the first one on ties), as int64. Not differentiable."""
+    """Index of the largest element along ``axis`` (the first one on ties, the first NaN if any), as int64.
+    Not differentiable.
+
+    ``axis=None`` is numpy's and Theano's: the index into the flattened array (a reshape to one axis, free).
+    The default stays -1, Keras's K.argmax, what classifiers' accuracy reads. (TF's tf.argmax(x, axis=None)
+    means axis 0, not flattened: write the axis explicitly when porting TF code.)"""
+    if axis is None:
+        return apply(argmax_op, [reshape(x, (-1,))], {"axis": 0})
     (axis,) = _normalize_axes(x, axis, "argmax")
     return apply(argmax_op, [x], {"axis": axis})
