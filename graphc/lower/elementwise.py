@@ -17,7 +17,8 @@ import sympy
 from llvmlite import ir
 
 from ..graph import dtypes
-from ..ops.expr import Expm1, Log1p, Sigmoid, Softplus, arg_index, input_symbols, numerator_and_denominator
+from ..ops.expr import (Expm1, FloorDiv, FloorMod, Log1p, Sigmoid, Softplus, StopGradient, arg_index, input_symbols,
+                        numerator_and_denominator)
 from . import vecmath
 from .irutil import I1, ITEMSIZE, KernelBuilder, call_intrinsic, constant_like, contiguous_strides, lanes_for, splat, vector_type
 from .strided import Operand, broadcast_strides, emit_map
@@ -194,6 +195,50 @@ class ExprLowering:
     def _not(self, expr):
         return self.b.not_(self.truth(expr.args[0]))
 
+    def _floor_divmod(self, expr):
+        """numpy's floor_divide (FloorDiv) or remainder (FloorMod); LLVM folds the one not used away."""
+        x, y = self.number(expr.args[0]), self.number(expr.args[1])
+        quotient, remainder = (self._float_divmod if self.is_float else self._int_divmod)(x, y)
+        return quotient if isinstance(expr, FloorDiv) else remainder
+
+    def _float_divmod(self, a, b):
+        """numpy's npy_divmod, step by step (floor(a / b) differs: 1 // 0.1 is 9, as fmod(1, 0.1) shows)."""
+        bld, zero, one = self.b, self.constant(0.0), self.constant(1.0)
+        fmod = bld.frem(a, b)  # C's fmod: exact
+        # The remainder takes the divisor's sign; a NaN remainder counts as non-zero, as C's `if (mod)`.
+        adjust = bld.and_(bld.fcmp_unordered("!=", fmod, zero),
+                          bld.xor(bld.fcmp_ordered("<", b, zero), bld.fcmp_ordered("<", fmod, zero)))
+        remainder = bld.select(adjust, bld.fadd(fmod, b), fmod)
+        remainder = bld.select(bld.fcmp_ordered("==", fmod, zero), call_intrinsic(bld, "llvm.copysign", zero, b),
+                               remainder)
+        div = bld.fdiv(bld.fsub(a, fmod), b)  # very nearly an integer
+        div = bld.select(adjust, bld.fsub(div, one), div)
+        floor = call_intrinsic(bld, "llvm.floor", div)
+        floor = bld.select(bld.fcmp_ordered(">", bld.fsub(div, floor), self.constant(0.5)), bld.fadd(floor, one), floor)
+        quotient = bld.fdiv(a, b)
+        floor = bld.select(bld.fcmp_ordered("==", div, zero), call_intrinsic(bld, "llvm.copysign", zero, quotient),
+                           floor)
+        by_zero = bld.fcmp_ordered("==", b, zero)  # a / 0 (+-inf or NaN) and fmod(a, 0) = NaN
+        return bld.select(by_zero, quotient, floor), bld.select(by_zero, fmod, remainder)
+
+    def _int_divmod(self, a, b):
+        """Rounding toward -inf; a // 0 = a % 0 = 0 and INT_MIN // -1 = INT_MIN, as numpy gives them (with a
+        warning): x86's idiv would raise SIGFPE on both, so they never reach it."""
+        bld, zero, one = self.b, self.constant(0), self.constant(1)
+        minimum = self.constant(-(1 << (ITEMSIZE[self.dtype] * 8 - 1)))
+        by_zero = bld.icmp_signed("==", b, zero)
+        overflow = bld.and_(bld.icmp_signed("==", a, minimum), bld.icmp_signed("==", b, self.constant(-1)))
+        divisor = bld.select(bld.or_(by_zero, overflow), one, b)  # INT_MIN // 1 is the INT_MIN numpy gives
+        quotient, remainder = bld.sdiv(a, divisor), bld.srem(a, divisor)  # rounded toward 0
+        adjust = bld.and_(bld.icmp_signed("!=", remainder, zero),
+                          bld.xor(bld.icmp_signed("<", remainder, zero), bld.icmp_signed("<", divisor, zero)))
+        quotient = bld.select(adjust, bld.sub(quotient, one), quotient)
+        remainder = bld.select(adjust, bld.add(remainder, divisor), remainder)
+        return bld.select(by_zero, zero, quotient), bld.select(by_zero, zero, remainder)
+
+    def _identity(self, expr):
+        return self.number(expr.args[0])
+
     def _piecewise(self, expr):
         pairs = expr.args
         if pairs[-1][1] is not sympy.true:
@@ -234,6 +279,11 @@ _HANDLERS = {
     Softplus: _math_handler("softplus"),
     Log1p: _math_handler("log1p"),
     Expm1: _math_handler("expm1"),
+    sympy.sin: _math_handler("sin"),
+    sympy.cos: _math_handler("cos"),
+    FloorDiv: ExprLowering._floor_divmod,
+    FloorMod: ExprLowering._floor_divmod,
+    StopGradient: ExprLowering._identity,
     sympy.Abs: ExprLowering._abs,
     sympy.sign: ExprLowering._sign,
     sympy.Max: _extremum_handler("llvm.maximum", "llvm.smax"),

@@ -1,7 +1,7 @@
 """Every op graphc knows, one module per family; each op is defined once, in its module."""
-from .elementwise import (abs, add, cast, clip, divide, equal, exp, expm1, greater, greater_equal, less, less_equal,
-                          log, log1p, maximum, minimum, multiply, negative, not_equal, power, relu, sigmoid, softplus,
-                          sqrt, square, subtract, tanh, where)
+from .elementwise import (abs, add, cast, clip, cos, divide, equal, exp, expm1, floor_divide, greater, greater_equal,
+                          less, less_equal, log, log1p, maximum, minimum, mod, multiply, negative, not_equal, power,
+                          relu, sigmoid, sin, softplus, sqrt, square, stop_gradient, subtract, tanh, where)
 from .indexing import gather, scatter_add, take
 from .linalg import dot, matmul
 from .nn import (binary_crossentropy, categorical_crossentropy, log_softmax, mean_squared_error, one_hot, softmax,
@@ -21,12 +21,14 @@ __all__ = [
     "clip",
     "concatenate",
     "constant",
+    "cos",
     "divide",
     "dot",
     "equal",
     "exp",
     "expm1",
     "expand_dims",
+    "floor_divide",
     "gather",
     "getitem",
     "greater",
@@ -43,6 +45,7 @@ __all__ = [
     "mean_squared_error",
     "min",
     "minimum",
+    "mod",
     "multiply",
     "negative",
     "not_equal",
@@ -53,6 +56,7 @@ __all__ = [
     "reshape",
     "scatter_add",
     "sigmoid",
+    "sin",
     "softmax",
     "softplus",
     "sparse_categorical_crossentropy",
@@ -60,6 +64,7 @@ __all__ = [
     "square",
     "squeeze",
     "stack",
+    "stop_gradient",
     "subtract",
     "sum",
     "take",

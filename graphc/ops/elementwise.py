@@ -13,7 +13,8 @@ import sympy
 from ..graph import dtypes
 from ..graph.node import GraphError, Node, user_location
 from ..graph.shapes import broadcast_shapes, format_shape
-from .expr import Expm1, Log1p, Sigmoid, Softplus, arg, arg_index, evaluate, input_symbols, unevaluated_xreplace
+from .expr import (Expm1, FloorDiv, FloorMod, Log1p, Sigmoid, Softplus, StopGradient, arg, arg_index, evaluate,
+                   input_symbols, unevaluated_xreplace)
 from .registry import Op, apply
 
 X, Y, Z = arg(0), arg(1), arg(2)
@@ -33,6 +34,8 @@ UNARY = {
     "softplus": Softplus(X),
     "log1p": Log1p(X),
     "expm1": Expm1(X),
+    "sin": sympy.sin(X),
+    "cos": sympy.cos(X),
 }
 BINARY = {
     "add": X + Y,
@@ -42,6 +45,8 @@ BINARY = {
     "power": X**Y,
     "maximum": sympy.Max(X, Y),
     "minimum": sympy.Min(X, Y),
+    "floor_divide": FloorDiv(X, Y),  # numpy's // and %, for integers and floats (graphc.ops.expr)
+    "mod": FloorMod(X, Y),
 }
 COMPARISONS = {
     "equal": sympy.Eq(X, Y, evaluate=False),
@@ -53,7 +58,7 @@ COMPARISONS = {
 }
 WHERE = sympy.Piecewise((Y, sympy.Ne(X, 0)), (Z, True))
 # Results that are floats even for integer operands (as in JAX: log(int) is float32).
-FLOAT_RESULT = {"exp", "log", "sqrt", "sigmoid", "tanh", "softplus", "log1p", "expm1", "divide"}
+FLOAT_RESULT = {"exp", "log", "sqrt", "sigmoid", "tanh", "softplus", "log1p", "expm1", "sin", "cos", "divide"}
 
 
 def _indicator(condition):
@@ -324,9 +329,10 @@ def _named_binary(label, table):
     return build
 
 
-negative, exp, log, sqrt, square, abs, relu, sigmoid, tanh, softplus, log1p, expm1 = (
+negative, exp, log, sqrt, square, abs, relu, sigmoid, tanh, softplus, log1p, expm1, sin, cos = (
     _named_unary(n) for n in UNARY)
-add, subtract, multiply, divide, power, maximum, minimum = (_named_binary(n, BINARY) for n in BINARY)
+add, subtract, multiply, divide, power, maximum, minimum, floor_divide, mod = (
+    _named_binary(n, BINARY) for n in BINARY)
 equal, not_equal, greater, greater_equal, less, less_equal = (_named_binary(n, COMPARISONS) for n in COMPARISONS)
 
 
@@ -336,6 +342,15 @@ def where(condition, x, y):
     if not dtypes.is_float(dtype) and any(isinstance(o, (float, np.floating)) for o in (x, y)):
         dtype = dtypes.DEFAULT_FLOAT  # an integer meeting a float becomes a float
     return apply_named("where", WHERE, [condition, x, y], dtype=dtype)
+
+
+def stop_gradient(x):
+    """The value of ``x``; no gradient flows back through it (gc.grad sees a zero derivative, as JAX's
+    stop_gradient: a cost that reaches ``x`` only through it gets a zero gradient, not an 'unconnected' error)."""
+    if not isinstance(x, Node):
+        raise GraphError(f"stop_gradient: expected a graph tensor, got {type(x).__name__} {x!r} "
+                         f"(at {user_location()})")
+    return apply(elementwise_op, [x], {"expr": StopGradient(X), "label": "stop_gradient", "dtype": x.dtype})
 
 
 def cast(x, dtype):

@@ -54,6 +54,41 @@ class Softplus(sympy.Function):
         return self.args[0].is_real
 
 
+class FloorDiv(sympy.Function):
+    """x // y with numpy's meaning: the quotient rounded toward -inf (for floats numpy's divmod, which is not
+    floor(x / y): 1 // 0.1 is 9); integer division by zero gives 0, INT_MIN // -1 gives INT_MIN. A step
+    function: its derivative is 0 (TF's FloorDiv has none, JAX's floor_divide a zero one)."""
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+    def _eval_is_real(self):
+        return True
+
+
+class FloorMod(sympy.Function):
+    """x % y with numpy's meaning: the remainder has the divisor's sign, x % 0 is 0 for integers and NaN
+    for floats. x - floor(x / y) y as far as derivatives go: 1 for x and -(x // y) for y, as TF and JAX.
+    (Not sympy.Mod, which simplifies itself and has no numpy meaning at 0.)"""
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(1) if argindex == 1 else -FloorDiv(*self.args)
+
+    def _eval_is_real(self):
+        return True
+
+
+class StopGradient(sympy.Function):
+    """The value of x, with derivative 0: gradients do not flow through it. A function of its own rather than
+    the body x itself, so that it survives being composed into other bodies (fusion, stability rewrites)."""
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+
 def unevaluated_xreplace(expr, substitutions):
     """``expr.xreplace(substitutions)`` without sympy's automatic simplification of the result:
     substituting must not change what numpy computes (2 * (x + 1) distributed to 2x + 2 rounds
@@ -135,6 +170,11 @@ _NUMPY = {
     sympy.exp: np.exp,
     sympy.log: np.log,
     sympy.tanh: np.tanh,
+    sympy.sin: np.sin,
+    sympy.cos: np.cos,
+    FloorDiv: np.floor_divide,
+    FloorMod: np.remainder,
+    StopGradient: lambda x: x,
     Sigmoid: _sigmoid,
     Softplus: _softplus,
     Log1p: np.log1p,
