@@ -67,8 +67,8 @@ def take(x, indices, axis=0) -> Node:
 
     Negative indices count from the end, as in numpy. Indices given as numbers are checked now
     against a static axis; other indices when the function runs: one outside [-n, n) is an IndexError
-    (the native kernels never read through it and record it: graphc/lower/gather.py). The gradient adds ``g`` into zeros of ``x``'s shape at the indices (``scatter_add``):
-    a repeated index accumulates."""
+    (the native kernels never read through it and record it: graphc/lower/gather.py). The gradient
+    adds ``g`` into zeros of ``x``'s shape at the indices (``scatter_add``): a repeated index accumulates."""
     axis = _axis(x, axis, "take")
     indices = _as_indices(indices, "take")
     if indices.op.name == "constant" and is_static(x.shape[axis:axis + 1]):
