@@ -16,6 +16,7 @@ import sympy
 from . import reference
 from .graph import Graph, GraphError, Node, dtypes
 from .graph.node import user_location
+from .graph import shapes
 from .graph.graph import substitute_dims
 from .graph.shapes import bind_shape, find_dim, format_shape, frozen_dims, is_anonymous, unification_sites
 from .passes import optimize_graph, selected_schedule_passes
@@ -71,6 +72,8 @@ def unified_dims(graph: Graph) -> dict:
     """{anonymous dim: its representative} for the graph's anonymous dims that met another dim (and so
     were unified with it): the backend sees only representatives, and every call checks that inputs
     bound to one class agree."""
+    if not shapes.any_unified():
+        return {}
     symbols = {s for node in graph.nodes for d in node.shape if not isinstance(d, int)
                for s in d.free_symbols if is_anonymous(s)}
     return {s: find_dim(s) for s in sorted(symbols, key=lambda s: s.name) if find_dim(s) is not s}

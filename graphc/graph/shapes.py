@@ -48,6 +48,11 @@ def is_anonymous(dim) -> bool:
     return isinstance(dim, sympy.Symbol) and dim.name.startswith("?")
 
 
+def any_unified() -> bool:
+    """Whether any anonymous dim has been unified with another (until then nothing needs resolving)."""
+    return bool(_unified)
+
+
 def find_dim(dim):
     """The representative of ``dim``'s class: itself unless it is an anonymous dim unified with another."""
     while isinstance(dim, sympy.Symbol) and dim in _unified:
@@ -173,7 +178,7 @@ def canonical_dim(dim):
 def dims_equal(a, b) -> bool:
     """Whether ``a`` and ``b`` are known to be the same size (unified anonymous dims count as one).
     A predicate: it never unifies anything (``unify_dims`` does)."""
-    if _unified:
+    if _unified and a is not b:
         a, b = resolve_dim(a), resolve_dim(b)
     if isinstance(a, int) and isinstance(b, int):
         return a == b
