@@ -3,7 +3,7 @@
 Define a graph with placeholders, variables and ops; differentiate it with
 ``grad``; compile it with ``function``.
 """
-from .autodiff import GradientError, grad
+from .autodiff import GradientError, grad, hessian, jacobian
 from .function import BACKENDS, Function, function
 from .graph import Graph, GraphError, Node, dump
 from .ops import *  # noqa: F401,F403  (the op functions are the public API)

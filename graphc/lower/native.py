@@ -9,6 +9,7 @@ import sympy
 from runtime import cache
 from runtime.native import Executable, SlotLayout, available_cores
 
+from .gather import IndexStatus
 from .jit import compile_module, emit_object, load_object
 from .program import SCHEDULE_REWRITES, emit_program, plan
 from .target import host_target
@@ -33,6 +34,7 @@ class NativeProgram:
         self._compiled = load_object(object_code, self.target)
         addresses = {name: self._compiled.address(name) for name in ("program", "worker", "start_step", "run_step")}
         self.executable = Executable(addresses, self._layout(), self.threads, keepalive=self._compiled)
+        self._index_status = IndexStatus(self.schedule, self._compiled)
 
     @property
     def ir_text(self) -> str:
@@ -42,7 +44,9 @@ class NativeProgram:
         return self._ir_text
 
     def run(self, feeds, dims):
-        return self.executable.run(feeds, self._ordered(dims)), None  # updates were applied in place
+        outputs = self.executable.run(feeds, self._ordered(dims))
+        self._index_status.check(dims)  # a take or scatter_add met an index out of range: IndexError
+        return outputs, None  # updates were applied in place
 
     def bind(self, feeds, dims):
         """The slot table, dims array and outputs of a call on ``feeds`` at ``dims`` (symbol -> int), without

@@ -196,8 +196,6 @@ def test_native_kernels_never_use_a_bad_index_and_record_it(threads):
     status.check(dims)
 
 
-@pytest.mark.xfail(strict=True, reason="needs IndexStatus.check called after each native call "
-                                       "(graphc/lower/native.py, NativeProgram.run): see graphc/lower/gather.py")
 def test_native_call_with_a_bad_index_raises_index_error():
     x, i = gc.placeholder((None, 4), "float32"), gc.placeholder((None,), "int64")
     f = gc.function([x, i], x[i])
