@@ -293,7 +293,7 @@ def random_feeds(function, sizes: dict) -> list:
     """One random array per input: symbolic dims sized by ``sizes`` (by name) or DEFAULT_DIM."""
     rng = np.random.default_rng(0)
     feeds = []
-    for placeholder in function.graph.inputs:
+    for placeholder in function.optimized_graph.inputs:  # None dims that met: one symbol or a size
         symbols = {s for dim in placeholder.shape if not isinstance(dim, int) for s in dim.free_symbols}
         shape = evaluate_shape(placeholder.shape, {s: sizes.get(s.name, DEFAULT_DIM) for s in symbols})
         feeds.append(rng.standard_normal(shape).astype(placeholder.dtype))

@@ -6,7 +6,7 @@ import sympy
 
 from ..graph.node import GraphError, Node, user_location
 from ..graph.shapes import (broadcast_shapes, canonical_dim, dims_equal, evaluate_shape, format_shape,
-                            shapes_equal, size, unify_dims, unifying)
+                            resolve_shape, shapes_equal, size, unify_dims, unifying)
 from .registry import Op, apply
 
 
@@ -132,12 +132,13 @@ def unbroadcast(g, shape) -> Node:
 def _concatenate_infer(inputs, attrs):
     axis = attrs["axis"]
     first = inputs[0]
-    for other in inputs[1:]:
-        if other.ndim != first.ndim or other.dtype != first.dtype or not all(
-                dims_equal(p, q) for a, (p, q) in enumerate(zip(first.shape, other.shape)) if a != axis):
-            raise ValueError(f"operands must agree in dtype and in every axis but {axis}")
+    with unifying():  # the other axes meet: an anonymous dim is unified with the operands' dims there
+        for other in inputs[1:]:
+            if other.ndim != first.ndim or other.dtype != first.dtype or any(
+                    unify_dims(p, q) is None for a, (p, q) in enumerate(zip(first.shape, other.shape)) if a != axis):
+                raise ValueError(f"operands must agree in dtype and in every axis but {axis}")
     total = canonical_dim(sympy.Add(*[sympy.sympify(i.shape[axis]) for i in inputs]))
-    return first.shape[:axis] + (total,) + first.shape[axis + 1:], first.dtype
+    return resolve_shape(first.shape[:axis]) + (total,) + resolve_shape(first.shape[axis + 1:]), first.dtype
 
 
 def _concatenate_vjp(node, g):

@@ -173,8 +173,6 @@ def test_a_function_compiled_before_the_dims_met_keeps_them_apart():
     assert [a.shape for a in before(np.ones(2, np.float32), np.ones(3, np.float32))] == [(2,), (3,)]
 
 
-@pytest.mark.xfail(strict=True, reason="concatenate's shape rule (graphc/ops/shape.py) compares its other axes "
-                                       "with dims_equal; it must unify them (unify_dims) as broadcasting does")
 def test_concatenate_unifies_the_other_axes():
     x = gc.placeholder((None, 3), name="x")
     y = gc.placeholder((None, 2), name="y")
