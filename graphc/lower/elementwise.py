@@ -253,7 +253,7 @@ def _math_handler(name):
     def lower(self, expr):
         if not self.is_float:
             raise NotImplementedError(f"{self._where()}: {name} of {self.dtype}")
-        return getattr(vecmath, name)(self.b, self.number(expr.args[0]))
+        return vecmath.call(self.b, name, self.number(expr.args[0]))
     return lower
 
 

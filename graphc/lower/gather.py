@@ -28,7 +28,7 @@ from llvmlite import ir
 
 from ..graph.shapes import evaluate_dim, evaluate_shape
 from .irutil import (I1, I64, I8, ITEMSIZE, PTR, KernelBuilder, const, constant_like, imin, intrinsic, lanes_for,
-                     loop, size_of, vector_type)
+                     loop, size_of, vector_type, vectors_then_tail)
 
 NO_BAD_INDEX = 2 ** 64 - 1  # a status word's value while every index was in range (umin keeps the smallest)
 
@@ -140,11 +140,7 @@ def _accumulate(kb, dtype, destination, source, count, lanes):
         at = b.add(destination, k)
         total = add(kb.load(kb.out, dtype, at, width), kb.load(kb.inputs[0], dtype, b.add(source, k), width))
         kb.store(total, kb.out, dtype, at)
-    vector_end = b.sub(count, b.urem(count, const(lanes)))
-    with loop(b, const(0), vector_end, lanes, name="vec") as k:
-        step(k.index, lanes)
-    with loop(b, vector_end, count, name="tail") as k:
-        step(k.index, 1)
+    vectors_then_tail(b, count, lanes, step)
 
 
 class IndexStatus:

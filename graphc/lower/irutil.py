@@ -138,6 +138,17 @@ def loop(builder: ir.IRBuilder, start: ir.Value, stop: ir.Value, step=1, name="i
     builder.position_at_end(exit_block)
 
 
+def vectors_then_tail(builder: ir.IRBuilder, count: ir.Value, lanes: int, step, name="vec"):
+    """``step(index, width)`` over [0, count): ``lanes`` elements at a time, then the rest one by one."""
+    vector_end = const(0)
+    if lanes > 1:
+        vector_end = builder.sub(count, builder.urem(count, const(lanes)))
+        with loop(builder, const(0), vector_end, lanes, name=name) as i:
+            step(i.index, lanes)
+    with loop(builder, vector_end, count, name=f"{name}.tail") as i:
+        step(i.index, 1)
+
+
 def unravel(builder: ir.IRBuilder, flat: ir.Value, sizes: list) -> list:
     """The multi-index (last axis fastest) of `flat` over i64 `sizes`."""
     if not sizes:

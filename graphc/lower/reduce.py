@@ -24,7 +24,7 @@ from llvmlite import ir
 
 from .epilogue import apply_updates, update_arguments
 from .irutil import (I32, KernelBuilder, call_intrinsic, const, constant_like, contiguous_strides, dot_offset, imin,
-                     lanes_for, loop, size_of, unravel, vector_type)
+                     lanes_for, loop, size_of, unravel, vector_type, vectors_then_tail)
 
 # Output elements per block in the kept-inner loop nest: the block is the accumulator and stays in L1.
 _BLOCK = 1024
@@ -183,21 +183,16 @@ def _emit_reduce_outer(kb, dtype, kept, reduced, combiner, lanes, work, finish=N
                 if source_offset is not None:
                     current = combiner.combine(b, current, kb.load(kb.inputs[0], dtype, b.add(source_offset, j), w))
                 kb.store(current, kb.out, dtype, out_offset)
-            vector_end = b.sub(count, b.urem(count, const(width)))
-            with loop(b, const(0), vector_end, width, name="vec") as j:
-                step(j.index, width)
-            with loop(b, vector_end, count, name="tail") as j:
-                step(j.index, 1)
+            vectors_then_tail(b, count, width, step)
 
         update(lanes, None)  # the block starts as the identity
         _nested(kb, [size for size, _ in reduced], [stride for _, stride in reduced],
                 lambda offset: update(lanes, b.add(base, offset)))
         if finish is not None:  # the block is complete: its elements are final
-            vector_end = b.sub(count, b.urem(count, const(lanes)))
-            for start, stop, width in ((const(0), vector_end, lanes), (vector_end, count, 1)):
-                with loop(b, start, stop, width, name="finish") as j:
-                    offset = b.add(position, j.index)
-                    finish(offset, kb.load(kb.out, dtype, offset, width), width)
+            def finish_elements(j, width):
+                offset = b.add(position, j)
+                finish(offset, kb.load(kb.out, dtype, offset, width), width)
+            vectors_then_tail(b, count, lanes, finish_elements, name="finish")
         block.step = count
 
 

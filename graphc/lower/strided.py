@@ -18,7 +18,8 @@ from typing import Callable
 import sympy
 from llvmlite import ir
 
-from .irutil import KernelBuilder, const, contiguous_strides, dot_offset, imin, loop, size_of, splat, unravel
+from .irutil import (KernelBuilder, const, contiguous_strides, dot_offset, imin, loop, size_of, splat, unravel,
+                     vectors_then_tail)
 
 
 @dataclass(frozen=True)
@@ -114,10 +115,4 @@ def _emit_segment(kb, operands, strides, bases, count, body, lanes) -> None:
         result = body(b, values, width)
         kb.store(result, output.pointer, output.dtype, b.add(bases[0], b.mul(j, inner_strides[0])))
 
-    vector_end = const(0)
-    if lanes > 1:
-        vector_end = b.sub(count, b.urem(count, const(lanes)))
-        with loop(b, const(0), vector_end, lanes, name="vec") as vec:
-            step(vec.index, lanes)
-    with loop(b, vector_end, count, name="tail") as tail:
-        step(tail.index, 1)
+    vectors_then_tail(b, count, lanes, step)

@@ -52,42 +52,15 @@ COS_POLY = [2.443315711809948e-5, -1.388731625493765e-3, 4.166664568298827e-2]  
 
 
 def exp(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    return _call(builder, "exp", x)
+    return call(builder, "exp", x)
 
 
 def log(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    return _call(builder, "log", x)
+    return call(builder, "log", x)
 
 
-def tanh(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    return _call(builder, "tanh", x)
-
-
-def sigmoid(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    return _call(builder, "sigmoid", x)
-
-
-def softplus(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    return _call(builder, "softplus", x)
-
-
-def log1p(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    return _call(builder, "log1p", x)
-
-
-def expm1(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    return _call(builder, "expm1", x)
-
-
-def sin(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    return _call(builder, "sin", x)
-
-
-def cos(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    return _call(builder, "cos", x)
-
-
-def _call(builder: ir.IRBuilder, name: str, x: ir.Value) -> ir.Value:
+def call(builder: ir.IRBuilder, name: str, x: ir.Value) -> ir.Value:
+    """``name`` (a key of _BODIES: exp, log, tanh, sigmoid, softplus, log1p, expm1, sin, cos) of ``x``."""
     element = x.type.element if isinstance(x.type, ir.VectorType) else x.type
     if isinstance(element, ir.DoubleType) and name in ("exp", "log", "tanh", "sin", "cos"):
         return call_intrinsic(builder, f"llvm.{name}", x)
@@ -194,7 +167,7 @@ def _sigmoid_body(m: _Math, x):
 
 
 def _softplus_body(m: _Math, x):
-    tail = log1p(m.b, exp(m.b, m.b.fneg(call_intrinsic(m.b, "llvm.fabs", x))))
+    tail = call(m.b, "log1p", exp(m.b, m.b.fneg(call_intrinsic(m.b, "llvm.fabs", x))))
     return m.add(call_intrinsic(m.b, "llvm.maximum", x, m.c(0.0)), tail)
 
 

@@ -31,7 +31,7 @@ def compiled(target_name, dtype):
             # Element alignment only: numpy buffers need not be vector-aligned.
             x = builder.load(builder.gep(source, [i.index], source_etype=element), typ=vector_type(dtype, lanes),
                              align=ITEMSIZE[dtype])
-            y = getattr(vecmath, name)(builder, x)
+            y = vecmath.call(builder, name, x)
             builder.store(y, builder.gep(out, [i.index], source_etype=element), align=ITEMSIZE[dtype])
         builder.ret_void()
     return compile_module(module, target), lanes
