@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     dump = commands.add_parser(
         "dump", help="write a graph as a picture, DOT, text, LLVM IR or assembly",
         description="Write one stage of a graph as svg/png/pdf (needs Graphviz's dot), DOT text, a text "
-                    "listing (one node a line, with its role), or per-kernel LLVM IR / assembly (native "
+                    "listing (one node a line, with its role), or the program's LLVM IR / per-kernel assembly (native "
                     "backend only). Stages: forward (what the outputs need), autodiff (+ gradients and "
                     "updates), optimized (after the graph passes), kernels (grouped into kernels).",
         epilog=TARGET_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -222,17 +222,19 @@ class Function:
             if not isinstance(declared, sympy.Symbol):
                 continue
             representative, sites = self._unified.get(declared, (declared, []))
-            where = f"input {placeholder.name} {format_shape(placeholder.shape)}: axis {axis} has size {size}"
+
+            def where():  # the error's start: built only when there is an error (this runs every call)
+                return f"input {placeholder.name} {format_shape(placeholder.shape)}: axis {axis} has size {size}"
             if isinstance(representative, int):
                 if size != representative:
-                    raise ValueError(f"{where}, but it must be {representative}: its dim {declared} (None) met "
+                    raise ValueError(f"{where()}, but it must be {representative}: its dim {declared} (None) met "
                                      f"{representative} at {', '.join(sites)}")
                 continue
             first = classes.setdefault(representative, (size, placeholder.name, axis, declared))
             first_size, first_input, first_axis, first_declared = first
             if size != first_size and (declared in self._unified or first_declared in self._unified):
                 sites = sites + [s for s in self._unified.get(first_declared, (None, []))[1] if s not in sites]
-                raise ValueError(f"{where}, but input {first_input} has size {first_size} on axis {first_axis}; "
+                raise ValueError(f"{where()}, but input {first_input} has size {first_size} on axis {first_axis}; "
                                  f"they must agree: dims {first_declared} and {declared} met at {', '.join(sites)}")
 
     def _check_slices(self, dims):

@@ -8,6 +8,7 @@ the next write in the same directory, and a live writer's never is.
 """
 
 import contextlib
+import errno
 import functools
 import hashlib
 import os
@@ -49,6 +50,8 @@ def atomic_path(path, mode=None, replace=True):
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):  # else the error would name the hidden temporary file, not the user's path
+        raise FileNotFoundError(errno.ENOENT, f"cannot write {path}: there is no directory {directory}", path)
     tmp, fd = _create_temp_file(path, directory, mode)
     try:
         yield tmp

@@ -12,7 +12,6 @@ file's size; for compressed ones, deflate's largest ratio and
 MAX_INFLATED_BYTES), so a crafted file cannot make the reader allocate more.
 """
 
-import errno
 import json
 import math
 import os
@@ -50,10 +49,6 @@ def save_checkpoint(path, arrays, meta):
     except (TypeError, ValueError) as e:
         raise TypeError(f"checkpoint meta is not JSON-serializable: {e}") from e
     arrays[META_KEY] = np.frombuffer(meta_json.encode("utf-8"), dtype=np.uint8)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):  # else the error would name atomic_path's hidden temporary file
-        raise FileNotFoundError(errno.ENOENT, f"cannot save a checkpoint: there is no directory {directory}",
-                                os.fspath(path))
     with atomic_path(path) as tmp:
         _write_npz(tmp, arrays)
 

@@ -196,8 +196,9 @@ class ModelCheckpoint(Callback):
     A checkpoint never holds NaN or infinite weights or optimizer state: a
     NaN/inf monitored value never counts as an improvement, and when the
     owner's state (as fit_loop checks it) holds a non-finite value the save is
-    skipped with a RuntimeWarning (a good earlier file is kept; fit_loop's own
-    check raises at the epoch's end).
+    skipped with a RuntimeWarning (a good earlier file is kept). fit_loop checks
+    before the callbacks run, so this happens only when an earlier callback
+    changed the state after that check.
     """
 
     def __init__(self, filepath, monitor="val_loss", save_best_only=False,

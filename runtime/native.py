@@ -95,13 +95,15 @@ class Executable:
         self._barrier[BARRIER["pid"]] = os.getpid()  # the process whose threads run the program
         self._barrier[BARRIER["spins_before_yield"]] = (
             SPINS_BEFORE_YIELD if self.threads <= available_cores() else SPINS_BEFORE_YIELD_OVERSUBSCRIBED)
+        self._barrier_address = self._barrier.ctypes.data
 
     def run(self, feeds: list, dims: tuple) -> list:
-        if self._caller == threading.get_ident():
+        caller = threading.get_ident()
+        if self._caller == caller:
             raise ProgramError("a graphc function was called again while this thread was inside a call to it "
                                "(from a signal handler?); the call would wait for itself")
         with self._lock:
-            self._caller = threading.get_ident()
+            self._caller = caller
             try:
                 slots, dims_array, outputs = self.bind(feeds, dims)
                 self._call_all(slots.ctypes.data, dims_array.ctypes.data)
@@ -150,15 +152,14 @@ class Executable:
         return cached
 
     def _call_all(self, slots_address: int, dims_address: int):
-        barrier = self._barrier
-        if self.threads == 1:
-            self._entry(slots_address, dims_address, 0, 1, barrier.ctypes.data)
-        else:
-            if self._workers is None:
-                self._workers = _Workers(self._addresses, self.threads, barrier, self._keepalive)
-            # One native call: the helpers start and thread 0 runs; it returns when every thread is done.
-            self._workers.run_step(slots_address, dims_address, barrier)
-        if barrier[BARRIER["failed"]]:
+        if self.threads == 1:  # no barrier wait: nothing can fail
+            self._entry(slots_address, dims_address, 0, 1, self._barrier_address)
+            return
+        if self._workers is None:
+            self._workers = _Workers(self._addresses, self.threads, self._barrier, self._keepalive)
+        # One native call: the helpers start and thread 0 runs; it returns when every thread is done.
+        self._workers.run_step(slots_address, dims_address)
+        if self._barrier[BARRIER["failed"]]:
             self._workers = None  # they are not in this process: nothing to stop
             self._broken = ("a graphc program's helper threads are not in this process (it was forked in a way "
                             "the runtime did not see); the call was abandoned and the variables may hold a "
@@ -208,6 +209,7 @@ class _Workers:
         self._run_step = _RUN_STEP(addresses["run_step"])
         self._control_address = self._control.ctypes.data
         self._call = np.zeros(2, dtype=np.uintp)  # [slot table, dims]
+        self._call_address, self._barrier_address = self._call.ctypes.data, barrier.ctypes.data
         memory = (_WORKER(addresses["worker"]), self._control, self._call, barrier, keepalive)
         self._threads = [threading.Thread(target=_work, args=(tid, threads, memory), daemon=True,
                                           name=f"graphc-{tid}") for tid in range(1, threads)]
@@ -218,9 +220,9 @@ class _Workers:
             self.stop()
             raise
 
-    def run_step(self, slots_address: int, dims_address: int, barrier: np.ndarray):
-        self._run_step(self._control_address, self._call.ctypes.data, slots_address, dims_address,
-                       self.threads, barrier.ctypes.data)
+    def run_step(self, slots_address: int, dims_address: int):
+        self._run_step(self._control_address, self._call_address, slots_address, dims_address, self.threads,
+                       self._barrier_address)
 
     def stop(self):
         self._control[1] = 1

@@ -93,11 +93,11 @@ def _order(dim):
     return (1, 0, dim.name)
 
 
-def unify_dims(a, b, location=None):
+def unify_dims(a, b):
     """The dim ``a`` and ``b`` are when they meet (broadcasting, a matmul's contracted axes, a loss's
     operands), or None when they cannot be the same. Equal dims are the same; an anonymous dim meeting
     any other dim (anonymous, named or a size, not a compound expression) is unified with it, recorded
-    with ``location`` (default: the user's line). Inside ``frozen_dims()`` nothing new is unified."""
+    with the user's line. Inside ``frozen_dims()`` nothing new is unified."""
     a, b = resolve_dim(a), resolve_dim(b)
     if dims_equal(a, b):
         return b if isinstance(b, int) and not isinstance(a, int) else a
@@ -110,9 +110,8 @@ def unify_dims(a, b, location=None):
     if not (isinstance(other, int) or isinstance(other, sympy.Symbol)):
         return None  # an expression such as 2*batch: the anonymous dim is not simply another name for it
     child, parent = (a, b) if _order(a) > _order(b) else (b, a)
-    if location is None:
-        from .node import user_location
-        location = user_location()
+    from .node import user_location
+    location = user_location()
     with _lock:
         _unified[child] = parent
         _unified_at[child] = location

@@ -170,7 +170,8 @@ class Sequential:
         batch) with NonFiniteWeightsError naming the variable; either way the weights and optimizer variables
         are put back to what they were at the start of the failing epoch, the last state whose epoch ended
         finite (unless EarlyStopping(restore_best_weights=True) then restores its best epoch's weights). So
-        they are finite when fit returns or raises, and ModelCheckpoint never saves non-finite ones.
+        they are finite when fit returns or raises (unless a callback itself makes them non-finite after the
+        end-of-epoch check), and ModelCheckpoint never saves non-finite ones.
         """
         self._require_compiled("fit")
         x, y = self._checked_data(x, y)

@@ -13,6 +13,8 @@ output element is stored after reading only the inputs at the same position.
 """
 from __future__ import annotations
 
+import functools
+
 import sympy
 from llvmlite import ir
 
@@ -125,9 +127,9 @@ class ExprLowering:
         numerator, denominator = numerator_and_denominator(expr)
         if not denominator or not self.is_float:
             return self._fold(expr, self.b.fmul, self.b.mul)
-        product = [self._fold(sympy.Mul(*part, evaluate=False), self.b.fmul, self.b.mul) if len(part) > 1
-                   else self.number(part[0]) if part else self.constant(1.0) for part in (numerator, denominator)]
-        return self.b.fdiv(*product)  # x / y as numpy computes it, not x * (1 / y)
+        def product(factors):
+            return functools.reduce(self.b.fmul, [self.number(f) for f in factors] or [self.constant(1.0)])
+        return self.b.fdiv(product(numerator), product(denominator))  # x / y as numpy does it, not x * (1 / y)
 
     def _pow(self, expr):
         base, exponent = expr.args

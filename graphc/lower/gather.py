@@ -160,13 +160,13 @@ class IndexStatus:
                     self._words.append((ctypes.c_uint64.from_address(address), member.node))
 
     def check(self, dims: dict) -> None:
-        errors = []
+        first = None
         for word, node in self._words:
             if word.value != NO_BAD_INDEX:
-                errors.append(_message(node, word.value, dims))
+                first = first or _message(node, word.value, dims)
                 word.value = NO_BAD_INDEX
-        if errors:
-            raise IndexError(errors[0])
+        if first:
+            raise IndexError(first)
 
 
 def _message(node, position, dims) -> str:

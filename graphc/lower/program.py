@@ -78,8 +78,9 @@ class Kernel:
     def nodes(self) -> list:
         return [self.node] + [update.node for update in self.updates]
 
-    def scratch_bytes(self, target, threads: int) -> int:
-        """Bytes of ``scratch`` for ``threads`` threads (each its own GEMM packing space)."""
+    def scratch_bytes(self, target, threads: int):
+        """Bytes of ``scratch`` for ``threads`` threads (each its own GEMM packing space); a sympy expression
+        where the packing depends on a runtime K."""
         return scratch_bytes_per_thread(self.node, target) * threads
 
     @property
@@ -451,7 +452,7 @@ def emit_program(schedule: Schedule, target) -> ir.Module:
                     for b in kernel.arguments]
         builder.call(function, pointers + [dims, tid, nthreads])
         builder.call(barrier, [state, nthreads])  # the last one: when thread 0 returns, the step is done
-        # A barrier that timed out abandons the step in every thread: no kernel runs on partial inputs.
+        # A barrier that failed (its helpers are in another process) abandons the step in every thread.
         following = entry.append_basic_block("next")
         failed = builder.load_atomic(failed_flag, "acquire", 8, typ=I64)
         builder.cbranch(builder.icmp_signed("!=", failed, ir.Constant(I64, 0)), abandon, following)
@@ -464,8 +465,9 @@ def emit_program(schedule: Schedule, target) -> ir.Module:
 
 
 def _emit_worker(module, entry, barrier):
-    """``worker(control, call, tid, nthreads, barrier)``: a helper thread's whole life in native code, and
-    ``start_step(control)``, which the caller runs to announce a step.
+    """``worker(control, call, tid, nthreads, barrier)``: a helper thread's whole life in native code;
+    ``start_step(control)``, which wakes the helpers (to stop them too); and ``run_step``, with which the
+    caller announces a step and runs thread 0's part in one native call.
 
     ``control`` is [step count, stop flag, sleeping helpers]. A helper waits for the step count to change,
     runs ``program`` with the slot table and dims found in ``call[0]``, ``call[1]``, and waits again, until

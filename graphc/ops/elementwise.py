@@ -61,7 +61,8 @@ WHERE = sympy.Piecewise((Y, sympy.Ne(X, 0)), (Z, True))
 FLOAT_RESULT = {"exp", "log", "sqrt", "sigmoid", "tanh", "softplus", "log1p", "expm1", "sin", "cos", "divide"}
 
 
-def _indicator(condition):
+def indicator(condition):
+    """1 where ``condition`` holds, else 0: a comparison as a number in arithmetic."""
     return sympy.Piecewise((1, condition), (0, True))
 
 
@@ -70,10 +71,10 @@ def _indicator(condition):
 # (inclusive) and its bounds get it beyond them. relu'(0) = 0 and abs'(0) = sign(0) = 0 need no entry.
 # docs/optimizer.md lists the conventions.
 DERIVATIVES = {
-    "maximum": [_indicator(sympy.GreaterThan(X, Y)), _indicator(sympy.StrictLessThan(X, Y))],
-    "minimum": [_indicator(sympy.LessThan(X, Y)), _indicator(sympy.StrictGreaterThan(X, Y))],
-    "clip": [_indicator(sympy.And(sympy.GreaterThan(X, Y), sympy.LessThan(X, Z))),
-             _indicator(sympy.StrictLessThan(X, Y)), _indicator(sympy.StrictGreaterThan(X, Z))],
+    "maximum": [indicator(sympy.GreaterThan(X, Y)), indicator(sympy.StrictLessThan(X, Y))],
+    "minimum": [indicator(sympy.LessThan(X, Y)), indicator(sympy.StrictGreaterThan(X, Y))],
+    "clip": [indicator(sympy.And(sympy.GreaterThan(X, Y), sympy.LessThan(X, Z))),
+             indicator(sympy.StrictLessThan(X, Y)), indicator(sympy.StrictGreaterThan(X, Z))],
 }
 
 
@@ -193,13 +194,13 @@ def apply_named(label, body, operands, dtype=None):
         raise GraphError(f"{label}: needs at least one tensor operand, got {operands!r}")
     if dtype is None:
         dtype = _result_dtype(label, operands, [n.dtype for n in nodes])
-    _check_integer_power(label, body, substitutions, dtype)
+    _check_integer_power(label, substitutions, dtype)
     # Unevaluated, so that no scalar is simplified away: x * 0 is NaN at inf, x / 0 is inf, as in numpy.
     body, nodes = _stabilized(unevaluated_xreplace(body, substitutions), nodes, dtype)
     return make(label, body, nodes, dtype)
 
 
-def _check_integer_power(label, body, substitutions, dtype):
+def _check_integer_power(label, substitutions, dtype):
     """numpy refuses integers to negative integer powers; so does graphc, when the graph is built."""
     if label == "power" and not dtypes.is_float(dtype):
         exponent = substitutions.get(arg(1))
@@ -223,12 +224,15 @@ STABILIZE_DEPTH = 3  # producers looked through: log(1 - p) with p = 1/(1 + exp(
 def _stabilized(body, nodes, dtype):
     """``body`` over ``nodes``, with the elementwise producers of ``nodes`` (up to STABILIZE_DEPTH deep)
     composed into it as far as that lets stability rewrites apply; else unchanged."""
-    if not dtypes.is_float(dtype) or not _may_stabilize(_evaluated(body)):
+    if not dtypes.is_float(dtype):
         return body, nodes
-    best, composed, leaves = (body, nodes), body, list(nodes)
+    composed = _evaluated(body)  # the rules read sympy's canonical forms (1 + exp(a), x - 1)
+    if not _may_stabilize(composed):
+        return body, nodes
+    best, leaves = (body, nodes), list(nodes)
     for _ in range(STABILIZE_DEPTH):
         composed, leaves, grew = _compose_producers(composed, leaves, dtype)
-        composed = _evaluated(composed)  # the rules read sympy's canonical forms (1 + exp(a), x - 1)
+        composed = _evaluated(composed)
         stable = _stable(composed)
         if stable != composed:  # a rewrite applied; looking deeper may let another one apply on top
             best, composed = (stable, leaves), stable
@@ -238,7 +242,7 @@ def _stabilized(body, nodes, dtype):
 
 
 def _may_stabilize(body) -> bool:
-    """Whether a rewrite could apply at this body's top: a log, a reciprocal, or a sum with a constant."""
+    """Whether a rewrite could apply anywhere in this body: a log, a reciprocal, or a sum with a constant."""
     return any(isinstance(e, sympy.log) or (isinstance(e, sympy.Pow) and e.exp == -1)
                or (isinstance(e, sympy.Add) and any(t.is_Number for t in e.args))
                for e in sympy.preorder_traversal(body))

@@ -50,7 +50,7 @@ def fold_constants(graph: Graph) -> Graph:
 
 
 def simplify(graph: Graph) -> Graph:
-    """Algebra across nodes; within an elementwise body sympy already removes x*1, x+0 and --x.
+    """Algebra across nodes (within an elementwise body, only what sympy does as gradients are built).
 
     transpose(transpose(x)) => transpose(x) with composed axes (or x)
     reshape(reshape(x)) => reshape(x)

@@ -4,11 +4,10 @@ fuse_elementwise:        e2(e1(x), y) => e(x, y) with e = e2's body with e1's bo
 fuse_matmul_epilogue:    e(matmul(a, b), bias, ...) => fused_matmul(a, b, bias, ...) with e as the epilogue
 """
 import numpy as np
-import sympy
 
 from ..graph import Graph, dtypes
 from ..graph.shapes import broadcast_shapes, shapes_equal
-from ..ops.elementwise import make
+from ..ops.elementwise import indicator, make
 from ..ops.expr import arg, unevaluated_xreplace
 from ..ops.linalg import fused_matmul_op
 from ..ops.registry import apply
@@ -19,7 +18,7 @@ def _body_as_operand(producer, consumer_dtype):
     """The producer's body as a value inside a consumer: a boolean body becomes 1/0 in arithmetic."""
     body = producer.attrs["expr"]
     if producer.dtype == "bool" and consumer_dtype != "bool":
-        return sympy.Piecewise((1, body), (0, True))
+        return indicator(body)
     return body
 
 

@@ -17,7 +17,6 @@ from sympy.printing.str import StrPrinter
 
 from ..ops.expr import arg
 
-_AUTOMATIC_NAME = re.compile(r"^[a-z_]+_\d+$")  # what Node gives an unnamed node: op name and id
 _TRANSPARENT = {"reshape", "broadcast_to", "squeeze", "expand_dims"}
 
 
@@ -121,7 +120,7 @@ def _formula(node, root, formula):
     if name == "constant":
         value = node.attrs["value"]
         return sympy.sympify(value.item()) if value.size == 1 else _symbol(node)
-    if not root and not _AUTOMATIC_NAME.match(node.name):
+    if not root and node.name != f"{node.op.name}_{node.id}":  # not the name Node gives an unnamed node
         return _symbol(node)  # the user's name for an intermediate
     inputs = [formula(i) for i in node.inputs]
     if name == "elementwise":
@@ -159,10 +158,14 @@ def _matrix_operand(printer, expr):
 
 
 def _iverson(printer, expr):
-    """A 0/1 step or indicator written as an Iverson bracket: [h > 0]."""
+    """A 0/1 step or indicator written as an Iverson bracket, [h > 0]; None for another Piecewise."""
     if isinstance(expr, sympy.Heaviside):
-        return f"[{printer._print(expr.args[0])} > 0]"
-    return f"[{printer._print(expr.args[0].cond)}]"
+        inside = f"{printer._print(expr.args[0])} > 0"
+    elif len(expr.args) == 2 and expr.args[0].expr == 1 and expr.args[1].expr == 0:
+        inside = printer._print(expr.args[0].cond)
+    else:
+        return None
+    return f"\\left[{inside}\\right]" if isinstance(printer, LatexPrinter) else f"[{inside}]"
 
 
 def _has_matrices(expr) -> bool:
@@ -186,9 +189,7 @@ class _TextPrinter(StrPrinter):
         return _iverson(self, expr)
 
     def _print_Piecewise(self, expr):
-        if len(expr.args) == 2 and expr.args[0].expr == 1 and expr.args[1].expr == 0:
-            return _iverson(self, expr)
-        return super()._print_Piecewise(expr)
+        return _iverson(self, expr) or super()._print_Piecewise(expr)
 
 
 class _LatexPrinter(LatexPrinter):
@@ -206,9 +207,7 @@ class _LatexPrinter(LatexPrinter):
         return f"{inner}^{{T}}" if expr.args[0].is_Symbol else f"\\left({inner}\\right)^{{T}}"
 
     def _print_Heaviside(self, expr, exp=None):
-        return f"\\left[{self._print(expr.args[0])} > 0\\right]"
+        return _iverson(self, expr)
 
     def _print_Piecewise(self, expr):
-        if len(expr.args) == 2 and expr.args[0].expr == 1 and expr.args[1].expr == 0:
-            return f"\\left[{self._print(expr.args[0].cond)}\\right]"
-        return super()._print_Piecewise(expr)
+        return _iverson(self, expr) or super()._print_Piecewise(expr)

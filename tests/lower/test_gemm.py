@@ -51,8 +51,7 @@ MNIST_RUNTIME_K_SPECS = [
     (GemmSpec("float32", 512, 10, None, trans_a=True), 512, 128),    # h^T @ dy
 ]
 
-# Runtime N (Gram matrices X @ X^T, where N is the batch), as (dtype, M, K, trans_a, trans_b):
-# the fixture builds the specs, so the rest of the module runs where GemmSpec rejects N=None.
+# Runtime N (Gram matrices X @ X^T, where N is the batch), as (dtype, M, K, trans_a, trans_b).
 RUNTIME_N_CASES = (
     [("float32", None, k, ta, tb) for k in (1, 17) for ta, tb in TRANSPOSES]
     + [("float64", None, 8, ta, tb) for ta, tb in TRANSPOSES]

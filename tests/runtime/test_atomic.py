@@ -14,13 +14,6 @@ from runtime.atomic import atomic_path, atomic_write_bytes
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture
-def umask_000():
-    previous = os.umask(0)
-    yield
-    os.umask(previous)
-
-
 def dead_pid():
     """The pid of a child that has exited and been reaped: no process has it (until pids wrap around)."""
     child = subprocess.Popen([sys.executable, "-c", ""])

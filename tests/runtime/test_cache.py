@@ -31,13 +31,6 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "_warned", set(), raising=False)
 
 
-@pytest.fixture
-def umask_000():
-    previous = os.umask(0)
-    yield
-    os.umask(previous)
-
-
 def entry(key):
     return cache.cache_dir() / f"{key}.o"
 
