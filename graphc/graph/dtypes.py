@@ -43,14 +43,14 @@ def can_feed(source, target: str) -> bool:
     return np.can_cast(np.dtype(source), np.dtype(target), casting="same_kind")
 
 
-def feed_problem(array: np.ndarray, target: str) -> str | None:
+def feed_problem(array: np.ndarray, target: str, what: str = "placeholder") -> str | None:
     """Why feeding ``array`` where ``target`` is expected could change a value, or None: casts numpy calls
     safe and integers to floats (in range, at worst rounded, as float arithmetic rounds) pass unlooked at;
     narrowing (int64 -> int32, float64 -> float32) costs one min/max pass, so 2**40 never becomes 0."""
     if (array.dtype == target or np.can_cast(array.dtype, target, casting="safe")
             or (is_float(target) and array.dtype.kind in "iu")):
         return None
-    cannot = f"cannot safely feed {array.dtype} data to a {target} placeholder"
+    cannot = f"cannot safely feed {array.dtype} data to a {target} {what}"
     if not can_feed(array.dtype, target):
         return cannot
     info = np.finfo(target) if is_float(target) else np.iinfo(target)

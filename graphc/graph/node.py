@@ -150,6 +150,9 @@ class Node:
             raise ValueError(f"variable {self.name} has shape {self.shape}, cannot assign shape {array.shape}")
         if not dtypes.can_feed(array.dtype, self.dtype):
             raise ValueError(f"variable {self.name} is {self.dtype}, cannot assign {array.dtype} values")
+        problem = dtypes.feed_problem(array, self.dtype, "variable")  # as for inputs: no value may change
+        if problem:
+            raise ValueError(f"variable {self.name}: {problem}")
         self.storage[...] = array
 
     def _require_variable(self):

@@ -176,11 +176,16 @@ def apply_named(label, body, operands, dtype=None):
     from .source import constant
     nodes, substitutions = [], {}
     tensor_dtypes = _operand_dtypes(operands)
+    if label in DERIVATIVES and tensor_dtypes:
+        # The conventions at kinks are per operand (clip(x, 0., 1.) passes the gradient at 0 and 1): a scalar
+        # stays an operand, a 0-d constant of the result's dtype.
+        dtype = dtype or _result_dtype(label, operands, tensor_dtypes)
+        operands = [constant(np.asarray(o, dtype)) if _is_scalar(o) else o for o in operands]
     for index, operand in enumerate(operands):
         if isinstance(operand, Node):
             substitutions[arg(index)] = arg(len(nodes))
             nodes.append(operand)
-        elif isinstance(operand, (numbers.Number, np.generic)) and np.ndim(operand) == 0:
+        elif _is_scalar(operand):
             substitutions[arg(index)] = sympy.sympify(operand.item() if isinstance(operand, np.generic) else operand)
             if isinstance(operand, bool):
                 substitutions[arg(index)] = sympy.Integer(int(operand))
@@ -302,6 +307,10 @@ def _stable(expr):
         if exponentials:
             return Expm1(exponentials[0].args[0]) + (expr - exponentials[0] + 1)
     return expr
+
+
+def _is_scalar(operand) -> bool:
+    return isinstance(operand, (numbers.Number, np.generic)) and np.ndim(operand) == 0
 
 
 def _result_dtype(label, operands, node_dtypes):

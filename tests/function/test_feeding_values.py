@@ -57,3 +57,12 @@ def test_the_check_reads_the_data_only_when_narrowing():
     assert Unscanned.scans == 0  # same dtype, a cast numpy calls safe, an integer to a float
     assert dtypes.feed_problem(np.zeros(8, np.int64).view(Unscanned), "int32") is None
     assert Unscanned.scans == 2  # one min, one max
+
+
+def test_assigning_a_variable_never_changes_a_value():
+    """Before: an int32 variable set to int64 2**40 stored 0, silently."""
+    counts = gc.variable(np.zeros(2, np.int32), name="counts")
+    with pytest.raises(ValueError, match=r"variable counts: .* the value 1099511627776 at index \[1\]"):
+        counts.value = np.array([1, 2**40], np.int64)
+    counts.value = np.array([1, 2**30], np.int64)  # narrowing that keeps every value is fine
+    assert list(counts.value) == [1, 2**30]

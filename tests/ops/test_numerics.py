@@ -147,3 +147,15 @@ def test_integers_to_negative_integer_powers_are_refused_as_numpy_refuses_them()
     np.testing.assert_array_equal(gc.function([i], i ** 2)(np.array([1, 2, -3], np.int32)), [1, 4, 9])
     np.testing.assert_allclose(gc.function([i], gc.cast(i, "float64") ** -1)(np.array([1, 2, 4], np.int32)),
                                [1, 0.5, 0.25])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_conventions_at_kinks_hold_for_scalar_operands_too(backend):
+    """gc.clip(x, 0., 1.) and gc.maximum(x, 0.) as users write them (before: the scalar went into the body,
+    the node had fewer operands than the rule, and sympy's Heaviside(0) = 0 gave 0 at the bounds and ties)."""
+    points = [-1.0, 0.0, 0.5, 1.0, 2.0]
+    assert list(_grad(lambda v: gc.clip(v, 0.0, 1.0), [points], backend)[0]) == [0, 1, 1, 1, 0]
+    assert list(_grad(lambda v: gc.maximum(v, 0.0), [points], backend)[0]) == [0, 1, 1, 1, 1]
+    assert list(_grad(lambda v: gc.minimum(1.0, v), [points], backend)[0]) == [1, 1, 1, 0, 0]
+    x = gc.placeholder((3,), "int32")
+    assert gc.maximum(x, 0).dtype == "int32" and gc.clip(gc.placeholder((3,), "float32"), 0, 1.5).dtype == "float32"
