@@ -265,3 +265,8 @@ class Function:
     def dump(self) -> str:
         from .graph import dump
         return dump(self.graph.outputs, self.graph.updates)
+
+    def _repr_svg_(self):
+        """Jupyter shows a compiled function as its graph (the autodiff stage), when Graphviz is installed."""
+        from .viz.dot import svg
+        return svg(self)

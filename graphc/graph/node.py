@@ -77,8 +77,23 @@ class Node:
     def ndim(self) -> int:
         return len(self.shape)
 
+    @property
+    def named(self) -> bool:
+        """Whether the user named this node (``name=``, ``h.name = "h"``, or gc.grad's ``dW1`` for the gradient
+        of a named ``W1``) rather than Node naming it ``op_id``."""
+        return self.name != f"{self.op.name}_{self.id}"
+
     def __repr__(self):
         return f"<{self.op.name} {self.name}: {self.dtype}{format_shape(self.shape)}>"
+
+    # Jupyter shows a tensor as the graph computing it (when Graphviz is installed) or as its formula.
+    def _repr_svg_(self):
+        from ..viz.dot import svg
+        return svg(self)
+
+    def _repr_latex_(self):
+        from ..viz.explain import explain
+        return explain(self)._repr_latex_()
 
     def __hash__(self):
         return self.id

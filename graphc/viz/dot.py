@@ -129,6 +129,15 @@ def picture_format(path, format=None) -> str:
     return format
 
 
+def svg(obj, stage: str = "autodiff"):
+    """The SVG picture of ``obj`` at ``stage`` as text, or None without Graphviz's ``dot``: what Jupyter shows
+    for a tensor or a compiled function (``_repr_svg_``; None lets it fall back to the text repr)."""
+    try:
+        return run_dot(to_dot(obj, stage), "svg").decode()
+    except (DumpError, OSError):
+        return None
+
+
 def render(obj, path, stage: str = "autodiff", format=None, heat=None):
     """Draw ``obj`` at ``stage`` into ``path`` as svg, png or pdf (``format``, else ``path``'s suffix)
     with Graphviz's ``dot`` program. Returns ``path``."""

@@ -120,7 +120,7 @@ def _formula(node, root, formula):
     if name == "constant":
         value = node.attrs["value"]
         return sympy.sympify(value.item()) if value.size == 1 else _symbol(node)
-    if not root and node.name != f"{node.op.name}_{node.id}":  # not the name Node gives an unnamed node
+    if not root and node.named:
         return _symbol(node)  # the user's name for an intermediate
     inputs = [formula(i) for i in node.inputs]
     if name == "elementwise":
