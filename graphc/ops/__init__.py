@@ -2,6 +2,7 @@
 from .elementwise import (abs, add, cast, clip, cos, divide, equal, exp, expm1, floor_divide, greater, greater_equal,
                           less, less_equal, log, log1p, maximum, minimum, mod, multiply, negative, not_equal, power,
                           relu, sigmoid, sin, softplus, sqrt, square, stop_gradient, subtract, tanh, where)
+from .conv import conv2d, conv_general
 from .indexing import gather, scatter_add, take
 from .linalg import dot, matmul
 from .nn import (binary_crossentropy, categorical_crossentropy, log_softmax, mean_squared_error, one_hot, softmax,
@@ -21,6 +22,8 @@ __all__ = [
     "clip",
     "concatenate",
     "constant",
+    "conv2d",
+    "conv_general",
     "cos",
     "divide",
     "dot",
