@@ -24,6 +24,12 @@ Design (BLIS-style, specialised for static N and K where they are known):
   that: `gemm_workspace_elems(spec, target, k)` takes the run-time K (an int,
   or the sympy expression a program sizes its scratch with at each call).
   K may be 0 (C = epilogue(0)).
+* An implicit GEMM (spec.packs_a: a convolution, whose op(A) is the im2col
+  matrix) has no A in memory: a `pack_a(builder, row, rows, tile, stride,
+  args)` callable writes rows row..row+rows-1 of op(A) (rows past M may hold
+  anything) into a per-thread tile, row-major with a padded `stride`, right
+  before the micro-kernel runs that tile against every panel of the B block.
+  Threads then always split M, so no row tile is packed twice.
 * Column edges: the last, partial column panel gets its own narrower kernel
   (fewer vectors); its last partial vector reaches the epilogue in
   power-of-two pieces (10 columns of 16 lanes: 8 lanes, then 2).  With a
@@ -102,8 +108,13 @@ _RUNTIME_N_BLOCK_COLS = 1024
 # A runtime K with B stored N x K packs B blocks K deep, so the workspace grows
 # with K: keep them this many columns wide at most (rounded up to whole panels).
 _RUNTIME_K_BLOCK_COLS = 128
+# A packed A tile's row stride is K rounded up to a cache line, plus a line
+# when that is a multiple of 1 KiB (rows would share L1 sets): at most this
+# many elements more than K.
+_PACKED_A_PAD = 2 * _CACHE_LINE // 4
 
 Epilogue = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value, int, dict], None]
+PackA = Callable[[ir.IRBuilder, ir.Value, int, ir.Value, "int | ir.Value", dict], None]
 
 
 @dataclass(frozen=True)
@@ -114,6 +125,7 @@ class GemmSpec:
     K: int | None
     trans_a: bool = False
     trans_b: bool = False
+    packs_a: bool = False  # op(A) exists only through a packer (an implicit GEMM such as a convolution)
 
     def __post_init__(self):
         if self.dtype not in FLOATS:
@@ -158,9 +170,10 @@ def _max_rows_in_place(spec: GemmSpec) -> int:
     power of two (K = 512, 1024 in fp32) many rows fall into the same L1 set
     and evict each other every k.  Allow at most _A_ROWS_PER_L1_SET distinct
     lines of those rows per set.
-    trans_a tiles read consecutive elements, so they are never limited.
+    trans_a tiles read consecutive elements, and packed A tiles have a padded
+    row stride (`_packed_a_stride`), so neither is limited.
     """
-    if spec.trans_a:
+    if spec.trans_a or spec.packs_a:
         return _MAX_TILE_ROWS
     if spec.K is None:
         return _A_ROWS_PER_L1_SET  # unknown stride: one address register per row
@@ -245,16 +258,18 @@ def gemm_workspace_elems(spec: GemmSpec, target: Target, k=None):
     """Scratch elements (of spec.dtype) needed by EACH thread: an int that
     does not depend on N.  With a runtime K: 0 when B is read in place, else
     `k` (the run-time K: an int, or a sympy expression) times the packed
-    block's columns."""
+    block's columns; plus, when A is packed, one row tile of A."""
     blocking = _blocking(spec, target)
+    if spec.K is None and k is None and (spec.packs_b or spec.packs_a):
+        raise ValueError("a runtime K with packed panels needs the run-time K: pass it as k")
+    depth = spec.K if spec.K is not None else k
+    packed_b = depth * blocking.block_cols if spec.packs_b else 0
+    if spec.packs_a:
+        return packed_b + blocking.tile.rows * (depth + _PACKED_A_PAD)
     if spec.K is None:
-        if not spec.packs_b:
-            return 0
-        if k is None:
-            raise ValueError("a runtime K with B stored N x K packs K-deep panels: pass the run-time K as k")
-        return k * blocking.block_cols
+        return packed_b
     # The packed B block, then room for the one packed partial row tile of A.
-    return spec.K * (blocking.block_cols + blocking.tile.rows)
+    return packed_b + spec.K * blocking.tile.rows
 
 
 # ---------------------------------------------------------------------------
@@ -327,7 +342,10 @@ class _ThreadRange:
 
 class _GemmEmitter:
     def __init__(self, function: ir.Function, spec: GemmSpec, target: Target,
-                 epilogue: Epilogue, extra_names: Sequence[str]):
+                 epilogue: Epilogue, extra_names: Sequence[str], pack_a: PackA | None = None):
+        if spec.packs_a != (pack_a is not None):
+            raise ValueError("a GEMM that packs A needs a pack_a callable, and only it")
+        self.pack_a = pack_a
         self.spec = spec
         self.target = target
         self.blocking = _blocking(spec, target)
@@ -415,12 +433,18 @@ class _GemmEmitter:
         workspace_elems = 0  # B read in place: nothing packed
         if self.spec.K is not None:
             workspace_elems = gemm_workspace_elems(self.spec, self.target)
-        elif self.spec.packs_b:  # K deep panels, K known at run time
+        elif self.spec.packs_b and not self.spec.packs_a:  # K deep panels, K known at run time
             workspace_elems = self._mul(self.K, self.blocking.block_cols)
+        elif self.spec.packs_a:  # a packed A tile only: the K deep panels of B are read in place
+            workspace_elems = self._mul(self._add(self.K, _PACKED_A_PAD), self.tile.rows)
         workspace = self._gep(self.args["workspace"], self._mul(tid, workspace_elems))
         packed_b = workspace
-        packed_a = self._gep(workspace, self._scaled(self.blocking.block_cols, self.K))
-        self._emit_blocks(thread, packed_a, packed_b)
+        packed_a = self._gep(workspace, self._scaled(self.blocking.block_cols, self.K)) if self.spec.packs_b \
+            else workspace
+        if self.spec.packs_a:
+            self._emit_packed_a_blocks(thread, packed_a, packed_b)
+        else:
+            self._emit_blocks(thread, packed_a, packed_b)
         self.builder.ret_void()
 
     def _thread_range(self) -> _ThreadRange:
@@ -440,7 +464,8 @@ class _GemmEmitter:
             return b.sdiv(self._mul(which, count), nthreads)
 
         first, last = tid, self._add(tid, 1)
-        by_columns = b.icmp_signed(">=", panels, nthreads)
+        # A packed A tile is packed once per block of columns: threads take rows, so none packs another's.
+        by_columns = ir.Constant(I1, 0) if self.spec.packs_a else b.icmp_signed(">=", panels, nthreads)
         col_begin = self._mul(share(panels, first), tile.cols)
         col_end = imin(b, self._mul(share(panels, last), tile.cols), self.N)
         row_begin = self._mul(share(row_tiles, first), tile.rows)
@@ -470,6 +495,38 @@ class _GemmEmitter:
                 block_rows = imin(b, const(blocking.block_rows), b.sub(thread.row_end, ic))
                 self._emit_pack_partial_a_tile(ic, block_rows, packed_a)
                 self._emit_block_product(jc, block_cols, ic, block_rows, packed_a, packed_b)
+
+    def _emit_packed_a_blocks(self, thread: _ThreadRange, packed_a: ir.Value, packed_b: ir.Value) -> None:
+        """The implicit GEMM: for each B block (packed), for each row tile of the thread's rows: the packer
+        writes op(A)'s rows row..row+tile.rows-1 into `packed_a` (row-major, a padded row stride), then the
+        micro-kernel runs it against every panel of the block."""
+        b = self.builder
+        rows = self.tile.rows
+        stride = self._packed_a_stride()
+        offsets = [self._scaled(r, stride) for r in range(rows)]
+        guard_rows = self.spec.M is None or self.spec.M % rows != 0
+        with loop(b, thread.col_begin, thread.col_end, self.blocking.block_cols, "jc") as column_blocks:
+            jc = column_blocks.index
+            block_cols = imin(b, const(self.blocking.block_cols), b.sub(thread.col_end, jc))
+            if self.spec.packs_b:
+                self._emit_pack_b_block(jc, block_cols, packed_b)
+            with loop(b, thread.row_begin, thread.row_end, rows, "ir") as tiles:
+                row = tiles.index
+                self.pack_a(b, row, rows, packed_a, stride, self.args)
+                a_tile = _ATile(packed_a, offsets, 1, rows_may_exceed_m=guard_rows)
+                self._emit_for_each_panel(block_cols, jc, "jr", lambda jr, col, width: self._emit_micro_kernel(
+                    a_tile, self._b_panel(jr, col, width, packed_b), row, col, width))
+
+    def _packed_a_stride(self) -> int | ir.Value:
+        """K rounded up to a cache line, plus a line where that would be a multiple of 1 KiB."""
+        line = _CACHE_LINE // self.align
+        if self.spec.K is not None:
+            stride = math.ceil(self.spec.K / line) * line
+            return stride + line if (stride * self.align) % 1024 == 0 else stride
+        b = self.builder
+        stride = self._mul(b.udiv(self._add(self.K, line - 1), const(line)), line)
+        aliased = b.icmp_signed("==", b.urem(stride, const(1024 // self.align)), const(0))
+        return b.select(aliased, self._add(stride, line), stride)
 
     # -- packing ------------------------------------------------------------
 
@@ -635,14 +692,15 @@ class _GemmEmitter:
 
     def _emit_block_product(self, jc, block_cols, ic, block_rows, packed_a, packed_b) -> None:
         def row_tiles(jr, col, width):
-            if not self.spec.packs_b:
-                stride = self.spec.N if self.spec.N is not None else self.N
-                panel = _BPanel(self._gep(self.args["B"], col), stride, in_place=True)
-            else:
-                panel = _BPanel(self._gep(packed_b, self._mul(jr, self.K)), width.padded,
-                                in_place=False)
-            self._emit_row_tiles(ic, block_rows, packed_a, panel, col, width)
+            self._emit_row_tiles(ic, block_rows, packed_a, self._b_panel(jr, col, width, packed_b), col, width)
         self._emit_for_each_panel(block_cols, jc, "jr", row_tiles)
+
+    def _b_panel(self, jr, col, width: _PanelWidth, packed_b) -> _BPanel:
+        """Panel jr of the block: its packed copy, or B itself when B is read in place."""
+        if not self.spec.packs_b:
+            stride = self.spec.N if self.spec.N is not None else self.N
+            return _BPanel(self._gep(self.args["B"], col), stride, in_place=True)
+        return _BPanel(self._gep(packed_b, self._mul(jr, self.K)), width.padded, in_place=False)
 
     def _emit_row_tiles(self, ic, block_rows, packed_a, panel, col, width: _PanelWidth) -> None:
         """Run the kernel for every row tile of the block against one B panel:
@@ -825,7 +883,7 @@ class _GemmEmitter:
 
 def emit_gemm(module: ir.Module, name: str, spec: GemmSpec, target: Target,
               epilogue: Epilogue | None = None,
-              extra_args: Sequence[tuple[str, ir.Type]] = ()) -> ir.Function:
+              extra_args: Sequence[tuple[str, ir.Type]] = (), pack_a: PackA | None = None) -> ir.Function:
     """Add `name` computing C = op(A) @ op(B) for `spec` to `module`.
 
     See the module docstring for the signature, threading and epilogue contract.
@@ -839,5 +897,5 @@ def emit_gemm(module: ir.Module, name: str, spec: GemmSpec, target: Target,
         function.args[index].add_attribute("noalias")
     function.args[4].add_attribute("noalias")
     _GemmEmitter(function, spec, target, epilogue or store_to_c,
-                 [arg_name for arg_name, _ in extra_args]).emit()
+                 [arg_name for arg_name, _ in extra_args], pack_a).emit()
     return function

@@ -42,20 +42,28 @@ def emit_matmul(module, name, node, target, dim_index, updates=(), store_product
     with the node's epilogue (if fused) applied per output vector, then ``updates`` (see
     program._fuse_updates_into_producers): (update node, sources) pairs whose pointers are the update's output
     then one per "load" source. ``store_product=False``: the product is never written (C may be null)."""
-    spec = gemm_spec(node)
+    return emit_gemm_kernel(module, name, node, gemm_spec(node), node.shape[-2], _depth(node), target, dim_index,
+                            updates, store_product)
+
+
+def emit_gemm_kernel(module, name, node, spec, rows, depth, target, dim_index, updates=(), store_product=True,
+                     pack_a=None) -> ir.Function:
+    """The kernel function around one GEMM of ``spec`` per matrix of ``node`` (``rows``: M, ``depth``: K, as
+    dims), the node's inputs after its first two being its epilogue's operands. ``pack_a``: see gemm.py (its
+    ``args`` hold ``dims``, the run-time dims pointer)."""
     extras = node.inputs[2:]
     update_args = update_arguments(updates)
     extra_args = [(f"extra{i}", PTR) for i in range(len(extras))] + [(n, PTR) for n in update_args]
     extra_args.append(("dims", PTR))
     epilogue = None
-    if node.op.name == "fused_matmul" or updates or not store_product:
-        epilogue = _Epilogue(node, dim_index, list(updates), store_product)
-    gemm = emit_gemm(module, f"{name}_gemm", spec, target, epilogue, extra_args)
+    if "epilogue" in node.attrs or updates or not store_product:
+        epilogue = GemmEpilogue(node, dim_index, list(updates), store_product)
+    gemm = emit_gemm(module, f"{name}_gemm", spec, target, epilogue, extra_args, pack_a)
     gemm.linkage = "internal"
     kb = KernelBuilder.create(module, name, 2 + len(extras) + len(update_args) + 1, dim_index)
     a, b, *epilogue_pointers, scratch = kb.inputs
-    rows = const(spec.M) if spec.M is not None else kb.dim(node.shape[-2])
-    depth = [] if spec.K is not None else [kb.dim(_depth(node))]
+    rows = const(spec.M) if spec.M is not None else kb.dim(rows)
+    depth = [] if spec.K is not None else [kb.dim(depth)]
     columns = [] if spec.N is not None else [kb.dim(node.shape[-1])]
     thread_args = kb.function.args[-2:]
     with _for_each_matrix(kb, node, [a, b, kb.out]) as (a, b, c):
@@ -68,7 +76,7 @@ def emit_matmul(module, name, node, target, dim_index, updates=(), store_product
 def _for_each_matrix(kb, node, pointers):
     """Yield the operands' and the result's matrix pointers for each matrix of a batched product
     (once, unchanged, for a 2-D one); a broadcast batch axis has stride 0 in its operand."""
-    batch_shape = node.shape[:-2]
+    batch_shape = node.shape[:-2] if node.op.kind == "matmul" else ()
     if not batch_shape:
         yield pointers
         return
@@ -85,7 +93,7 @@ def _for_each_matrix(kb, node, pointers):
 
 
 @dataclass
-class _Epilogue:
+class GemmEpilogue:
     """Called by the GEMM once per output vector C[row, col:col+lanes] after the K sum: the node's own
     epilogue body (fused_matmul), the store of the product (unless nobody reads it), then the updates."""
 
@@ -97,7 +105,7 @@ class _Epilogue:
     def __call__(self, builder, row, col, acc, lanes, args):
         node, scope = self.node, _Scope(builder, args["dims"], self.dim_index)
         product = acc
-        if node.op.name == "fused_matmul":
+        if "epilogue" in node.attrs:
             dtype = compute_dtype(node)
             values = {arg(0): convert(builder, acc, node.dtype, dtype)}
             for index, extra in enumerate(node.inputs[2:]):

@@ -24,8 +24,7 @@ from ..ops.shape import reshape_op
 from runtime.native import BARRIER
 
 from .irutil import I32, I64, ITEMSIZE, PTR
-from .kernels import EMITTERS
-from .matmul import scratch_bytes_per_thread
+from .kernels import EMITTERS, SCRATCH
 from .rows import RowKernel, distinct_buffers, emit_row_kernel, fuse_row_wise
 
 SPINS_BEFORE_SLEEP = 1 << 14  # an idle helper thread spins this long (~0.3 ms) before it sleeps
@@ -81,7 +80,7 @@ class Kernel:
     def scratch_bytes(self, target, threads: int):
         """Bytes of ``scratch`` for ``threads`` threads (each its own GEMM packing space); a sympy expression
         where the packing depends on a runtime K."""
-        return scratch_bytes_per_thread(self.node, target) * threads
+        return SCRATCH[self.node.op.name](self.node, target) * threads
 
     @property
     def label(self) -> str:
@@ -414,7 +413,7 @@ def _add_kernel(schedule, node, out, buffer_of):
     if node.op.name not in EMITTERS:
         raise NotImplementedError(f"the native backend cannot lower {node.op.name} yet ({node.name})")
     kernel = Kernel(f"k{len(schedule.kernels)}_{_label(node)}", node, out, [buffer_of[i.id] for i in node.inputs])
-    if node.op.kind == "matmul":
+    if node.op.name in SCRATCH:
         kernel.scratch = schedule.new_buffer("scratch", node)
     schedule.kernels.append(kernel)
     buffer_of[node.id] = out
