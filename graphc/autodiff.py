@@ -24,17 +24,28 @@ def grad(cost: Node, wrt, unconnected: str = "raise"):
     """d cost / d w for each ``w`` in ``wrt`` (a node or a list of nodes), as graph nodes.
 
     ``unconnected='zero'`` returns zeros for a ``w`` the cost does not depend on
-    instead of raising.
+    instead of raising. The gradient of a tensor the user named is named after it, ``dW1`` for
+    ``W1``, as pictures and ``gc.explain`` show it (a gradient shared by two tensors, as ``logits``
+    and ``h @ W2`` of ``logits = h @ W2 + b2`` share it, keeps the first one's name).
     """
-    if unconnected not in ("raise", "zero"):
-        raise ValueError(f"unconnected must be 'raise' or 'zero', got {unconnected!r}")
     single = isinstance(wrt, Node)
     targets = [wrt] if single else list(wrt)
+    gradients = _gradients(cost, targets, unconnected)
+    for target, gradient in zip(targets, gradients):
+        if target.named and not gradient.named:  # every gradient is a node this call built
+            gradient.name = f"d{target.name}"
+    return gradients[0] if single else gradients
+
+
+def _gradients(cost, targets, unconnected):
+    """grad's gradients, as a list."""
+    if unconnected not in ("raise", "zero"):
+        raise ValueError(f"unconnected must be 'raise' or 'zero', got {unconnected!r}")
     _check_cost(cost)
     order = topo_order([cost])
     depends = _depending_on(order, targets)
     with origin("backward"):
-        return _backward(cost, targets, order, depends, single, unconnected)
+        return _backward(cost, targets, order, depends, unconnected)
 
 
 def jacobian(y: Node, wrt, unconnected: str = "raise"):
@@ -58,9 +69,9 @@ def jacobian(y: Node, wrt, unconnected: str = "raise"):
     if not dtypes.is_float(y.dtype):
         raise GradientError(f"jacobian: y must be a float, got {y.dtype} ({y.name}, at {y.location})")
     if unconnected == "raise":
-        grad(reduce_sum(y), targets)  # raises, saying why, when y does not depend on a target
+        _gradients(reduce_sum(y), targets, unconnected)  # raises, saying why, when y does not depend on a target
     flat = reshape(y, (size(y.shape),))
-    rows = [grad(flat[i], targets, unconnected="zero") for i in range(size(y.shape))]
+    rows = [_gradients(flat[i], targets, unconnected="zero") for i in range(size(y.shape))]
     results = []
     for k, target in enumerate(targets):
         if not rows:
@@ -86,7 +97,7 @@ def hessian(cost: Node, wrt, unconnected: str = "raise"):
     return results[0] if single else results
 
 
-def _backward(cost, targets, order, depends, single, unconnected):
+def _backward(cost, targets, order, depends, unconnected):
     grads: dict[int, Node] = {cost.id: constant(np.ones((), dtype=cost.dtype))}
     blocked = []  # integer-valued nodes that stop the gradient on its way to a target
     for node in reversed(order):
@@ -105,8 +116,7 @@ def _backward(cost, targets, order, depends, single, unconnected):
             previous = grads.get(inp.id)
             grads[inp.id] = contribution if previous is None else add(previous, contribution)
 
-    results = [_result(t, grads, blocked, unconnected) for t in targets]
-    return results[0] if single else results
+    return [_result(t, grads, blocked, unconnected) for t in targets]
 
 
 def _check_cost(cost):

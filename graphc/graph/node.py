@@ -15,6 +15,7 @@ from . import dtypes
 from .shapes import format_shape
 
 _ids = itertools.count()
+_op_names = set()  # of every node built so far: Node's own names are "<one of them>_<id>"
 _GRAPHC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -63,6 +64,7 @@ class Node:
         self.shape = tuple(shape)
         self.dtype = dtypes.as_dtype(dtype)
         self.name = name or f"{op.name}_{self.id}"
+        _op_names.add(op.name)
         self.location = location or user_location()
         self.origin = _current_origin[-1]
 
@@ -79,9 +81,10 @@ class Node:
 
     @property
     def named(self) -> bool:
-        """Whether the user named this node (``name=``, ``h.name = "h"``, or gc.grad's ``dW1`` for the gradient
-        of a named ``W1``) rather than Node naming it ``op_id``."""
-        return self.name != f"{self.op.name}_{self.id}"
+        """Whether the node has a name of the user's (``name=``, ``h.name = "h"``, gc.grad's ``dW1`` for the
+        gradient of a named ``W1``) rather than the ``op_id`` Node gives, which the passes' copies keep."""
+        prefix, _, number = self.name.rpartition("_")
+        return not (number.isdigit() and prefix in _op_names)
 
     def __repr__(self):
         return f"<{self.op.name} {self.name}: {self.dtype}{format_shape(self.shape)}>"

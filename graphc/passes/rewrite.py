@@ -15,6 +15,7 @@ from ..graph.node import origin
 def rebuild(graph: Graph, rule, replaced=None) -> Graph:
     """``replaced`` (optional, filled in as the rebuild goes) maps input-graph node ids to their rewrites."""
     replaced = {} if replaced is None else replaced
+    known = {n.id for n in graph.nodes}  # and the nodes built so far: a rule's new nodes are the others
     for node in graph.nodes:
         inputs = [replaced[i.id] for i in node.inputs]
         if any(new is not old for new, old in zip(inputs, node.inputs)):
@@ -23,7 +24,10 @@ def rebuild(graph: Graph, rule, replaced=None) -> Graph:
             node_now = node
         with origin(node.origin):  # what replaces a backward node is backward too
             replacement = rule(node_now, node) if node.inputs else None
+        if replacement is not None and node.named and not replacement.named and replacement.id not in known:
+            replacement.name = node.name  # the user's name (h, dW1) stays on the value it names
         replaced[node.id] = node_now if replacement is None else replacement
+        known.add(replaced[node.id].id)
     return Graph(list(graph.inputs), [replaced[o.id] for o in graph.outputs],
                  [(var, replaced[new.id]) for var, new in graph.updates])
 

@@ -76,12 +76,15 @@ def graph_to_dot(g, heat: dict) -> str:
 
 
 def _kernel_title(g, name, members, words=3) -> str:
-    """A short cluster title, the kernel's name, op count and first few ops (``k1_rows: 21 ops: matmul,
-    softmax, log_softmax, ...``): the fused formula would make the picture thousands of pixels wide, so
-    it is the tooltip (SVG) and ``gc.explain``'s job."""
-    ops = list(dict.fromkeys(g.nodes[n]["op"] for n in members))
-    shown = ", ".join(ops[:words]) + (", ..." if len(ops) > words else "")
-    return f"{name}: {len(members)} op{'s' if len(members) != 1 else ''}: {shown}" if members else name
+    """A short cluster title: the kernel's name, its op count, and the values it computes that the user named
+    (``k0_matmul_relu: 1 op → h``), else its first few ops (``k5_add: 2 ops: add, sqrt``). The fused formula
+    would make the picture thousands of pixels wide, so it is the tooltip (SVG) and ``gc.explain``'s job."""
+    if not members:
+        return name
+    named = [n for n in members if g.nodes[n]["named"]]
+    shown = named or list(dict.fromkeys(g.nodes[n]["op"] for n in members))
+    listed = ", ".join(shown[:words]) + (", ..." if len(shown) > words else "")
+    return f"{name}: {len(members)} op{'s' if len(members) != 1 else ''}{' →' if named else ':'} {listed}"
 
 
 def _node_line(g, key, outputs, heat) -> str:

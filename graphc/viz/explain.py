@@ -168,8 +168,9 @@ def _iverson(printer, expr):
     return f"\\left[{inside}\\right]" if isinstance(printer, LatexPrinter) else f"[{inside}]"
 
 
-def _has_matrices(expr) -> bool:
-    return any(isinstance(factor, (MatMul, Transpose)) for factor in expr.args)
+def _is_elementwise_product(expr) -> bool:
+    """A product with a matmul, a transpose or a mask ([z > 0]) among its factors, written with ⊙."""
+    return any(isinstance(factor, (MatMul, Transpose, sympy.Heaviside, sympy.Piecewise)) for factor in expr.args)
 
 
 class _TextPrinter(StrPrinter):
@@ -177,7 +178,7 @@ class _TextPrinter(StrPrinter):
         return f"({_matrix_operand(self, expr.args[0])} @ {_matrix_operand(self, expr.args[1])})"
 
     def _print_Mul(self, expr):
-        if _has_matrices(expr):  # an elementwise product of matrices
+        if _is_elementwise_product(expr):
             return " ⊙ ".join(self.parenthesize(f, 40) for f in expr.args)
         return super()._print_Mul(expr)
 
@@ -198,7 +199,7 @@ class _LatexPrinter(LatexPrinter):
         return f"\\left({a} \\, {b}\\right)"
 
     def _print_Mul(self, expr):
-        if _has_matrices(expr):
+        if _is_elementwise_product(expr):
             return " \\odot ".join(self.parenthesize(f, 40) for f in expr.args)
         return super()._print_Mul(expr)
 

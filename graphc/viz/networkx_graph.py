@@ -229,7 +229,7 @@ def to_networkx(obj, stage: str = "autodiff"):
 
 
 def _node_attributes(node, view, kernel_names) -> dict:
-    attributes = dict(op=node.op.display_name(node), name=node.name, shape=format_shape(node.shape),
+    attributes = dict(op=node.op.display_name(node), name=node.name, named=node.named, shape=format_shape(node.shape),
                       dtype=node.dtype, role=view.roles[node.id], kind=node.op.kind,
                       attrs=node.op.describe_attrs(node), location=node.location)
     if view.stage in ("optimized", "kernels"):
