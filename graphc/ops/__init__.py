@@ -7,6 +7,7 @@ from .indexing import gather, scatter_add, take
 from .linalg import dot, matmul
 from .nn import (binary_crossentropy, categorical_crossentropy, log_softmax, mean_squared_error, one_hot, softmax,
                  sparse_categorical_crossentropy)
+from .pool import avg_pool2d, global_avg_pool2d, max_pool2d
 from .reduce import argmax, max, mean, min, sum
 from .shape import broadcast_to, concatenate, expand_dims, getitem, reshape, squeeze, stack, transpose
 from .source import constant, placeholder, variable
@@ -15,6 +16,7 @@ __all__ = [
     "abs",
     "add",
     "argmax",
+    "avg_pool2d",
     "binary_crossentropy",
     "broadcast_to",
     "cast",
@@ -34,6 +36,7 @@ __all__ = [
     "floor_divide",
     "gather",
     "getitem",
+    "global_avg_pool2d",
     "greater",
     "greater_equal",
     "less",
@@ -43,6 +46,7 @@ __all__ = [
     "log_softmax",
     "matmul",
     "max",
+    "max_pool2d",
     "maximum",
     "mean",
     "mean_squared_error",
