@@ -157,6 +157,7 @@ def _tanh_body(m: _Math, x):
     large = call_intrinsic(m.b, "llvm.copysign", large, x)
     square = m.mul(x, x)
     small = m.fma(m.mul(m.polynomial(TANH_POLY, square), square), x, x)
+    small = call_intrinsic(m.b, "llvm.copysign", small, x)  # tanh(-0) = -0, where the fma gives -0 + 0 = +0
     return m.select(m.cmp(">=", z, m.c(0.625)), large, small)
 
 

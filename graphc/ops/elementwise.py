@@ -76,6 +76,17 @@ DERIVATIVES = {
     "clip": [indicator(sympy.And(sympy.GreaterThan(X, Y), sympy.LessThan(X, Z))),
              indicator(sympy.StrictLessThan(X, Y)), indicator(sympy.StrictGreaterThan(X, Z))],
 }
+# Derivatives of two tensors where sympy.diff's form loses the value at special points (OWN is the op's own
+# value, read from its node). docs/optimizer.md lists them.
+#   x / y by y:  -(x / y) / y, as TF and PyTorch; -x / y**2 is NaN at x = 0, y = 1e-20, where y**2 underflows
+#   x ** y by x: y x**(y - 1), and 0 where y = 0 (x**0 is 1 everywhere); y x**y / x is NaN at x = 0
+#   x ** y by y: x**y log(x), and 0 where x <= 0, as TF (0**y is flat in y); NaN at x = NaN
+OWN = sympy.Symbol("own", real=True)
+STABLE_DERIVATIVES = {
+    "divide": [1 / Y, -OWN / Y],
+    "power": [sympy.Piecewise((0, sympy.Eq(Y, 0)), (Y * X**(Y - 1), True)),
+              sympy.Piecewise((0, X <= 0), (OWN * sympy.log(X), True))],
+}
 
 
 def _infer(inputs, attrs):
@@ -97,7 +108,7 @@ def _vjp(node, g):
         if not dtypes.is_float(inp.dtype):
             grads.append(None)  # no gradient flows into integer or boolean operands
             continue
-        conventional = DERIVATIVES.get(node.attrs["label"])
+        conventional = DERIVATIVES.get(node.attrs["label"]) or STABLE_DERIVATIVES.get(node.attrs["label"])
         if conventional is not None and len(conventional) == len(node.inputs):
             derivative = conventional[index]
         else:
@@ -105,7 +116,7 @@ def _vjp(node, g):
             derivative = sympy.diff(expr, arg(index)).replace(sympy.DiracDelta, lambda *_: sympy.Integer(0))
         # Operand %i of the derivative becomes operand %(i+1) of the gradient node; %0 is g.
         shift = {arg(i): arg(i + 1) for i in range(len(node.inputs))}
-        shifted = derivative.xreplace(shift)
+        shifted = derivative.xreplace({**shift, OWN: arg(len(node.inputs) + 1)})
         if not expr.is_Symbol and node.dtype == inp.dtype:
             # The node's own value where the derivative holds its body (exp' = exp, sigmoid' = s (1 - s)):
             # read, not recomputed, and fusion can then cancel it against a 1/s from log's derivative.
