@@ -228,7 +228,10 @@ class Sequential:
             self._set_input_shape(x.shape[1:])
         if x.shape[1:] != self._input_shape:
             hint = ""
-            if math.prod(x.shape[1:]) == math.prod(self._input_shape):
+            if len(self._input_shape) == 3 and x.shape[1:] == (self._input_shape[2], *self._input_shape[:2]):
+                hint = ("; it looks channels-first (NCHW), and graphc's layers take channels-last images: "
+                        "x.transpose(0, 2, 3, 1)")
+            elif math.prod(x.shape[1:]) == math.prod(self._input_shape):
                 hint = f"; reshape it, e.g. x.reshape(({len(x)}, {', '.join(map(str, self._input_shape))}))"
             raise ValueError(f"{self.name} expects inputs of shape {self.input_shape}, got x of shape "
                              f"{x.shape}{hint}")
