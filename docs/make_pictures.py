@@ -13,7 +13,7 @@ DOCS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(DOCS))  # the graphc next to these docs, installed or not
 
 import graphc as gc  # noqa: E402
-from graphc.viz.examples import mnist_mlp  # noqa: E402
+from graphc.viz.examples import mnist_convnet, mnist_mlp  # noqa: E402
 
 
 def dense_relu():
@@ -29,7 +29,8 @@ def main():
     step, layer = mnist_mlp(), dense_relu()
     pictures = [("dense_autodiff.svg", layer, "autodiff"), ("dense_kernels.svg", layer, "kernels"),
                 ("mlp_forward.svg", step, "forward"), ("mlp_autodiff.svg", step, "autodiff"),
-                ("mlp_optimized.svg", step, "optimized"), ("mlp_kernels.svg", step, "kernels")]
+                ("mlp_optimized.svg", step, "optimized"), ("mlp_kernels.svg", step, "kernels"),
+                ("convnet_kernels.svg", mnist_convnet(), "kernels")]
     for filename, function, stage in pictures:
         path = os.path.join(DOCS, "img", filename)
         gc.render(function, path, stage=stage)
