@@ -160,8 +160,10 @@ def make(label, expr, inputs, dtype):
         operands = ", ".join(f"{format_shape(i.shape)} {i.dtype}" for i in inputs)
         raise GraphError(f"{label}: shapes do not broadcast: {error}; operands: {operands} "
                          f"(at {user_location()})") from None
-    if unique and body.is_Symbol and unique[0].dtype == dtype and tuple(unique[0].shape) == tuple(shape):
-        return unique[0]
+    if unique and body.is_Symbol and arg_index(body) is not None:  # where(c, x, x) is x, not c
+        operand = unique[arg_index(body)]
+        if operand.dtype == dtype and tuple(operand.shape) == tuple(shape):
+            return operand
     if not unique:
         # A constant body (d(x+y)/dx = 1 times nothing): broadcast a constant to the operands' shape.
         from .shape import broadcast_to
