@@ -131,11 +131,14 @@ def _formula(node, root, formula):
         return inputs[0]
     if name == "transpose" and node.ndim == 2:
         return Transpose(inputs[0])
-    if node.op.kind == "matmul":
+    if node.op.kind in ("matmul", "conv"):
         a, b = inputs[:2]
-        a = Transpose(a) if node.attrs.get("transpose_a") else a
-        b = Transpose(b) if node.attrs.get("transpose_b") else b
-        product = MatMul(a, b)
+        if node.op.kind == "conv":
+            product = _operator("conv", None)(a, b)
+        else:
+            a = Transpose(a) if node.attrs.get("transpose_a") else a
+            b = Transpose(b) if node.attrs.get("transpose_b") else b
+            product = MatMul(a, b)
         epilogue = node.attrs.get("epilogue")
         return epilogue.xreplace({arg(0): product, **{arg(i): v for i, v in enumerate(inputs[2:], 1)}}) \
             if epilogue is not None else product

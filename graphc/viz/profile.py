@@ -175,10 +175,14 @@ def _format_dims(dims) -> str:
 
 
 def _gflops(node, dims, seconds) -> float | None:
-    """2*M*N*K floating-point operations (times the batch) per second, in billions, for a matmul node (fused or not); None for anything else."""
-    if node is None or node.op.kind != "matmul" or seconds <= 0:
+    """2*M*N*K floating-point operations (times the batch) per second, in billions, for a matmul or a
+    convolution (K: taps times channels) node, fused or not; None for anything else."""
+    if node is None or node.op.kind not in ("matmul", "conv") or seconds <= 0:
         return None
     a = node.inputs[0]
-    contracted = a.shape[-2] if node.attrs["transpose_a"] else a.shape[-1]
+    if node.op.kind == "conv":
+        contracted = node.inputs[1].shape[0] * node.inputs[1].shape[1] * node.inputs[1].shape[2]
+    else:
+        contracted = a.shape[-2] if node.attrs["transpose_a"] else a.shape[-1]
     (k,) = evaluate_shape((contracted,), dims)
     return 2 * int(np.prod(evaluate_shape(node.shape, dims))) * k / seconds / 1e9

@@ -215,3 +215,22 @@ def test_wrong_spatial_size_at_call_names_the_input():
     f = gc.function([x], gc.conv2d(x, gc.constant(np.ones((3, 3, 1, 2), np.float32))))
     with pytest.raises(ValueError, match="images"):
         f(np.zeros((2, 27, 28, 1), np.float32))
+
+
+# ---- explain and profile -----------------------------------------------------------------------
+def test_explain_shows_the_convolution_and_its_fused_epilogue():
+    x = gc.placeholder((None, 8, 8, 3), "float32", name="x")
+    w = gc.variable(np.ones((3, 3, 3, 4), np.float32), name="w")
+    b = gc.variable(np.zeros(4, np.float32), name="b")
+    h = gc.relu(gc.conv2d(x, w) + b)
+    assert str(gc.explain(h)) == "Max(0, b + conv(x, w))"
+    fused = gc.function([x], h).optimized_graph.outputs[0]
+    assert fused.op.name == "fused_conv" and str(gc.explain(fused)) == "Max(0, b + conv(x, w))"
+
+
+def test_profile_counts_a_convolutions_flops():
+    from graphc.viz.profile import profile
+    x = gc.placeholder((None, 8, 8, 3), "float32")
+    f = gc.function([x], gc.conv2d(x, gc.constant(np.ones((3, 3, 3, 4), np.float32))))
+    (row,) = profile(f, [np.ones((2, 8, 8, 3), np.float32)], repeats=2).rows
+    assert row.gflops == pytest.approx(2 * 2 * 6 * 6 * 4 * 27 / row.seconds / 1e9)
