@@ -16,8 +16,8 @@ It runs itself in the peers' venv (bench/peers.py, created on first use), on ``-
 
 Contenders take turns in every round; a round's sample is the mean time of enough calls to fill
 ``--sample-seconds``, and the table gives the median over rounds. conv1's data gradient is there for the
-table's sake: the training step needs none. ``--quick`` is a smoke test (about a minute once the venv
-exists), not a measurement.
+table's sake: the training step needs none. ``--quick`` is a smoke test (20-30 s once the venv exists),
+not a measurement.
 """
 import argparse
 import ctypes
