@@ -93,8 +93,8 @@ def unevaluated_xreplace(expr, substitutions):
     """``expr.xreplace(substitutions)`` without sympy's automatic simplification of the result:
     substituting must not change what numpy computes (2 * (x + 1) distributed to 2x + 2 rounds
     differently, x / x would become 1, x * 0 would become 0, x == x would become True, which is False at
-    NaN). Only sums, products, powers and comparisons are rebuilt unevaluated: they are what simplifies
-    itself."""
+    NaN, exp(log(x)) would become x, which is not NaN for x < 0). Sums, products, powers, comparisons and
+    function applications are rebuilt unevaluated: they are what simplifies itself."""
     if expr in substitutions:
         return substitutions[expr]
     if not expr.args:
@@ -102,7 +102,8 @@ def unevaluated_xreplace(expr, substitutions):
     args = tuple(unevaluated_xreplace(a, substitutions) for a in expr.args)
     if args == expr.args:
         return expr
-    if isinstance(expr, (sympy.Add, sympy.Mul, sympy.Pow, sympy.core.relational.Relational)):
+    if isinstance(expr, (sympy.Add, sympy.Mul, sympy.Pow, sympy.core.relational.Relational, sympy.Function,
+                         sympy.Max, sympy.Min)):
         return expr.func(*args, evaluate=False)
     return expr.func(*args)
 

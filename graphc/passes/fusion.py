@@ -49,7 +49,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
         for index, (producer, producer_original) in enumerate(zip(node.inputs, original.inputs)):
             if _fusable_producer(producer, node, counts[producer_original.id]):
                 shift = {arg(i): arg(len(operands) + i) for i in range(len(producer.inputs))}
-                substitutions[arg(index)] = _body_as_operand(producer, node.dtype).xreplace(shift)
+                substitutions[arg(index)] = unevaluated_xreplace(_body_as_operand(producer, node.dtype), shift)
                 operands.extend(producer.inputs)
                 fused_any = True
             else:

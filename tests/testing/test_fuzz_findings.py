@@ -32,3 +32,25 @@ def test_where_of_one_tensor_twice_is_that_tensor_and_has_its_gradient(backend, 
                                  optimize=optimize)(c_value, x_value)
     np.testing.assert_array_equal(result, np.where(c_value, x_value, x_value))
     np.testing.assert_array_equal(x_grad, [2.0, 2.0, 2.0])
+
+
+@pytest.mark.parametrize("backend", ["reference", "llvm"])
+def test_fusion_substitutes_a_producer_without_simplifying_the_composition(backend):
+    """Fusion let sympy simplify what it put together: exp(log(x)) and expm1(log(x)) became x and x - 1 (not NaN
+    for x < 0), (x / x) * 2 became 2 (not NaN at 0), and clip(x / 0, 1, 2) and (x / x) % 2 did not compile."""
+    x = gc.placeholder((3,), "float32")
+    outputs = [gc.exp(gc.log(x)), gc.expm1(gc.log(x)), (x / x) * 2.0, gc.clip(x / 0.0, 1.0, 2.0), (x / x) % 2.0]
+    values = np.array([-1.0, 0.0, 2.0], np.float32)
+    unoptimized = gc.function([x], outputs, backend=backend, optimize=0)(values)
+    for result, expected in zip(gc.function([x], outputs, backend=backend, optimize=2)(values), unoptimized):
+        np.testing.assert_array_equal(result, expected)
+    assert np.isnan(unoptimized[0][0]) and np.isnan(unoptimized[1][0]) and np.isnan(unoptimized[2][1])
+
+
+def test_fusion_keeps_the_order_of_a_sum_of_gradient_contributions():
+    """The contributions gc.grad adds up were reassociated when fused, one ulp away from the unfused sum."""
+    x = gc.placeholder((2, 2, 3), "float64")
+    cost = gc.sum(gc.concatenate([x, x], axis=2)) + gc.sum(x[[-1, 0, -1, 1, -2]]) + gc.mean(gc.maximum(x, 0.0))
+    value = np.random.default_rng(0).uniform(-2, 2, (2, 2, 3))
+    grads = [gc.function([x], gc.grad(cost, x), backend="reference", optimize=optimize)(value) for optimize in (0, 2)]
+    np.testing.assert_array_equal(grads[1], grads[0])
