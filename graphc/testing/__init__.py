@@ -1,10 +1,11 @@
 """Test utilities, like ``numpy.testing``: close-enough comparison that explains itself, finite
-differences, and a gradient checker that any backend can reuse (``check_grad(..., backend='llvm')``)."""
+differences, and a gradient checker that any backend can reuse (``check_grad(..., backend='llvm')``).
+``graphc.testing.fuzz`` is the differential fuzzer (``python -m graphc.testing.fuzz --minutes N``)."""
 import numpy as np
 
-from . import function, grad, placeholder, variable
-from .graph.shapes import is_static
-from .ops import constant, multiply, sum as reduce_sum
+from .. import function, grad, placeholder, variable
+from ..graph.shapes import is_static
+from ..ops import constant, multiply, sum as reduce_sum
 
 
 def assert_close(actual, expected, rtol=1e-7, atol=0.0, name="value"):
