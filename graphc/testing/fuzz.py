@@ -442,11 +442,9 @@ def _squeeze(g, op):
 def _matmul(g, op):
     a = g.pick("f", ndim=1)
     value = g.values[a]
-    if value.size == 0:  # Excluded until fixed: the llvm backend refuses a GEMM of static K = 0 or N = 0 (its
-        raise _Skip      # gradient, here) with "invalid GEMM shape" (GemmSpec in graphc/lower/gemm.py).
     k = value.shape[-1]
     shape = (k,) if g.rng.random() < 0.2 else value.shape[:-2][g.rng.integers(value.ndim):] + (k, g.choice(SIZES))
-    b = g.operand(lambda v: v.dtype == value.dtype and v.size and _matmul_fits(value.shape, v.shape),
+    b = g.operand(lambda v: v.dtype == value.dtype and _matmul_fits(value.shape, v.shape),
                   shape, value.dtype.name)
     return (f"({a} @ {b})" if g.rng.random() < 0.5 else f"gc.matmul({a}, {b})"), [a, b]
 
@@ -743,7 +741,8 @@ def main(argv=None) -> int:
     parser.add_argument("--programs", type=int, help="stop after this many programs")
     args = parser.parse_args(argv)
     first = args.seed if args.seed is not None else int(np.random.default_rng().integers(2**31))
-    print(f"fuzzing graphc for {args.minutes:g} minutes from seed {first}", flush=True)
+    limit = f"{args.minutes:g} minutes" + (f" or {args.programs} programs" if args.programs else "")
+    print(f"fuzzing graphc for {limit} from seed {first}", flush=True)
     ops, counts, programs, failures = Counter(), Counter(), 0, 0
     deadline = time.monotonic() + 60 * args.minutes
     with _temporary_object_cache():

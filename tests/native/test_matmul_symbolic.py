@@ -172,3 +172,16 @@ def test_gradients_of_products_with_symbolic_columns(target, threads):
         expected = [2 * product @ wb.T, 2 * wa.T @ product, mask @ wy, mask.T @ wx]
         for got, want in zip(f(*arrays), expected):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [((0, 3), (3, 2)), ((2, 0), (0, 2)), ((2, 3), (3, 0))])
+def test_empty_products_and_their_gradients(a_shape, b_shape):
+    """A static 0 as M, K or N (found by the fuzzer: K = 0 or N = 0 was refused as an invalid GEMM shape):
+    the product is empty or epilogue(0), as numpy's."""
+    a, b = gc.placeholder(a_shape, "float32"), gc.placeholder(b_shape, "float32")
+    outputs = [a @ b, gc.relu(a @ b + 1.0), *gc.grad(gc.sum(a @ b), [a, b])]
+    values = [np.ones(a_shape, np.float32), np.ones(b_shape, np.float32)]
+    expected = gc.function([a, b], outputs, backend="reference")(*values)
+    for got, want in zip(gc.function([a, b], outputs)(*values), expected):
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
