@@ -79,6 +79,6 @@ def test_command_line_runs_programs_and_prints_counts():
                            "--programs", "3"], capture_output=True, text=True, timeout=600,
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.startswith("fuzzing graphc for 5 minutes from seed 7")
+    assert done.stdout.startswith("fuzzing graphc for 5 minutes or 3 programs from seed 7")
     assert "programs 3, gradient checks " in done.stdout and "mismatches 0" in done.stdout
     assert "ops covered " in done.stdout
