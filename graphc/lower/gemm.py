@@ -30,6 +30,13 @@ Design (BLIS-style, specialised for static N and K where they are known):
   anything) into a per-thread tile, row-major with a padded `stride`, right
   before the micro-kernel runs that tile against every panel of the B block.
   Threads then always split M, so no row tile is packed twice.
+* Row groups (spec.row_group, for an epilogue that scatters each row's
+  result into a region of its group, as a convolution's data gradient does
+  into its image): threads and row blocks take whole groups, tiles may run
+  past a block's end (those rows are left to the next block), and a
+  `prologue(builder, row_begin, row_end, args)` runs once per thread before
+  its rows (to clear what the epilogue accumulates into).  Each group's rows
+  are then visited in the same order for any thread count.
 * Column edges: the last, partial column panel gets its own narrower kernel
   (fewer vectors); its last partial vector reaches the epilogue in
   power-of-two pieces (10 columns of 16 lanes: 8 lanes, then 2).  With a
@@ -115,6 +122,7 @@ _PACKED_A_PAD = 2 * _CACHE_LINE // 4
 
 Epilogue = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value, int, dict], None]
 PackA = Callable[[ir.IRBuilder, ir.Value, int, ir.Value, "int | ir.Value", dict], None]
+Prologue = Callable[[ir.IRBuilder, ir.Value, ir.Value, dict], None]
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,7 @@ class GemmSpec:
     trans_a: bool = False
     trans_b: bool = False
     packs_a: bool = False  # op(A) exists only through a packer (an implicit GEMM such as a convolution)
+    row_group: int = 0  # threads and row blocks take whole groups of this many rows (M is a multiple of it)
 
     def __post_init__(self):
         if self.dtype not in FLOATS:
@@ -243,7 +252,7 @@ def _round_down(value: int, multiple: int) -> int:
 def _blocking(spec: GemmSpec, target: Target) -> _Blocking:
     tile = choose_micro_tile(spec, target)
     k_bytes = (spec.K if spec.K is not None else _TYPICAL_K) * ITEMSIZE[spec.dtype]
-    block_rows = _round_down(_A_BLOCK_BYTES // k_bytes, tile.rows)
+    block_rows = _round_down(_A_BLOCK_BYTES // k_bytes, spec.row_group or tile.rows)
     n = spec.N if spec.N is not None else _RUNTIME_N_BLOCK_COLS
     padded_n = math.ceil(n / tile.cols) * tile.cols
     if not spec.packs_b:  # B is read in place: no packed block to size
@@ -342,10 +351,12 @@ class _ThreadRange:
 
 class _GemmEmitter:
     def __init__(self, function: ir.Function, spec: GemmSpec, target: Target,
-                 epilogue: Epilogue, extra_names: Sequence[str], pack_a: PackA | None = None):
+                 epilogue: Epilogue, extra_names: Sequence[str], pack_a: PackA | None = None,
+                 prologue: Prologue | None = None):
         if spec.packs_a != (pack_a is not None):
             raise ValueError("a GEMM that packs A needs a pack_a callable, and only it")
         self.pack_a = pack_a
+        self.prologue = prologue
         self.spec = spec
         self.target = target
         self.blocking = _blocking(spec, target)
@@ -364,6 +375,7 @@ class _GemmEmitter:
         self.K = self.args["K"] if spec.K is None else const(spec.K)
         self.N = self.args["N"] if spec.N is None else const(spec.N)
         self.args["M"], self.args["K"], self.args["N"] = self.M, self.K, self.N
+        self.row_limit = self.M  # rows at or past it are not stored (with row groups: the row block's end)
 
     # -- small IR utilities -------------------------------------------------
 
@@ -429,6 +441,8 @@ class _GemmEmitter:
 
     def emit(self) -> None:
         thread = self._thread_range()
+        if self.prologue is not None:
+            self.prologue(self.builder, thread.row_begin, thread.row_end, self.args)
         tid = self.builder.sext(self.args["tid"], I64)
         workspace_elems = 0  # B read in place: nothing packed
         if self.spec.K is not None:
@@ -458,18 +472,21 @@ class _GemmEmitter:
             panels = const(math.ceil(self.spec.N / tile.cols))
         else:
             panels = b.udiv(self._add(self.N, tile.cols - 1), const(tile.cols))
-        row_tiles = b.udiv(self._add(self.M, tile.rows - 1), const(tile.rows))
+        row_unit = self.spec.row_group or tile.rows
+        row_tiles = b.udiv(self._add(self.M, row_unit - 1), const(row_unit))
 
         def share(count: ir.Value, which: ir.Value) -> ir.Value:
             return b.sdiv(self._mul(which, count), nthreads)
 
         first, last = tid, self._add(tid, 1)
         # A packed A tile is packed once per block of columns: threads take rows, so none packs another's.
-        by_columns = ir.Constant(I1, 0) if self.spec.packs_a else b.icmp_signed(">=", panels, nthreads)
+        # Row groups (a scatter epilogue's images) are never split either.
+        by_columns = ir.Constant(I1, 0) if self.spec.packs_a or self.spec.row_group \
+            else b.icmp_signed(">=", panels, nthreads)
         col_begin = self._mul(share(panels, first), tile.cols)
         col_end = imin(b, self._mul(share(panels, last), tile.cols), self.N)
-        row_begin = self._mul(share(row_tiles, first), tile.rows)
-        row_end = imin(b, self._mul(share(row_tiles, last), tile.rows), self.M)
+        row_begin = self._mul(share(row_tiles, first), row_unit)
+        row_end = imin(b, self._mul(share(row_tiles, last), row_unit), self.M)
         zero = const(0)
         return _ThreadRange(
             row_begin=b.select(by_columns, zero, row_begin),
@@ -493,6 +510,8 @@ class _GemmEmitter:
             with loop(b, thread.row_begin, thread.row_end, blocking.block_rows, "ic") as row_blocks:
                 ic = row_blocks.index
                 block_rows = imin(b, const(blocking.block_rows), b.sub(thread.row_end, ic))
+                if self.spec.row_group:  # tiles run past the block's end: only its own rows are finished
+                    self.row_limit = b.add(ic, block_rows)
                 self._emit_pack_partial_a_tile(ic, block_rows, packed_a)
                 self._emit_block_product(jc, block_cols, ic, block_rows, packed_a, packed_b)
 
@@ -642,18 +661,23 @@ class _GemmEmitter:
                 value = b.select(valid, self._load_scalar(self._gep(self.args["B"], offset)), zero)
             b.store(value, self._gep(dst_row, const(j)), align=self.align)
 
-    def _partial_tile_row(self) -> ir.Value:
-        """First row of the last, partial row tile (== M if there is none)."""
+    def _tiles_all_full(self) -> bool:
+        """Whether every row tile is known to lie inside M (a static M of whole tiles, counted from row 0)."""
+        return self.spec.M is not None and self.spec.M % self.tile.rows == 0 and not self.spec.row_group
+
+    def _partial_tile_row(self, ic: ir.Value) -> ir.Value:
+        """First row of the last, partial row tile of tiles counted from row `ic` (== M if there is none)."""
+        b = self.builder
         rows = const(self.tile.rows)
-        return self.builder.mul(self.builder.udiv(self.M, rows), rows)
+        return b.add(ic, b.mul(b.udiv(b.sub(self.M, ic), rows), rows))
 
     def _emit_pack_partial_a_tile(self, ic: ir.Value, block_rows: ir.Value,
                                   packed_a: ir.Value) -> None:
         """Pack the partial last row tile of A, if it lies in this block."""
         b = self.builder
-        if self.spec.K is None or (self.spec.M is not None and self.spec.M % self.tile.rows == 0):
+        if self.spec.K is None or self._tiles_all_full():
             return  # no partial tile, or it is read in place with clamped rows
-        partial_row = self._partial_tile_row()
+        partial_row = self._partial_tile_row(ic)
         in_block = b.and_(
             b.icmp_signed("<", partial_row, self.M),
             b.and_(b.icmp_signed(">=", partial_row, ic),
@@ -711,7 +735,7 @@ class _GemmEmitter:
         with loop(b, const(0), block_rows, rows, "ir") as tiles:
             ir_ = tiles.index
             row = b.add(ic, ir_)
-            if self.spec.M is not None and self.spec.M % rows == 0:
+            if self._tiles_all_full():
                 self._emit_micro_kernel(self._a_in_place(row), panel, row, col, width)
             elif self.spec.M is not None and self.spec.M < rows:
                 self._emit_micro_kernel(self._a_partial(row, packed_a), panel, row, col, width)
@@ -816,8 +840,8 @@ class _GemmEmitter:
         def for_each_row(body: Callable[[int, ir.Value], None]) -> None:
             for r in range(len(sums)):
                 row_r = self._add(row, r)
-                if guard_rows:
-                    with b.if_then(b.icmp_signed("<", row_r, self.M)):
+                if guard_rows or self.spec.row_group:
+                    with b.if_then(b.icmp_signed("<", row_r, self.row_limit)):
                         body(r, row_r)
                 else:
                     body(r, row_r)
@@ -883,7 +907,8 @@ class _GemmEmitter:
 
 def emit_gemm(module: ir.Module, name: str, spec: GemmSpec, target: Target,
               epilogue: Epilogue | None = None,
-              extra_args: Sequence[tuple[str, ir.Type]] = (), pack_a: PackA | None = None) -> ir.Function:
+              extra_args: Sequence[tuple[str, ir.Type]] = (), pack_a: PackA | None = None,
+              prologue: Prologue | None = None) -> ir.Function:
     """Add `name` computing C = op(A) @ op(B) for `spec` to `module`.
 
     See the module docstring for the signature, threading and epilogue contract.
@@ -897,5 +922,5 @@ def emit_gemm(module: ir.Module, name: str, spec: GemmSpec, target: Target,
         function.args[index].add_attribute("noalias")
     function.args[4].add_attribute("noalias")
     _GemmEmitter(function, spec, target, epilogue or store_to_c,
-                 [arg_name for arg_name, _ in extra_args], pack_a).emit()
+                 [arg_name for arg_name, _ in extra_args], pack_a, prologue).emit()
     return function

@@ -5,7 +5,7 @@ adding `void name(T_out* out, T_in0* in0, ..., i64* dims, i32 tid, i32 nthreads)
 to `module` (GEMM kernels, those in SCRATCH, take one more pointer before `dims`: their packing scratch);
 see irutil.py for the calling convention.
 """
-from .conv import conv_scratch_bytes_per_thread, emit_conv
+from .conv import conv_scratch_bytes_per_thread, conv_transpose_scratch_bytes_per_thread, emit_conv, emit_conv_transpose
 from .elementwise import emit_elementwise
 from .gather import emit_scatter_add, emit_take
 from .matmul import emit_matmul, scratch_bytes_per_thread
@@ -20,6 +20,7 @@ EMITTERS = {
     "fused_matmul": emit_matmul,
     "conv": emit_conv,
     "fused_conv": emit_conv,
+    "conv_transpose": emit_conv_transpose,
     "reduce_sum": emit_reduce,
     "reduce_max": emit_reduce,
     "reduce_min": emit_reduce,
@@ -48,4 +49,5 @@ SCRATCH = {
     "fused_matmul": scratch_bytes_per_thread,
     "conv": conv_scratch_bytes_per_thread,
     "fused_conv": conv_scratch_bytes_per_thread,
+    "conv_transpose": conv_transpose_scratch_bytes_per_thread,
 }

@@ -106,27 +106,45 @@ def _conv_reference(node, arrays, dims):
 def _conv_vjp(node, g):
     x, w = node.inputs
     a = node.attrs
-    taps = w.shape[:2]
-    # Data gradient: g dilated by the stride, flipped filters (in and out channels swapped), stride lhs_dilation.
+    if a["lhs_dilation"] == (1, 1):
+        dx = apply(conv_transpose_op, [g, w], {**_forward_attrs(a), "input_size": tuple(x.shape[1:3])})
+    else:
+        dx = _data_gradient_as_conv(node, g)
+    return [dx, _filter_gradient(x, g, a, w.shape[:2])]
+
+
+def _data_gradient_as_conv(node, g):
+    """g dilated by the stride, convolved with the flipped filters (in and out channels swapped) at a
+    stride of the forward's lhs_dilation."""
+    x, w = node.inputs
+    a, taps = node.attrs, w.shape[:2]
     flipped = transpose(getitem(w, (slice(None, None, -1), slice(None, None, -1))), (0, 1, 3, 2))
-    data_padding = []
+    padding = []
     for axis in range(_SPATIAL):
         before = (taps[axis] - 1) * a["rhs_dilation"][axis] - a["padding"][axis][0]
         reach = (x.shape[1 + axis] - 1) * a["lhs_dilation"][axis] + (taps[axis] - 1) * a["rhs_dilation"][axis] + 1
         after = canonical_dim(reach - _dilated(node.shape[1 + axis], a["strides"][axis]) - before)
-        data_padding.append((before, after))
-    dx = conv_general(g, flipped, strides=a["lhs_dilation"], padding=data_padding, lhs_dilation=a["strides"],
-                      rhs_dilation=a["rhs_dilation"])
-    # Filter gradient: batch and channels swapped; g is the filter, the forward's stride its dilation.
-    filter_padding = []
+        padding.append((before, after))
+    return conv_general(g, flipped, strides=a["lhs_dilation"], padding=padding, lhs_dilation=a["strides"],
+                        rhs_dilation=a["rhs_dilation"])
+
+
+def _filter_gradient(x, g, a, taps):
+    """dw of conv(x, w) with attrs ``a`` for the output gradient g: batch and channels swapped, g is the
+    filter and the forward's stride its dilation; the (KH, KW) window comes out, then HWIO."""
+    padding = []
     for axis in range(_SPATIAL):
         before = a["padding"][axis][0]
-        reach = (taps[axis] - 1) * a["rhs_dilation"][axis] + _dilated(node.shape[1 + axis], a["strides"][axis])
+        reach = (taps[axis] - 1) * a["rhs_dilation"][axis] + _dilated(g.shape[1 + axis], a["strides"][axis])
         after = canonical_dim(reach - _dilated(x.shape[1 + axis], a["lhs_dilation"][axis]) - before)
-        filter_padding.append((before, after))
+        padding.append((before, after))
     dw = conv_general(transpose(x, (3, 1, 2, 0)), transpose(g, (1, 2, 0, 3)), strides=a["rhs_dilation"],
-                      padding=filter_padding, lhs_dilation=a["lhs_dilation"], rhs_dilation=a["strides"])
-    return [dx, transpose(dw, (1, 2, 0, 3))]
+                      padding=padding, lhs_dilation=a["lhs_dilation"], rhs_dilation=a["strides"])
+    return transpose(dw, (1, 2, 0, 3))
+
+
+def _forward_attrs(a):
+    return {"strides": a["strides"], "padding": a["padding"], "rhs_dilation": a["rhs_dilation"]}
 
 
 conv_op = Op("conv", _conv_infer, _conv_reference, _conv_vjp, kind="conv")
@@ -138,6 +156,53 @@ def conv_general(x, w, strides=(1, 1), padding=((0, 0), (0, 0)), lhs_dilation=(1
     attrs = {"strides": tuple(strides), "padding": tuple(tuple(p) for p in padding),
              "lhs_dilation": tuple(lhs_dilation), "rhs_dilation": tuple(rhs_dilation)}
     return apply(conv_op, [x, w], attrs)
+
+
+# ---- the data gradient of a convolution: its transpose --------------------------------------------
+def _transpose_infer(inputs, attrs):
+    g, w = inputs
+    if g.ndim != 4 or w.ndim != 4 or g.dtype != w.dtype:
+        raise ValueError("needs a 4-D output gradient and 4-D filters of one dtype")
+    with unifying():
+        if unify_dims(g.shape[3], w.shape[3]) is None:
+            raise ValueError(f"the gradient has {describe_dim(g.shape[3])} channels, the filters "
+                             f"{describe_dim(w.shape[3])} outputs")
+    return (resolve_dim(g.shape[0]), *attrs["input_size"], resolve_dim(w.shape[2])), g.dtype
+
+
+def conv_transpose_reference(g, w, strides, padding, rhs_dilation, input_size):
+    """dx of a convolution with lhs_dilation 1: each tap adds g @ w[tap]^T back onto the input pixels it read."""
+    batch, out_h, out_w, _ = g.shape
+    taps_h, taps_w, channels, _ = w.shape
+    dx = np.zeros((batch, *input_size, channels), dtype=np.result_type(g, w))
+    for kh in range(taps_h):
+        rows, source_rows = _tap_positions(out_h, input_size[0], strides[0], rhs_dilation[0], padding[0][0], 1, kh)
+        for kw in range(taps_w):
+            cols, source_cols = _tap_positions(out_w, input_size[1], strides[1], rhs_dilation[1], padding[1][0], 1,
+                                               kw)
+            dx[np.ix_(np.arange(batch), source_rows, source_cols)] += g[:, rows][:, :, cols] @ w[kh, kw].T
+    return dx
+
+
+def _transpose_reference(node, arrays, dims):
+    a = node.attrs
+    return conv_transpose_reference(arrays[0], arrays[1], a["strides"], a["padding"], a["rhs_dilation"],
+                                    evaluate_shape(a["input_size"], dims))
+
+
+def _transpose_vjp(node, u):
+    """conv_transpose is linear in g (the adjoint of conv(., w)) and in w (a filter gradient with u as the
+    input)."""
+    g, w = node.inputs
+    a = node.attrs
+    dg = conv_general(u, w, a["strides"], a["padding"], (1, 1), a["rhs_dilation"])
+    return [dg, _filter_gradient(u, g, {**a, "lhs_dilation": (1, 1)}, w.shape[:2])]
+
+
+# The native backend scatters each row of g @ w^T onto the input pixels it came from (graphc/lower/conv.py):
+# no padded borders are multiplied, as the convolution with flipped filters would.
+conv_transpose_op = Op("conv_transpose", _transpose_infer, _transpose_reference, _transpose_vjp,
+                       kind="conv_transpose")
 
 
 # ---- conv with a fused epilogue (built by the optimizer, never by users) --------------------

@@ -234,3 +234,25 @@ def test_profile_counts_a_convolutions_flops():
     f = gc.function([x], gc.conv2d(x, gc.constant(np.ones((3, 3, 3, 4), np.float32))))
     (row,) = profile(f, [np.ones((2, 8, 8, 3), np.float32)], repeats=2).rows
     assert row.gflops == pytest.approx(2 * 2 * 6 * 6 * 4 * 27 / row.seconds / 1e9)
+
+
+@pytest.mark.parametrize("lhs_dilation, strides", [((2, 2), (1, 1)), ((2, 1), (2, 1))])
+def test_native_gradients_of_a_dilated_input(lhs_dilation, strides):
+    """A convolution of a dilated input (as in a data gradient's own gradient) differentiates through the
+    flipped-filter convolution, not conv_transpose: native against the reference."""
+    x = gc.placeholder((None, 5, 6, 3), "float64")
+    w = gc.variable(RNG.standard_normal((3, 2, 3, 4)))
+    y = gc.conv_general(x, w, strides, ((1, 0), (0, 2)), lhs_dilation, (1, 1))
+    outputs = [y, *gc.grad(gc.sum(y * y), [x, w])]
+    data = RNG.standard_normal((2, 5, 6, 3))
+    expected = gc.function([x], outputs, backend="reference")(data)
+    for got, want in zip(gc.function([x], outputs, threads=2)(data), expected):
+        assert_close(got, want, rtol=1e-12, atol=1e-12 * float(np.abs(want).max()))
+
+
+def test_data_gradient_is_a_scattered_gemm():
+    """lhs_dilation 1: the data gradient is conv_transpose (g @ w^T scattered back), not a padded convolution."""
+    x = gc.placeholder((None, 13, 13, 32), "float32")
+    y = gc.conv2d(x, gc.variable(np.ones((3, 3, 32, 64), np.float32)))
+    f = gc.function([x], gc.grad(gc.sum(y * y), x))
+    assert "conv_transpose" in [k.node.op.name for k in f.program.schedule.kernels]
