@@ -270,7 +270,7 @@ def gemm_workspace_elems(spec: GemmSpec, target: Target, k=None):
     block's columns; plus, when A is packed, one row tile of A."""
     blocking = _blocking(spec, target)
     if spec.K is None and k is None and (spec.packs_b or spec.packs_a):
-        raise ValueError("a runtime K with packed panels needs the run-time K: pass it as k")
+        raise ValueError("a runtime K with packed panels sizes them by K: pass the run-time K as k")
     depth = spec.K if spec.K is not None else k
     packed_b = depth * blocking.block_cols if spec.packs_b else 0
     if spec.packs_a:
