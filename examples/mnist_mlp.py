@@ -6,22 +6,12 @@ callback printing the time each epoch took.
     python examples/mnist_mlp.py [--epochs 5] [--seed 0]
 """
 import argparse
-import time
 
-from graphc.keras.callbacks import Callback
 from graphc.keras.datasets import mnist
 from graphc.keras.utils import set_random_seed, to_categorical
 from graphc.keras import models, layers
 
-
-class EpochTimer(Callback):
-    """Prints how long each epoch took."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        print(f"epoch {epoch + 1}: {time.perf_counter() - self.start:.2f} s")
+from epoch_timer import EpochTimer
 
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
