@@ -175,14 +175,17 @@ def _format_dims(dims) -> str:
 
 
 def _gflops(node, dims, seconds) -> float | None:
-    """2*M*N*K floating-point operations (times the batch) per second, in billions, for a matmul or a
-    convolution (K: taps times channels) node, fused or not; None for anything else."""
-    if node is None or node.op.kind not in ("matmul", "conv") or seconds <= 0:
+    """2*M*N*K floating-point operations (times the batch) per second, in billions, for a matmul, a
+    convolution (K: taps times channels) or a conv_transpose node, fused or not; None for anything else."""
+    if node is None or node.op.kind not in ("matmul", "conv", "conv_transpose") or seconds <= 0:
         return None
-    a = node.inputs[0]
+    a, w = node.inputs[:2]
+    products = node.shape  # the GEMM's output: M x N
     if node.op.kind == "conv":
-        contracted = node.inputs[1].shape[0] * node.inputs[1].shape[1] * node.inputs[1].shape[2]
+        contracted = w.shape[0] * w.shape[1] * w.shape[2]
+    elif node.op.kind == "conv_transpose":  # g @ w^T: (pixels of g) x (taps x channels), contracted over F
+        products, contracted = (*a.shape[:3], w.shape[0] * w.shape[1] * w.shape[2]), a.shape[3]
     else:
         contracted = a.shape[-2] if node.attrs["transpose_a"] else a.shape[-1]
     (k,) = evaluate_shape((contracted,), dims)
-    return 2 * int(np.prod(evaluate_shape(node.shape, dims))) * k / seconds / 1e9
+    return 2 * int(np.prod(evaluate_shape(products, dims))) * k / seconds / 1e9

@@ -256,3 +256,13 @@ def test_data_gradient_is_a_scattered_gemm():
     y = gc.conv2d(x, gc.variable(np.ones((3, 3, 32, 64), np.float32)))
     f = gc.function([x], gc.grad(gc.sum(y * y), x))
     assert "conv_transpose" in [k.node.op.name for k in f.program.schedule.kernels]
+
+
+def test_profile_counts_a_data_gradients_flops():
+    """conv_transpose is g @ w^T: 2 x (pixels of g) x F x (taps x channels), as the forward convolution."""
+    from graphc.viz.profile import profile
+    x = gc.placeholder((2, 8, 8, 3), "float32")
+    y = gc.conv2d(x, gc.constant(np.ones((3, 3, 3, 4), np.float32)))
+    f = gc.function([x], gc.grad(gc.sum(y * y), x), optimize=["fuse_elementwise"])
+    rows = [r for r in profile(f, [np.ones((2, 8, 8, 3), np.float32)], repeats=2).rows if r.op == "conv_transpose"]
+    assert rows and rows[0].gflops == pytest.approx(2 * 2 * 6 * 6 * 4 * 27 / rows[0].seconds / 1e9)
