@@ -3,6 +3,7 @@
     graphc dump model.py:train_step --stage kernels -o step.svg
     graphc dump --example mnist-mlp --stage forward
     graphc profile --example mnist-mlp --dim batch=128
+    graphc profile --example mnist-convnet
     graphc cache info
 """
 import argparse
@@ -118,7 +119,8 @@ def positive_int(text) -> int:
 def _add_target_arguments(parser):
     parser.add_argument("target", nargs="?", metavar="TARGET", help="what to load: MODULE:ATTR or FILE.py:ATTR")
     parser.add_argument("--example", choices=sorted(EXAMPLES),
-                        help="a built-in graph instead of TARGET (mnist-mlp: the seed MLP training step)")
+                        help="a built-in graph instead of TARGET (mnist-mlp: the seed MLP's training step; "
+                             "mnist-convnet: the book's convnet's)")
 
 
 def dump_format(parser, args) -> str:
