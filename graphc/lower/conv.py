@@ -6,7 +6,7 @@ The filters are B as they lie in memory (HWIO is row-major K x N). The im2col ma
 the GEMM calls ``pack_a`` for each row tile it is about to run, and the packer writes those rows (output
 pixels) into the thread's tile: for each tap, the C channels of the input pixel the tap reads (one
 contiguous copy, NHWC) or zeros where the tap falls into the padding or between the elements of a dilated
-input. So the forward convolution and both gradients (themselves convolutions) share the GEMM's register
+input. So the forward convolution and its filter gradient (itself a convolution) share the GEMM's register
 tiles, threading and epilogue: a bias and an activation run on each output vector while it is in registers.
 
 ``conv_transpose`` (a convolution's data gradient) is the GEMM the other way round, g (batch*OH*OW, F) @
@@ -72,7 +72,7 @@ class _Im2col:
         self.itemsize = ITEMSIZE[node.dtype]
 
     def __call__(self, b, row, rows, tile, stride, args):
-        node, attrs = self.node, self.node.attrs
+        node = self.node
         channels = dim_value(b, node.inputs[0].shape[3], args["dims"], self.dim_index)
         channel_bytes = b.mul(channels, const(self.itemsize))
         pixels = self.out_height * self.out_width

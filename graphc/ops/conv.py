@@ -4,16 +4,18 @@
 
 per spatial axis (o = output row or column, k = filter tap), where ``xd`` is x with ``lhs_dilation - 1``
 zeros between its elements and zero outside it. ``padding`` gives (before, after) per axis; a negative
-one crops. Both gradients are again this op (JAX's conv_general_dilated rules), so a convolution's
-second derivatives are convolutions too:
+one crops. Its gradients are graph nodes too (JAX's conv_general_dilated rules), so second derivatives work:
 
-* the data gradient is the convolution of g (dilated by the stride) with the flipped filters, channels
-  swapped, taken at a stride of ``lhs_dilation``;
+* the data gradient is ``conv_transpose(g, w)``, the adjoint of ``conv(., w)``: each output pixel's
+  ``g @ w^T`` added back onto the input pixels its taps read (its own gradients: a ``conv`` and a filter
+  gradient). A convolution of a dilated input takes it as the convolution of g, dilated by the stride,
+  with the flipped filters, channels swapped, at a stride of ``lhs_dilation``;
 * the filter gradient is the convolution of x with g as the filter, batch and channels swapped
   (x as (C, H, W, batch), g as (OH, OW, batch, F)): its output is the filter's (KH, KW) window.
 
 The native backend lowers ``conv`` as an implicit GEMM (graphc/lower/conv.py): rows are output pixels,
-the contraction runs over (tap, channel) and the columns are the filters. ``fused_conv`` carries an
+the contraction runs over (tap, channel) and the columns are the filters; ``conv_transpose`` as g @ w^T with
+a scattering epilogue. ``fused_conv`` carries an
 elementwise epilogue (bias, activation, a relu mask) that the optimizer moves into the GEMM.
 """
 import numpy as np
@@ -51,8 +53,8 @@ def output_size(size, taps, stride, dilation, padding, lhs_dilation=1):
 def _conv_infer(inputs, attrs):
     x, w = inputs[:2]
     if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"needs 4-D input (batch, height, width, channels) and 4-D filters "
-                         f"(height, width, in_channels, out_channels)")
+        raise ValueError("needs 4-D input (batch, height, width, channels) and 4-D filters "
+                         "(height, width, in_channels, out_channels)")
     if x.dtype != w.dtype or x.dtype not in ("float32", "float64"):
         raise ValueError(f"needs float operands of one dtype, got {x.dtype} and {w.dtype}")
     with unifying():
