@@ -20,6 +20,7 @@ import sympy
 from ..graph import dtypes
 from ..graph.node import GraphError, Node, user_location
 from ..graph.shapes import canonical_dim, evaluate_dim, evaluate_shape, format_shape, unify_dims, unifying
+from .conv import same_padding
 from .reduce import mean
 from .registry import Op, apply
 
@@ -36,9 +37,7 @@ def output_size(size, k: int, s: int, padding: str):
 
 def pad_before(size: int, k: int, s: int, padding: str) -> int:
     """Padding before the first element along one axis of ``size`` elements: half the total, rounded down."""
-    if padding == "valid":
-        return 0
-    return max((output_size(size, k, s, padding) - 1) * s + k - size, 0) // 2
+    return same_padding(size, k, s, 1)[0] if padding == "same" else 0
 
 
 def _windows(size: int, k: int, s: int, padding: str) -> list:
