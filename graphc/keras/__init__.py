@@ -6,8 +6,8 @@ The classic Keras MNIST program runs unchanged apart from its imports::
     from graphc.keras.utils import to_categorical
     from graphc.keras import models, layers
 """
-from . import activations, callbacks, datasets, layers, losses, metrics, models, optimizers, utils
+from . import activations, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers, utils
 from .layers import Input
 
-__all__ = ["Input", "activations", "callbacks", "datasets", "layers", "losses", "metrics", "models",
+__all__ = ["Input", "activations", "callbacks", "datasets", "initializers", "layers", "losses", "metrics", "models",
            "optimizers", "utils"]

@@ -50,10 +50,11 @@ class Sequential:
     # ---- building ----------------------------------------------------------------------------
     def add(self, layer):
         """Append ``layer``; an ``Input`` may only come first and fixes the input shape."""
-        if isinstance(layer, layers_module.InputLayer):
+        if isinstance(layer, (layers_module.InputLayer, layers_module.KerasTensor)):
             if self._layers or self._input_shape is not None:
                 raise ValueError(f"{self.name}: an Input must be the first entry of a Sequential model")
-            self._set_input_shape(layer.input_shape[1:])
+            self._set_input_shape(layer.shape[1:] if isinstance(layer, layers_module.KerasTensor)
+                                  else layer.input_shape[1:])
             return
         if not isinstance(layer, layers_module.Layer):
             raise TypeError(f"{self.name}.add expects a layer, got {type(layer).__name__}")

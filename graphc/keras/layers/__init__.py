@@ -1,0 +1,24 @@
+"""Layers: each turns graph tensors into graph tensors, creating its weights (``gc.variable``'s) when it first
+sees its input's shape; called on ``Input`` tensors it records the call for the functional API.
+
+One module per family, as Keras: ``base`` (Layer, Input), ``core``, ``convolutional``.
+"""
+from .base import Input, InputLayer, KerasTensor, Layer
+from .convolutional import AveragePooling2D, Conv2D, GlobalAveragePooling2D, MaxPooling2D
+from .core import Activation, Dense, Flatten, Reshape
+
+LAYERS = {cls.__name__: cls for cls in (Dense, Activation, Flatten, Conv2D, MaxPooling2D, AveragePooling2D,
+                                          GlobalAveragePooling2D, Reshape, InputLayer)}
+
+
+def serialize(layer: Layer) -> dict:
+    if type(layer).__name__ not in LAYERS:
+        raise ValueError(f"cannot save the custom layer {layer.name} ({type(layer).__name__}); "
+                         f"known layers: {', '.join(LAYERS)}")
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize(config: dict) -> Layer:
+    if config.get("class_name") not in LAYERS:
+        raise ValueError(f"unknown layer class {config.get('class_name')!r}; known: {', '.join(LAYERS)}")
+    return LAYERS[config["class_name"]].from_config(config["config"])
