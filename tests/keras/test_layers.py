@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.keras import Input, activations, layers
+from graphc.keras import Input, activations, initializers, layers
 from graphc.keras.utils import clear_session, set_random_seed
 
 
@@ -34,9 +34,9 @@ def test_dense_without_bias_and_on_three_dimensional_inputs():
 
 def test_glorot_uniform_stays_within_its_limit_and_follows_the_seed():
     set_random_seed(3)
-    first = layers.glorot_uniform((784, 512))
+    first = initializers.glorot_uniform((784, 512))
     set_random_seed(3)
-    again = layers.glorot_uniform((784, 512))
+    again = initializers.glorot_uniform((784, 512))
     limit = np.sqrt(6 / (784 + 512))
     np.testing.assert_array_equal(first, again)
     assert first.dtype == np.float32

@@ -16,7 +16,8 @@ from .. import _state
 
 class KerasTensor:
     """A symbolic tensor of the functional API: its Keras shape and dtype, and the layer call that made it
-    (``layer`` None for a model input). ``Model(inputs, outputs)`` replays these calls on graph tensors."""
+    (an ``InputLayer`` with no inputs for a model input). ``Model(inputs, outputs)`` replays these calls on graph
+    tensors."""
 
     def __init__(self, shape, dtype="float32", layer=None, inputs=(), name=None):
         self.shape = tuple(shape)
@@ -175,7 +176,7 @@ class InputLayer(Layer):
         self.dtype = str(dtype)
         self.output_shape = self.input_shape
         self.built = True
-        self.output = KerasTensor(self.input_shape, self.dtype, name=self.name)
+        self.output = KerasTensor(self.input_shape, self.dtype, layer=self, inputs=[])
 
     def call(self, inputs, training=False):
         return inputs
