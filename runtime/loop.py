@@ -34,6 +34,7 @@ variables), or else ``owner.get_weights()`` (named "weight 0", "weight 1",
 (its name) instead of ``batch``/``loss``, and then NonFiniteWeightsError.
 """
 
+import itertools
 import math
 import os
 import types
@@ -53,7 +54,7 @@ class NonFiniteLossError(FloatingPointError):
 
     def __init__(self, loss, epoch, epochs, batch, steps, history):
         super().__init__(
-            f"loss became {loss} at epoch {epoch + 1}/{epochs}, batch {batch + 1}/{steps}; "
+            f"loss became {loss} at epoch {epoch + 1}/{epochs}, batch {batch + 1}/{steps or '?'}; "
             "training stopped (the weights were updated by this batch)")
         self.loss = loss
         self.epoch = epoch
@@ -300,31 +301,32 @@ class _CallbackList:
 
 def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=None,
              validation=None, eval_step=None, callbacks=None, verbose=1,
-             initial_epoch=0, owner=None, stream=None):
+             initial_epoch=0, owner=None, stream=None, validation_freq=1):
     """Train for epochs ``initial_epoch .. epochs-1``; return the History.
 
-    ``validation`` is an ``(x_val, y_val)`` pair evaluated with ``eval_step``
-    after each epoch; its metrics appear in the logs with a ``val_`` prefix.
+    ``x`` and ``y`` are arrays (see the module docstring), or ``x`` is a
+    ``Batches`` stream and ``y`` None. ``validation`` is an ``(x_val, y_val)``
+    pair (or a ``Batches``) evaluated with ``eval_step`` after every
+    ``validation_freq``-th epoch (an int), or after the epochs (1-based) in
+    ``validation_freq`` (a list), as Keras; its metrics appear in the logs with
+    a ``val_`` prefix.
     With ``shuffle=True`` each epoch visits the samples in an order drawn
     from a numpy Generator seeded by ``(seed, epoch)``: the same seed gives
     the same batches, also when resuming at ``initial_epoch``. ``seed=None``
     draws a fresh seed. Raises NonFiniteLossError on a NaN/Inf loss and
     NonFiniteWeightsError when an epoch ends with NaN/Inf in the owner's state.
     """
-    x, y = _as_data(x), _as_data(y)
-    num_samples = _num_samples(x, y)
-    _check_batch_size(batch_size)
+    batches = x if isinstance(x, Batches) else _ArrayBatches(x, y, batch_size, shuffle, seed)
+    validate = _validation_epochs(validation_freq)
     if validation is not None:
         if eval_step is None:
             raise ValueError("validation data was given but no eval_step to evaluate it")
-        x_val, y_val = (_as_data(part) for part in validation)
-        _num_samples(x_val, y_val)
-    if seed is None:
-        seed = np.random.SeedSequence().entropy
+        if not isinstance(validation, Batches):
+            validation = _ArrayBatches(*validation, batch_size)
     owner = owner if owner is not None else types.SimpleNamespace()
     owner.stop_training = False
 
-    steps = math.ceil(num_samples / batch_size)
+    steps = batches.steps
     callbacks, history = _with_history(callbacks)
     callbacks = _CallbackList(callbacks, owner, {"epochs": epochs, "steps": steps, "verbose": verbose})
 
@@ -334,19 +336,23 @@ def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=No
         callbacks.call("on_epoch_begin", epoch, {})
         write_epoch_header(epoch, epochs, verbose, stream)
         bar = ProgressBar(steps, verbose=verbose, stream=stream)
-        order = _epoch_order(num_samples, shuffle, seed, epoch)
         try:
-            logs, batches_done = _train_epoch(train_step, x, y, num_samples, order, batch_size,
-                                              callbacks, owner, bar)
+            logs, batches_done = _train_epoch(train_step, batches.epoch(epoch), callbacks, owner, bar)
         except _NonFiniteLoss as stop:
             _stop_on_nan(callbacks, bar, {"epoch": epoch, "batch": stop.batch, "loss": stop.loss})
             raise NonFiniteLossError(stop.loss, epoch, epochs, stop.batch, steps, history) from None
+        if not batches_done:
+            bar.end_line()
+            warnings.warn(f"the training data ran out at epoch {epoch + 1}/{epochs} (a generator is used up by "
+                          f"one pass: give steps_per_epoch, or pass a re-iterable such as a list); training "
+                          f"stops", RuntimeWarning, stacklevel=3)
+            break
         bad = _non_finite_variable(owner)
         if bad is not None:
             _stop_on_nan(callbacks, bar, {"epoch": epoch, "variable": bad})
             raise NonFiniteWeightsError(bad, epoch, epochs, history)
-        if validation is not None:
-            val_logs = evaluate_loop(eval_step, x_val, y_val, batch_size, verbose=0)
+        if validation is not None and validate(epoch + 1):
+            val_logs = evaluate_loop(eval_step, validation, None, verbose=0)
             logs.update({f"val_{name}": value for name, value in val_logs.items()})
         bar.update(batches_done, logs, finalize=True)
         callbacks.call("on_epoch_end", epoch, logs)
@@ -356,6 +362,18 @@ def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=No
     return history
 
 
+def _validation_epochs(validation_freq):
+    """``validation_freq`` as a test of an epoch number (1-based): every n-th epoch, or those listed."""
+    if isinstance(validation_freq, (int, np.integer)) and not isinstance(validation_freq, bool):
+        if validation_freq < 1:
+            raise ValueError(f"validation_freq must be a positive integer or a list of epochs, got {validation_freq}")
+        return lambda epoch: epoch % validation_freq == 0
+    if isinstance(validation_freq, (list, tuple, set, range)):
+        epochs = set(validation_freq)
+        return lambda epoch: epoch in epochs
+    raise ValueError(f"validation_freq must be a positive integer or a list of epochs, got {validation_freq!r}")
+
+
 def _stop_on_nan(callbacks, bar, logs):
     """End training on a non-finite loss or state: callbacks restore the last good state in on_train_end."""
     bar.end_line()
@@ -363,36 +381,37 @@ def _stop_on_nan(callbacks, bar, logs):
 
 
 def evaluate_loop(eval_step, x, y, batch_size=32, verbose=1, *, stream=None):
-    """Run ``eval_step`` over all batches (in order); return metrics weighted by batch size."""
-    x, y = _as_data(x), _as_data(y)
-    num_samples = _num_samples(x, y)
-    _check_batch_size(batch_size)
-    steps = math.ceil(num_samples / batch_size)
-    bar = ProgressBar(steps, verbose=verbose, stream=stream)
+    """Run ``eval_step`` over all batches (in order) of arrays or a ``Batches`` stream (``y`` None); return the
+    metrics weighted by batch size."""
+    batches = x if isinstance(x, Batches) else _ArrayBatches(x, y, batch_size)
+    bar = ProgressBar(batches.steps, verbose=verbose, stream=stream)
     totals = _WeightedMeans()
-    for batch, (index, size) in enumerate(_batch_indices(None, num_samples, batch_size)):
-        totals.add(eval_step(_take(x, index), _take(y, index)), size)
-        bar.update(batch + 1, totals.result())
-    bar.update(steps, totals.result(), finalize=True)
+    batch = 0
+    for batch, (xb, yb, size) in enumerate(batches.epoch(0), 1):
+        totals.add(eval_step(xb, yb), size)
+        bar.update(batch, totals.result())
+    if not batch:
+        raise ValueError("no data to evaluate: the batches ran out before the first one")
+    bar.update(batch, totals.result(), finalize=True)
     return totals.result()
 
 
 def predict_loop(predict_step, x, batch_size=32, verbose=0, *, stream=None):
-    """Run ``predict_step(xb)`` over all batches; return the outputs concatenated.
+    """Run ``predict_step(xb)`` over all batches of an array (or list of arrays) or a ``Batches`` stream; return
+    the outputs concatenated.
 
     A step returning a list/tuple of arrays (several outputs) gives a list of
     concatenated arrays.
     """
-    x = _as_data(x)
-    num_samples = _num_samples(x)
-    _check_batch_size(batch_size)
-    steps = math.ceil(num_samples / batch_size)
-    bar = ProgressBar(steps, verbose=verbose, stream=stream)
+    batches = x if isinstance(x, Batches) else _ArrayBatches(x, None, batch_size)
+    bar = ProgressBar(batches.steps, verbose=verbose, stream=stream)
     outputs = []
-    for batch, (index, _) in enumerate(_batch_indices(None, num_samples, batch_size)):
-        outputs.append(predict_step(_take(x, index)))
-        bar.update(batch + 1)
-    bar.update(steps, finalize=True)
+    for batch, (xb, _, _) in enumerate(batches.epoch(0), 1):
+        outputs.append(predict_step(xb))
+        bar.update(batch)
+    if not outputs:
+        raise ValueError("no data to predict: the batches ran out before the first one")
+    bar.update(len(outputs), finalize=True)
     if isinstance(outputs[0], (list, tuple)):
         return [np.concatenate(parts) for parts in zip(*outputs)]
     return np.concatenate(outputs)
@@ -425,13 +444,13 @@ def _with_history(callbacks):
     return callbacks, history
 
 
-def _train_epoch(train_step, x, y, num_samples, order, batch_size, callbacks, owner, bar):
-    """Run one epoch; return ``(epoch_logs, batches_run)``."""
+def _train_epoch(train_step, batches, callbacks, owner, bar):
+    """Run one epoch over ``batches`` (``(xb, yb, size)`` triples); return ``(epoch_logs, batches_run)``."""
     totals = _WeightedMeans()
     batch = -1
-    for batch, (index, size) in enumerate(_batch_indices(order, num_samples, batch_size)):
+    for batch, (xb, yb, size) in enumerate(batches):
         callbacks.call("on_batch_begin", batch, {"batch": batch, "size": size})
-        metrics = train_step(_take(x, index), _take(y, index))
+        metrics = train_step(xb, yb)
         loss = metrics.get("loss")
         if loss is not None and not math.isfinite(loss):
             raise _NonFiniteLoss(float(loss), batch)
@@ -442,6 +461,50 @@ def _train_epoch(train_step, x, y, num_samples, order, batch_size, callbacks, ow
         if owner.stop_training:
             break
     return totals.result(), batch + 1
+
+
+class Batches:
+    """Batches ``(xb, yb)`` from a Python iterable or generator, as Keras' ``fit(generator)``.
+
+    With ``steps`` every epoch takes the next ``steps`` batches from one continuing iterator (Keras'
+    ``steps_per_epoch``); without, every epoch is a fresh pass over ``source`` (so a generator is used up by
+    the first). ``check(batch, number)`` turns what the source yields into ``(xb, yb)`` arrays (or raises
+    ValueError naming what is wrong) before the step sees it.
+    """
+
+    def __init__(self, source, steps=None, check=None):
+        if steps is not None and (not isinstance(steps, (int, np.integer)) or steps < 1):
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        self.source, self.steps, self.check = source, steps, check or (lambda batch, number: batch)
+        self._iterator = None
+
+    def epoch(self, epoch):
+        if self.steps is None:
+            batches = iter(self.source)
+        else:
+            self._iterator = self._iterator or iter(self.source)
+            batches = itertools.islice(self._iterator, self.steps)
+        for number, batch in enumerate(batches):
+            xb, yb = self.check(batch, number)
+            yield xb, yb, _num_samples(_as_data(xb))
+
+
+class _ArrayBatches(Batches):
+    """The batches of arrays ``x`` and ``y`` (lists of arrays for several inputs/outputs): every epoch in an
+    order drawn from ``(seed, epoch)`` when shuffled, else in order."""
+
+    def __init__(self, x, y, batch_size, shuffle=False, seed=None):
+        self.x, self.y = _as_data(x), None if y is None else _as_data(y)
+        self.num_samples = _num_samples(self.x, self.y)
+        _check_batch_size(batch_size)
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.seed = np.random.SeedSequence().entropy if seed is None else seed
+        self.steps = math.ceil(self.num_samples / batch_size)
+
+    def epoch(self, epoch):
+        order = _epoch_order(self.num_samples, self.shuffle, self.seed, epoch)
+        for index, size in _batch_indices(order, self.num_samples, self.batch_size):
+            yield _take(self.x, index), None if self.y is None else _take(self.y, index), size
 
 
 class _WeightedMeans:

@@ -92,8 +92,8 @@ class ProgressBar:
     def _running_line(self, current, values, now):
         elapsed = now - self._start
         per_step = elapsed / max(current, 1)
-        eta = _format_eta(per_step * (self.target - current))
-        return f"{self._counter(current)} {self._bar(current)} {eta} {_format_per_step(per_step)}{_format_values(values)}"
+        eta = "" if self.target is None else _format_eta(per_step * (self.target - current)) + " "
+        return f"{self._counter(current)} {self._bar(current)} {eta}{_format_per_step(per_step)}{_format_values(values)}"
 
     def _draw(self, text):
         # Pad with spaces so a shorter line fully covers the previous one.
@@ -103,10 +103,14 @@ class ProgressBar:
         self.stream.flush()
 
     def _counter(self, current):
+        if self.target is None:  # a generator of unknown length, shown as Keras does
+            return f"{current}/Unknown"
         digits = len(str(self.target))
         return f"{current:>{digits}}/{self.target}"
 
     def _bar(self, current):
+        if self.target is None:
+            return self._todo_char * BAR_WIDTH
         done = int(BAR_WIDTH * min(current, self.target) / self.target) if self.target else BAR_WIDTH
         return self._done_char * done + self._todo_char * (BAR_WIDTH - done)
 
