@@ -55,7 +55,7 @@ def function(inputs, outputs, updates=None, backend="llvm", optimize=2, **option
     ``options`` go to the backend (``llvm``: ``threads``, ``target``).
     """
     output_nodes, pack = _outputs(outputs)
-    graph = Graph(_inputs(inputs), output_nodes, _updates(updates))
+    graph = _with_random_steps(Graph(_inputs(inputs), output_nodes, _updates(updates)))
     try:
         compile_backend = BACKENDS[backend]
     except KeyError:
@@ -66,6 +66,14 @@ def function(inputs, outputs, updates=None, backend="llvm", optimize=2, **option
         optimized = optimize_graph(settled, optimize)
         program = compile_backend(optimized, schedule_passes=selected_schedule_passes(optimize), **options)
     return Function(graph, optimized, program, pack, unified)
+
+
+def _with_random_steps(graph: Graph) -> Graph:
+    """``graph`` with ``step <- step + 1`` among its updates for each random op's step counter that the user's
+    updates leave alone: every call draws fresh numbers (graphc.ops.random)."""
+    from .ops.random import step_updates
+    steps = step_updates(graph.nodes, graph.updates)
+    return Graph(graph.inputs, graph.outputs, graph.updates + steps) if steps else graph
 
 
 def unified_dims(graph: Graph) -> dict:

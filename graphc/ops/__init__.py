@@ -8,6 +8,7 @@ from .linalg import dot, matmul
 from .nn import (binary_crossentropy, categorical_crossentropy, log_softmax, mean_squared_error, one_hot, softmax,
                  sparse_categorical_crossentropy)
 from .pool import avg_pool2d, global_avg_pool2d, max_pool2d
+from .random import dropout, random_normal, random_uniform, set_random_seed
 from .reduce import argmax, max, mean, min, sum
 from .shape import broadcast_to, concatenate, expand_dims, getitem, reshape, squeeze, stack, transpose
 from .source import constant, placeholder, variable
@@ -28,6 +29,7 @@ __all__ = [
     "conv_general",
     "cos",
     "divide",
+    "dropout",
     "dot",
     "equal",
     "exp",
@@ -59,9 +61,12 @@ __all__ = [
     "one_hot",
     "placeholder",
     "power",
+    "random_normal",
+    "random_uniform",
     "relu",
     "reshape",
     "scatter_add",
+    "set_random_seed",
     "sigmoid",
     "sin",
     "softmax",

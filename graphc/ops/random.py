@@ -1,0 +1,229 @@
+"""Random numbers: ``random_uniform``, ``random_normal``, ``dropout`` and ``set_random_seed``.
+
+Counter-based (Salmon et al., "Parallel Random Numbers: As Easy as 1, 2, 3", SC 2011): every value is a
+pure function of (seed, step, element index), so results do not depend on the thread count or on the
+order kernels run in, and nothing is stored between the forward and the backward pass.
+
+The generator is Philox4x64-10, the one behind numpy's ``np.random.Philox``: a 256-bit counter
+(four 64-bit words) and a 128-bit key (two words) give one block of four 64-bit words. The mapping:
+
+* key = (seed, 0); counter = (i // 4, step, 0, 0); element i (row-major) takes word i % 4 of that block.
+  ``step`` is an int64 scalar variable, an input of every random node; ``gc.function`` adds
+  ``step <- step + 1`` to its updates, so each call draws fresh numbers.
+* uniform: float32 u = (word >> 40) * 2**-24, float64 u = (word >> 11) * 2**-53: exact, in [0, 1).
+  minval + (maxval - minval) * u, as an elementwise node on top, when the range is not [0, 1).
+* normal: Box-Muller, in float64 whatever the dtype, on the pair of words (2k, 2k + 1) for elements 2k
+  and 2k + 1 (an odd-sized tensor computes one more value and drops it): with the 53-bit uniforms
+  u1 = 1 - u(word 2k) in (0, 1] and u2 = u(word 2k + 1), r = sqrt(-2 log u1) and t = 2 pi u2 (2 pi rounded
+  to a double), element 2k is r cos t and element 2k + 1 is r sin t, rounded to the dtype.
+  mean + stddev * z on top, as for uniform.
+* dropout: element i is kept where (word >> 40) >= ceil(rate * 2**24), i.e. where its float32 uniform
+  is >= rate (exactly), and then y = x / (1 - rate) (1 - rate rounded to x's dtype, divided as Keras
+  does), else 0. Its gradient is dropout of the incoming gradient with the same seed and step: the same
+  mask, regenerated.
+
+The reference backend draws the words through numpy's own generator (``np.random.Philox(counter=...,
+key=...).random_raw``; numpy increments its counter before each block, so it is started one below),
+and the native kernels (graphc/lower/random.py) are tested bit for bit against it: raw words, uniforms
+and dropout exactly; normals to a few float64 ulp, since log, cos and sin come from different libms.
+
+Seeds: an op given ``seed`` uses it (two ops with the same seed draw the same numbers, as jax.random
+with the same key); with ``seed=None`` it draws one from a module-level numpy generator, which
+``set_random_seed`` reseeds, so a program that calls it first builds the same graph every time.
+"""
+import math
+
+import numpy as np
+
+from ..graph import dtypes
+from ..graph.node import Node, user_location
+from ..graph.shapes import canonical_dim, dim_symbol, evaluate_shape
+from .registry import Op, apply
+
+WORDS_PER_BLOCK = 4
+UNIFORM_BITS = {"float32": 24, "float64": 53}
+TWO_PI = 2 * math.pi
+_state = {"generator": np.random.default_rng(), "step": None}
+
+
+# ---- the generator -------------------------------------------------------------------------
+def philox_words(seed: int, step: int, count: int) -> np.ndarray:
+    """The first ``count`` words (uint64) of the stream for (seed, step), through numpy's Philox."""
+    blocks = -(-count // WORDS_PER_BLOCK)
+    first = ((step % 2**64) << 64) % 2**256  # the counter (0, step, 0, 0) as numpy's 256-bit integer
+    generator = np.random.Philox(counter=(first - 1) % 2**256, key=seed)
+    return generator.random_raw(blocks * WORDS_PER_BLOCK)[:count]
+
+
+def uniform_from_words(words: np.ndarray, dtype: str) -> np.ndarray:
+    """Words as uniforms in [0, 1) of ``dtype``: the top 24 (float32) or 53 (float64) bits, exactly."""
+    bits = UNIFORM_BITS[dtype]
+    return ((words >> np.uint64(64 - bits)).astype(dtype) * np.asarray(2.0**-bits, dtype)).astype(dtype)
+
+
+def normal_from_words(words: np.ndarray, count: int, dtype: str) -> np.ndarray:
+    """Box-Muller on the word pairs (see the module docstring), ``count`` values of ``dtype``."""
+    u1 = 1.0 - uniform_from_words(words[0::2], "float64")
+    u2 = uniform_from_words(words[1::2], "float64")
+    radius, angle = np.sqrt(-2.0 * np.log(u1)), TWO_PI * u2
+    pairs = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=-1)
+    return pairs.reshape(-1)[:count].astype(dtype)
+
+
+def keep_threshold(rate: float) -> int:
+    """The smallest 24-bit uniform numerator kept by dropout at ``rate``: keep where (word >> 40) >= it."""
+    return math.ceil(rate * 2**24)
+
+
+# ---- the op --------------------------------------------------------------------------------
+def _infer(inputs, attrs):
+    *data, step = inputs
+    if step.dtype != "int64" or step.shape != ():
+        raise ValueError(f"the step must be an int64 scalar, got {step.dtype}{step.shape}")
+    if attrs["distribution"] == "dropout":
+        return data[0].shape, data[0].dtype
+    return attrs["shape"], attrs["dtype"]
+
+
+def _reference(node, arrays, dims):
+    *data, step = arrays
+    shape = np.shape(data[0]) if data else evaluate_shape(node.shape, dims)
+    count = math.prod(shape)
+    distribution, seed = node.attrs["distribution"], node.attrs["seed"]
+    if distribution == "normal":
+        words = philox_words(seed, int(step), count + count % 2)
+        return normal_from_words(words, count, node.dtype).reshape(shape)
+    words = philox_words(seed, int(step), count)
+    if distribution == "uniform":
+        return uniform_from_words(words, node.dtype).reshape(shape)
+    keep = (words >> np.uint64(40)) >= keep_threshold(node.attrs["rate"])
+    x = np.asarray(data[0], node.dtype)
+    with np.errstate(all="ignore"):
+        kept = x / np.asarray(1 - node.attrs["rate"], node.dtype)
+    return np.where(keep.reshape(shape), kept, np.zeros((), node.dtype))
+
+
+def _vjp(node, g):
+    if node.attrs["distribution"] != "dropout":
+        return [None]  # the step is an integer: nothing flows into it
+    # The same mask, regenerated from the same seed and step: d(x / keep_prob where kept)/dx.
+    return [apply(random_op, [g, node.inputs[1]], node.attrs), None]
+
+
+random_op = Op("random", _infer, _reference, _vjp, kind="random")
+
+
+# ---- seeds and steps -----------------------------------------------------------------------
+def set_random_seed(seed) -> None:
+    """Reseed the generator that random ops built with ``seed=None`` draw their seeds from, and start a new
+    step counter at 0: the graph built after this call, and what its functions draw, are reproducible."""
+    _state["generator"] = np.random.default_rng(_checked_seed(seed, "set_random_seed"))
+    _state["step"] = None
+
+
+def default_step() -> Node:
+    """The int64 step counter that random ops use unless given one (``gc.function`` advances it per call)."""
+    if _state["step"] is None:
+        from .source import variable
+        _state["step"] = variable(np.int64(0), name="random_step", trainable=False)
+    return _state["step"]
+
+
+def step_updates(nodes, updates) -> list:
+    """(step, step + 1) for each step variable the random ones among ``nodes`` read, unless ``updates``
+    already assign it: what ``gc.function`` adds so that every call draws fresh numbers."""
+    assigned = {variable.id for variable, _ in updates}
+    steps = {}
+    for node in nodes:
+        if node.op is random_op:
+            step = node.inputs[-1]
+            if step.op.name == "variable" and step.id not in assigned:
+                steps.setdefault(step.id, step)
+    return [(step, step + 1) for step in steps.values()]
+
+
+def _checked_seed(seed, where: str) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{where}: seed must be an int in [0, 2**64), got {type(seed).__name__} {seed!r} "
+                        f"(at {user_location()})")
+    if not 0 <= int(seed) < 2**64:
+        raise ValueError(f"{where}: seed must be in [0, 2**64), got {seed} (at {user_location()})")
+    return int(seed)
+
+
+def _seed(seed, where: str) -> int:
+    if seed is None:
+        return int(_state["generator"].integers(2**64, dtype=np.uint64))
+    return _checked_seed(seed, where)
+
+
+def _step(step, where: str) -> Node:
+    if step is None:
+        return default_step()
+    if not isinstance(step, Node) or step.op.name != "variable" or step.dtype != "int64" or step.shape != ():
+        raise TypeError(f"{where}: step must be an int64 scalar variable (gc.variable(np.int64(0))), "
+                        f"got {step!r} (at {user_location()})")
+    return step
+
+
+def _shape(shape, where: str) -> tuple:
+    """A tuple of dims: ints >= 0, dimension names, or expressions of them (``x.shape``)."""
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{where}: shape must be a tuple of dims (ints, names or x.shape's entries), got "
+                        f"{type(shape).__name__} {shape!r} (at {user_location()})")
+    dims = []
+    for dim in shape:
+        valid = not isinstance(dim, bool) and (isinstance(dim, (int, np.integer, str))
+                                              or getattr(dim, "is_integer", False))
+        if not valid or (isinstance(dim, (int, np.integer)) and dim < 0):
+            raise ValueError(f"{where}: shape {tuple(shape)!r} has a bad dim {dim!r}: dims are ints >= 0, "
+                             f"names or x.shape's entries (at {user_location()})")
+        dims.append(dim_symbol(dim) if isinstance(dim, str) else canonical_dim(dim))
+    return tuple(dims)
+
+
+def _float_dtype(dtype, where: str) -> str:
+    dtype = dtypes.as_dtype(dtype)
+    if not dtypes.is_float(dtype):
+        raise TypeError(f"{where}: dtype must be float32 or float64, got {dtype} (at {user_location()})")
+    return dtype
+
+
+def _draw(distribution, shape, dtype, seed, step, where):
+    attrs = {"distribution": distribution, "seed": _seed(seed, where), "shape": _shape(shape, where),
+             "dtype": _float_dtype(dtype, where), "label": where}
+    return apply(random_op, [_step(step, where)], attrs)
+
+
+# ---- the user's functions ------------------------------------------------------------------
+def random_uniform(shape, minval=0.0, maxval=1.0, dtype="float32", seed=None, step=None) -> Node:
+    """Uniform values in [minval, maxval) (minval + (maxval - minval) * u, u in [0, 1) exactly as the module
+    docstring says). ``shape`` may hold dimension names and ``x.shape``'s entries."""
+    u = _draw("uniform", shape, dtype, seed, step, "random_uniform")
+    return u if (minval, maxval) == (0.0, 1.0) else minval + (maxval - minval) * u
+
+
+def random_normal(shape, mean=0.0, stddev=1.0, dtype="float32", seed=None, step=None) -> Node:
+    """Normal values with ``mean`` and ``stddev`` (mean + stddev * z, z from Box-Muller as the module
+    docstring says). ``shape`` may hold dimension names and ``x.shape``'s entries."""
+    z = _draw("normal", shape, dtype, seed, step, "random_normal")
+    return z if (mean, stddev) == (0.0, 1.0) else mean + stddev * z
+
+
+def dropout(x, rate, seed=None, step=None) -> Node:
+    """Inverted dropout: each element of ``x`` is zeroed with probability ``rate`` and the others are divided
+    by 1 - rate, so the expectation is ``x``. ``rate`` 0 returns ``x``. The gradient regenerates the mask."""
+    if not isinstance(x, Node) or not dtypes.is_float(x.dtype):
+        raise TypeError(f"dropout: x must be a float tensor, got {x!r} (at {user_location()})")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
+        raise TypeError(f"dropout: rate must be a number in [0, 1), got {type(rate).__name__} {rate!r} "
+                        f"(at {user_location()})")
+    if not 0 <= rate < 1:
+        raise ValueError(f"dropout: rate must be in [0, 1), got {rate} (x: {x.dtype}{tuple(x.shape)}, "
+                         f"at {user_location()})")
+    if rate == 0:
+        return x
+    attrs = {"distribution": "dropout", "seed": _seed(seed, "dropout"), "rate": float(rate), "label": "dropout"}
+    return apply(random_op, [x, _step(step, "dropout")], attrs)
+
+
