@@ -5,8 +5,8 @@ from .elementwise import (abs, add, cast, clip, cos, divide, equal, exp, expm1, 
 from .conv import conv2d, conv_general
 from .indexing import gather, scatter_add, take
 from .linalg import dot, matmul
-from .nn import (binary_crossentropy, categorical_crossentropy, log_softmax, mean_squared_error, one_hot, softmax,
-                 sparse_categorical_crossentropy)
+from .nn import (batch_normalization, binary_crossentropy, categorical_crossentropy, log_softmax, mean_squared_error,
+                 moments, one_hot, softmax, sparse_categorical_crossentropy)
 from .pool import avg_pool2d, global_avg_pool2d, max_pool2d
 from .random import dropout, random_normal, random_uniform, set_random_seed
 from .reduce import argmax, max, mean, min, sum
@@ -18,6 +18,7 @@ __all__ = [
     "add",
     "argmax",
     "avg_pool2d",
+    "batch_normalization",
     "binary_crossentropy",
     "broadcast_to",
     "cast",
@@ -55,6 +56,7 @@ __all__ = [
     "min",
     "minimum",
     "mod",
+    "moments",
     "multiply",
     "negative",
     "not_equal",

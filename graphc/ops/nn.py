@@ -1,17 +1,19 @@
-"""Neural-network ops: softmax and log-softmax (primitives, computed stably), one_hot, and the losses
-(compositions of primitives, written as Keras defines them, returning one value per sample)."""
+"""Neural-network ops: softmax and log-softmax (primitives, computed stably), one_hot, the losses
+(compositions of primitives, written as Keras defines them, returning one value per sample), and moments and
+batch_normalization (compositions, as TF's)."""
 import contextlib
 
 import numpy as np
+import sympy
 
 from ..graph import dtypes
-from ..graph.node import GraphError, user_location
+from ..graph.node import GraphError, Node, user_location
 from ..graph.shapes import broadcast_shapes, format_shape, frozen_dims, shapes_equal, unifying
 from .elementwise import cast, clip, log, make, multiply, negative, apply_named
 from .expr import Softplus, arg
 from .reduce import mean, sum
 from .registry import Op, apply
-from .shape import _normalize_axes
+from .shape import _normalize_axes, squeeze
 
 EPSILON = 1e-7  # Keras' backend epsilon: probabilities are clipped to [eps, 1 - eps] before log
 
@@ -155,3 +157,60 @@ def mean_squared_error(y_true, y_pred):
     """Mean over the last axis of (y_true - y_pred)^2."""
     _check_pair("mean_squared_error", y_true, y_pred)
     return mean(apply_named("squared_error", (arg(0) - arg(1)) ** 2, [y_true, y_pred]), -1)
+
+
+# ---- batch normalization -----------------------------------------------------------------------
+def moments(x, axes, keepdims=False):
+    """(mean, variance) of ``x`` over ``axes``, as ``tf.nn.moments``: the biased variance mean((x - mean)^2),
+    computed from the centred values (no cancellation, unlike E[x^2] - E[x]^2). Both are differentiable, so
+    a batch normalization's gradient flows through its batch statistics."""
+    if not dtypes.is_float(x.dtype):
+        raise GraphError(f"moments: x must be a float tensor, got {x.dtype} (at {user_location()})")
+    axes = _normalize_axes(x, axes, "moments")
+    centre = mean(x, axes, keepdims=True)
+    variance = mean(apply_named("squared_deviation", (arg(0) - arg(1)) ** 2, [x, centre]), axes, keepdims)
+    return (centre if keepdims else squeeze(centre, axes)), variance
+
+
+def batch_normalization(x, mean, variance, offset, scale, variance_epsilon):
+    """(x - mean) / sqrt(variance + variance_epsilon) * scale + offset, as ``tf.nn.batch_normalization``:
+    ``mean``, ``variance`` and ``offset``, ``scale`` (each may be None) broadcast onto ``x``'s shape.
+
+    Computed as TF and Keras do, inv = scale / sqrt(variance + eps) and x * inv + (offset - mean * inv): the
+    per-channel vectors once, then a multiply-add per element. Training mode passes the batch's ``moments``
+    (the gradient flows through them), inference mode the moving averages."""
+    if not dtypes.is_float(x.dtype):
+        raise GraphError(f"batch_normalization: x must be a float tensor, got {x.dtype} (at {user_location()})")
+    if isinstance(variance_epsilon, bool) or not isinstance(variance_epsilon, (int, float)) or variance_epsilon < 0:
+        raise GraphError(f"batch_normalization: variance_epsilon must be a number >= 0, got {variance_epsilon!r} "
+                         f"(at {user_location()})")
+    params = {name: _normalization_parameter(name, value, x)
+              for name, value in (("mean", mean), ("variance", variance), ("offset", offset), ("scale", scale))}
+    if params["mean"] is None or params["variance"] is None:
+        raise GraphError(f"batch_normalization: mean and variance are required, only offset and scale may be None "
+                         f"(at {user_location()})")
+    one, zero = np.ones((), x.dtype), np.zeros((), x.dtype)
+    inv = apply_named("batch_norm_scale", arg(0) / sympy.sqrt(arg(1) + arg(2)),
+                      [one if scale is None else params["scale"], params["variance"], float(variance_epsilon)])
+    shift = apply_named("batch_norm_shift", arg(0) - arg(1) * arg(2),
+                        [zero if offset is None else params["offset"], params["mean"], inv])
+    return apply_named("batch_normalization", arg(0) * arg(1) + arg(2), [x, inv, shift])
+
+
+def _normalization_parameter(name, value, x):
+    """``value`` (a tensor, an array or None) as a tensor of ``x``'s dtype that broadcasts onto ``x``'s shape
+    without changing it; GraphError naming the argument otherwise."""
+    if value is None:
+        return None
+    from .source import constant
+    tensor = value if isinstance(value, Node) else constant(np.asarray(value, x.dtype))
+    if tensor.dtype != x.dtype:
+        raise GraphError(f"batch_normalization: {name} is {tensor.dtype} but x is {x.dtype} (at {user_location()})")
+    try:
+        fits = shapes_equal(broadcast_shapes(x.shape, tensor.shape), x.shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise GraphError(f"batch_normalization: {name} of shape {format_shape(tensor.shape)} does not broadcast onto "
+                         f"x of shape {format_shape(x.shape)} (at {user_location()})")
+    return tensor
