@@ -11,6 +11,7 @@ from .gather import emit_scatter_add, emit_take
 from .matmul import emit_matmul, scratch_bytes_per_thread
 from .layout import emit_broadcast_to, emit_concatenate, emit_reshape, emit_slice, emit_transpose, emit_unslice
 from .nn import emit_log_softmax, emit_one_hot, emit_softmax
+from .random import emit_random
 from .pool import emit_avg_pool2d, emit_avg_pool2d_grad, emit_max_pool2d, emit_max_pool2d_grad
 from .reduce import emit_argmax, emit_reduce
 
@@ -40,6 +41,7 @@ EMITTERS = {
     "max_pool2d_grad": emit_max_pool2d_grad,
     "avg_pool2d": emit_avg_pool2d,
     "avg_pool2d_grad": emit_avg_pool2d_grad,
+    "random": emit_random,
 }
 
 # The GEMM-based emitters take a packing scratch: op name -> its bytes per thread (an int, or a sympy

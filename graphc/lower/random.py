@@ -1,0 +1,102 @@
+"""`emit_random`: a random node (graphc.ops.random) as one kernel that generates its values in place.
+
+Philox4x64-10 in IR: the 64 x 64 -> 128-bit products are `zext` to i128, `mul`, `lshr 64`, `trunc`
+(one `mul`/`mulx` on x86-64, so AVX2-only machines run it too). The key (seed, 0) is a constant of the
+kernel, so LLVM folds its schedule; the step is read from the node's step input once per call.
+
+Threads share the blocks of four words (element i is word i % 4 of block i // 4), so any thread count
+computes the same bits. A dropout kernel reads x[i] and writes y[i] in the same iteration: no mask is
+stored, and the backward pass (another dropout node with the same seed and step) regenerates it.
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from ..ops.random import TWO_PI, UNIFORM_BITS, WORDS_PER_BLOCK, keep_threshold
+from . import vecmath
+from .irutil import I64, IR_TYPES, KernelBuilder, call_intrinsic, const, loop, size_of
+
+I128 = ir.IntType(128)
+MULTIPLIERS = (0xD2E7470EE14C6C93, 0xCA5A826395121157)
+WEYL = (0x9E3779B97F4A7C15, 0xBB67AE8584CAA73B)
+ROUNDS = 10
+MASK64 = 2**64 - 1
+
+
+def _mulhilo(b: ir.IRBuilder, multiplier: int, value: ir.Value) -> tuple:
+    """(high, low) 64-bit halves of the 128-bit product ``multiplier * value``."""
+    product = b.mul(ir.Constant(I128, multiplier), b.zext(value, I128))
+    return b.trunc(b.lshr(product, ir.Constant(I128, 64)), I64), b.trunc(product, I64)
+
+
+def philox4x64(b: ir.IRBuilder, counter: list, seed: int) -> list:
+    """The four words of Philox4x64-10 for four i64 ``counter`` words and the key (seed, 0)."""
+    c = list(counter)
+    for r in range(ROUNDS):
+        key = [ir.Constant(I64, (k + r * w) & MASK64) for k, w in zip((seed, 0), WEYL)]
+        high0, low0 = _mulhilo(b, MULTIPLIERS[0], c[0])
+        high1, low1 = _mulhilo(b, MULTIPLIERS[1], c[2])
+        c = [b.xor(b.xor(high1, c[1]), key[0]), low1, b.xor(b.xor(high0, c[3]), key[1]), low0]
+    return c
+
+
+def _uniform(b: ir.IRBuilder, word: ir.Value, dtype: str) -> ir.Value:
+    """The top 24 (float32) or 53 (float64) bits of ``word`` as a uniform in [0, 1): exact."""
+    bits = UNIFORM_BITS[dtype]
+    scaled = b.uitofp(b.lshr(word, const(64 - bits)), IR_TYPES[dtype])
+    return b.fmul(scaled, ir.Constant(IR_TYPES[dtype], 2.0**-bits))
+
+
+def _normal_pair(b: ir.IRBuilder, first: ir.Value, second: ir.Value) -> tuple:
+    """Box-Muller in float64: (r cos t, r sin t) with r = sqrt(-2 log(1 - u1)), t = 2 pi u2."""
+    f64 = IR_TYPES["float64"]
+    u1 = b.fsub(ir.Constant(f64, 1.0), _uniform(b, first, "float64"))
+    radius = call_intrinsic(b, "llvm.sqrt", b.fmul(ir.Constant(f64, -2.0), vecmath.log(b, u1)))
+    angle = b.fmul(ir.Constant(f64, TWO_PI), _uniform(b, second, "float64"))
+    return b.fmul(radius, vecmath.call(b, "cos", angle)), b.fmul(radius, vecmath.call(b, "sin", angle))
+
+
+def _value_makers(kb: KernelBuilder, node, words: list) -> list:
+    """For each of the block's four elements, ``make(index)`` emitting its value (of the node's dtype) where
+    it is stored: a dropout value reads x[index], which only the elements inside the tensor may do."""
+    b, dtype = kb.builder, node.dtype
+    distribution = node.attrs["distribution"]
+    if distribution == "dropout":
+        return [lambda index, w=w: _dropout_value(kb, node, w, index) for w in words]
+    if distribution == "uniform":
+        values = [_uniform(b, w, dtype) for w in words]
+    else:
+        normals = [z for pair in (words[0:2], words[2:4]) for z in _normal_pair(b, *pair)]
+        values = [z if dtype == "float64" else b.fptrunc(z, IR_TYPES[dtype]) for z in normals]
+    return [lambda index, v=v: v for v in values]
+
+
+def _dropout_value(kb: KernelBuilder, node, word: ir.Value, index: ir.Value) -> ir.Value:
+    """x[index] / (1 - rate) where the word's top 24 bits reach the rate's threshold, else 0."""
+    b, dtype = kb.builder, node.dtype
+    typ = IR_TYPES[dtype]
+    keep = b.icmp_unsigned(">=", b.lshr(word, const(40)), const(keep_threshold(node.attrs["rate"])))
+    x = kb.load(kb.inputs[0], dtype, index)
+    keep_probability = float(np.asarray(1 - node.attrs["rate"], dtype))  # rounded to x's dtype, as the reference
+    return b.select(keep, b.fdiv(x, ir.Constant(typ, keep_probability)), ir.Constant(typ, 0.0))
+
+
+def emit_random(module: ir.Module, name: str, node, target, dim_index: dict) -> ir.Function:
+    """``out[i]`` for every element i of the random node; see the module docstring."""
+    kb = KernelBuilder.create(module, name, len(node.inputs), dim_index)
+    b = kb.builder
+    count = kb.dim(size_of(node.shape))
+    blocks = b.udiv(b.add(count, const(WORDS_PER_BLOCK - 1)), const(WORDS_PER_BLOCK))
+    begin, end = kb.thread_share(blocks, count)
+    step = kb.load(kb.inputs[-1], "int64", const(0))
+    zero = const(0)
+    with loop(b, begin, end, name="block") as block:
+        words = philox4x64(b, [block.index, step, zero, zero], node.attrs["seed"])
+        first = b.mul(block.index, const(WORDS_PER_BLOCK))
+        for j, make in enumerate(_value_makers(kb, node, words)):
+            index = b.add(first, const(j))
+            with b.if_then(b.icmp_signed("<", index, count), likely=True):
+                kb.store(make(index), kb.out, node.dtype, index)
+    return kb.finish()
+
