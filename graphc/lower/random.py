@@ -30,14 +30,14 @@ def _mulhilo(b: ir.IRBuilder, multiplier: int, value: ir.Value) -> tuple:
     return b.trunc(b.lshr(product, ir.Constant(I128, 64)), I64), b.trunc(product, I64)
 
 
-def philox4x64(b: ir.IRBuilder, counter: list, seed: int) -> list:
-    """The four words of Philox4x64-10 for four i64 ``counter`` words and the key (seed, 0)."""
+def philox4x64(b: ir.IRBuilder, counter: list, key: tuple) -> list:
+    """The four words of Philox4x64-10 for four i64 ``counter`` words and a constant ``key`` (two ints)."""
     c = list(counter)
     for r in range(ROUNDS):
-        key = [ir.Constant(I64, (k + r * w) & MASK64) for k, w in zip((seed, 0), WEYL)]
+        round_key = [ir.Constant(I64, (k + r * w) & MASK64) for k, w in zip(key, WEYL)]
         high0, low0 = _mulhilo(b, MULTIPLIERS[0], c[0])
         high1, low1 = _mulhilo(b, MULTIPLIERS[1], c[2])
-        c = [b.xor(b.xor(high1, c[1]), key[0]), low1, b.xor(b.xor(high0, c[3]), key[1]), low0]
+        c = [b.xor(b.xor(high1, c[1]), round_key[0]), low1, b.xor(b.xor(high0, c[3]), round_key[1]), low0]
     return c
 
 
@@ -92,7 +92,7 @@ def emit_random(module: ir.Module, name: str, node, target, dim_index: dict) -> 
     step = kb.load(kb.inputs[-1], "int64", const(0))
     zero = const(0)
     with loop(b, begin, end, name="block") as block:
-        words = philox4x64(b, [block.index, step, zero, zero], node.attrs["seed"])
+        words = philox4x64(b, [block.index, step, zero, zero], (node.attrs["seed"], 0))
         first = b.mul(block.index, const(WORDS_PER_BLOCK))
         for j, make in enumerate(_value_makers(kb, node, words)):
             index = b.add(first, const(j))

@@ -34,6 +34,7 @@ with the same key); with ``seed=None`` it draws one from a module-level numpy ge
 import math
 
 import numpy as np
+import sympy
 
 from ..graph import dtypes
 from ..graph.node import Node, user_location
@@ -174,7 +175,7 @@ def _shape(shape, where: str) -> tuple:
     dims = []
     for dim in shape:
         valid = not isinstance(dim, bool) and (isinstance(dim, (int, np.integer, str))
-                                              or getattr(dim, "is_integer", False))
+                                              or (isinstance(dim, sympy.Basic) and dim.is_integer))
         if not valid or (isinstance(dim, (int, np.integer)) and dim < 0):
             raise ValueError(f"{where}: shape {tuple(shape)!r} has a bad dim {dim!r}: dims are ints >= 0, "
                              f"names or x.shape's entries (at {user_location()})")
