@@ -34,6 +34,27 @@ def scripted_fit(callback_list, epochs=3, batches=2, values=None, owner=None, va
     return history, owner
 
 
+def linear_regression(rate, samples, features, seed):
+    """A Dense(1) model with mse and SGD(rate) on the reference backend, and random (x, y)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(samples, features)).astype(np.float32)
+    y = rng.normal(size=(samples, 1)).astype(np.float32)
+    model = models.Sequential([layers.Dense(1, input_shape=(features,))])
+    model.compile(optimizers.SGD(rate), "mse", backend="reference")
+    return model, x, y
+
+
+def assert_trained_as_numpy_sgd(model, initial_weights, x, y, rates):
+    """The model's weights are what full-batch SGD at each epoch's rate gives from initial_weights, in numpy:
+    w -= lr * d mean((x w + b - y)^2) / dw."""
+    kernel, bias = (w.astype(np.float64) for w in initial_weights)
+    for rate in rates:
+        error = x @ kernel + bias - y
+        kernel, bias = kernel - rate * 2 * x.T @ error / len(x), bias - rate * 2 * error.mean(axis=0)
+    np.testing.assert_allclose(model.get_weights()[0], kernel, rtol=1e-5)
+    np.testing.assert_allclose(model.get_weights()[1], bias, rtol=1e-5)
+
+
 def float32s(values):
     """The values as a float32 variable holds them, read back as Python floats (what learning_rate returns)."""
     return [float(np.float32(v)) for v in values]
@@ -51,6 +72,8 @@ PLATEAU_CASES = {
     # as above, but after each reduction two epochs of cooldown (w stays 0) before waiting again
     "cooldown": (SEQUENCE, dict(factor=0.5, patience=2, cooldown=2),
                  [1, 1, 1, .5, .5, .5, .5, .25, .25, .25, .125, .125]),
+    # patience 1, cooldown 2: the epoch right after a reduction never waits, the next one does (its cooldown ends)
+    "short cooldown": ([1.0] * 6, dict(factor=0.5, patience=1, cooldown=2), [1, .5, .5, .25, .25, .125]),
     # never below min_lr, and nothing more once there
     "min_lr": ([1.0] * 6, dict(factor=0.5, patience=1, min_lr=0.2), [1, .5, .25, .2, .2, .2]),
     # a gain of min_delta or less is no improvement: 0.95, 0.91 and 0.84, 0.83 are not better than 1.0 and 0.85
@@ -88,23 +111,15 @@ def test_reduce_lr_on_plateau_reduces_when_keras_does(values, kwargs, expected):
 def test_reduce_lr_on_plateau_in_fit_matches_sgd_in_numpy():
     """min_delta=10 makes every epoch after the first a plateau: with patience 1 the rate halves each epoch, and
     the weights must follow numpy's SGD at those rates (the rate is a variable: no recompilation needed)."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(7, 3)).astype(np.float32)
-    y = rng.normal(size=(7, 1)).astype(np.float32)
-    model = models.Sequential([layers.Dense(1, input_shape=(3,))])
-    model.compile(optimizers.SGD(0.1), "mse", backend="reference")
-    kernel, bias = (w.astype(np.float64) for w in model.get_weights())
+    model, x, y = linear_regression(0.1, samples=7, features=3, seed=0)
+    initial_weights = model.get_weights()
     reduce = callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=10)
     history = model.fit(x, y, epochs=4, batch_size=7, shuffle=False, verbose=0, callbacks=[reduce])
 
     rates = float32s([0.1, 0.1, 0.05, 0.025])
     assert history.history["learning_rate"] == rates
     assert model.optimizer.learning_rate == float32s([0.0125])[0]
-    for rate in rates:  # one full batch per epoch: w -= lr * d mean((x w + b - y)^2) / dw
-        error = x @ kernel + bias - y
-        kernel, bias = kernel - rate * 2 * x.T @ error / len(x), bias - rate * 2 * error.mean(axis=0)
-    np.testing.assert_allclose(model.get_weights()[0], kernel, rtol=1e-5)
-    np.testing.assert_allclose(model.get_weights()[1], bias, rtol=1e-5)
+    assert_trained_as_numpy_sgd(model, initial_weights, x, y, rates)
 
 
 def test_reduce_lr_on_plateau_verbose_prints_each_reduction(capsys):
@@ -155,12 +170,8 @@ def test_learning_rate_scheduler_keras_docstring_example():
 
 
 def test_learning_rate_scheduler_sets_the_rate_before_each_epoch_in_fit():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(5, 2)).astype(np.float32)
-    y = rng.normal(size=(5, 1)).astype(np.float32)
-    model = models.Sequential([layers.Dense(1, input_shape=(2,))])
-    model.compile(optimizers.SGD(1.0), "mse", backend="reference")
-    kernel, bias = (w.astype(np.float64) for w in model.get_weights())
+    model, x, y = linear_regression(1.0, samples=5, features=2, seed=1)
+    initial_weights = model.get_weights()
     seen = []
 
     def schedule(epoch, lr):
@@ -170,10 +181,7 @@ def test_learning_rate_scheduler_sets_the_rate_before_each_epoch_in_fit():
     model.fit(x, y, epochs=4, initial_epoch=1, batch_size=5, verbose=0,
               callbacks=[callbacks.LearningRateScheduler(schedule)])
     assert seen == [(1, 1.0), (2, float32s([0.1])[0]), (3, float32s([0.2 / 3])[0])]
-    for rate in float32s([0.1, 0.2 / 3, 0.05]):
-        error = x @ kernel + bias - y
-        kernel, bias = kernel - rate * 2 * x.T @ error / len(x), bias - rate * 2 * error.mean(axis=0)
-    np.testing.assert_allclose(model.get_weights()[0], kernel, rtol=1e-5)
+    assert_trained_as_numpy_sgd(model, initial_weights, x, y, float32s([0.1, 0.2 / 3, 0.05]))
 
 
 def test_learning_rate_scheduler_takes_a_one_argument_schedule_and_prints_when_verbose(capsys):
