@@ -10,11 +10,12 @@ stored, and the backward pass (another dropout node with the same seed and step)
 """
 from __future__ import annotations
 
-import numpy as np
 from llvmlite import ir
 
-from ..ops.random import TWO_PI, UNIFORM_BITS, WORDS_PER_BLOCK, keep_threshold
+from ..ops.expr import arg
+from ..ops.random import TWO_PI, UNIFORM_BITS, WORDS_PER_BLOCK, is_single_element, keep_threshold, random_symbol
 from . import vecmath
+from .elementwise import ExprLowering, compute_dtype, convert
 from .irutil import I64, IR_TYPES, KernelBuilder, call_intrinsic, const, loop, size_of
 
 I128 = ir.IntType(128)
@@ -57,29 +58,28 @@ def _normal_pair(b: ir.IRBuilder, first: ir.Value, second: ir.Value) -> tuple:
     return b.fmul(radius, vecmath.call(b, "cos", angle)), b.fmul(radius, vecmath.call(b, "sin", angle))
 
 
-def _value_makers(kb: KernelBuilder, node, words: list) -> list:
-    """For each of the block's four elements, ``make(index)`` emitting its value (of the node's dtype) where
-    it is stored: a dropout value reads x[index], which only the elements inside the tensor may do."""
-    b, dtype = kb.builder, node.dtype
-    distribution = node.attrs["distribution"]
-    if distribution == "dropout":
-        return [lambda index, w=w: _dropout_value(kb, node, w, index) for w in words]
+def _random_values(b: ir.IRBuilder, node, words: list) -> list:
+    """The four elements' random values from their ``words``: uniforms or normals of the node's dtype, or
+    dropout's keep bits (i1)."""
+    dtype, distribution = node.dtype, node.attrs["distribution"]
     if distribution == "uniform":
-        values = [_uniform(b, w, dtype) for w in words]
-    else:
+        return [_uniform(b, w, dtype) for w in words]
+    if distribution == "normal":
         normals = [z for pair in (words[0:2], words[2:4]) for z in _normal_pair(b, *pair)]
-        values = [z if dtype == "float64" else b.fptrunc(z, IR_TYPES[dtype]) for z in normals]
-    return [lambda index, v=v: v for v in values]
+        return [z if dtype == "float64" else b.fptrunc(z, IR_TYPES[dtype]) for z in normals]
+    threshold = const(keep_threshold(node.attrs["rate"]))
+    return [b.icmp_unsigned(">=", b.lshr(w, const(40)), threshold) for w in words]
 
 
-def _dropout_value(kb: KernelBuilder, node, word: ir.Value, index: ir.Value) -> ir.Value:
-    """x[index] / (1 - rate) where the word's top 24 bits reach the rate's threshold, else 0."""
-    b, dtype = kb.builder, node.dtype
-    typ = IR_TYPES[dtype]
-    keep = b.icmp_unsigned(">=", b.lshr(word, const(40)), const(keep_threshold(node.attrs["rate"])))
-    x = kb.load(kb.inputs[0], dtype, index)
-    keep_probability = float(np.asarray(1 - node.attrs["rate"], dtype))  # rounded to x's dtype, as the reference
-    return b.select(keep, b.fdiv(x, ir.Constant(typ, keep_probability)), ir.Constant(typ, 0.0))
+def _element(kb: KernelBuilder, node, random_value: ir.Value, index: ir.Value) -> ir.Value:
+    """The body at element ``index``: each data input is read there (or at 0, a single element)."""
+    b, compute = kb.builder, compute_dtype(node)
+    values = {random_symbol(node): random_value}
+    for position, data in enumerate(node.inputs[:-1]):
+        offset = const(0) if is_single_element(data.shape) else index
+        loaded = kb.load(kb.inputs[position], data.dtype, offset)
+        values[arg(position)] = convert(b, loaded, data.dtype, compute)
+    return convert(b, ExprLowering(kb, node, 1, values).number(node.attrs["expr"]), compute, node.dtype)
 
 
 def emit_random(module: ir.Module, name: str, node, target, dim_index: dict) -> ir.Function:
@@ -94,9 +94,8 @@ def emit_random(module: ir.Module, name: str, node, target, dim_index: dict) -> 
     with loop(b, begin, end, name="block") as block:
         words = philox4x64(b, [block.index, step, zero, zero], (node.attrs["seed"], 0))
         first = b.mul(block.index, const(WORDS_PER_BLOCK))
-        for j, make in enumerate(_value_makers(kb, node, words)):
+        for j, value in enumerate(_random_values(b, node, words)):
             index = b.add(first, const(j))
-            with b.if_then(b.icmp_signed("<", index, count), likely=True):
-                kb.store(make(index), kb.out, node.dtype, index)
+            with b.if_then(b.icmp_signed("<", index, count), likely=True):  # the last block may be partial
+                kb.store(_element(kb, node, value, index), kb.out, node.dtype, index)
     return kb.finish()
-

@@ -18,9 +18,9 @@ The generator is Philox4x64-10, the one behind numpy's ``np.random.Philox``: a 2
   to a double), element 2k is r cos t and element 2k + 1 is r sin t, rounded to the dtype.
   mean + stddev * z on top, as for uniform.
 * dropout: element i is kept where (word >> 40) >= ceil(rate * 2**24), i.e. where its float32 uniform
-  is >= rate (exactly), and then y = x / (1 - rate) (1 - rate rounded to x's dtype, divided as Keras
-  does), else 0. Its gradient is dropout of the incoming gradient with the same seed and step: the same
-  mask, regenerated.
+  is >= rate (exactly), and then y = x * (1 / (1 - rate)) (the scale rounded to x's dtype), else 0.
+  Its gradient is dropout of the incoming gradient with the same seed and step: the same mask,
+  regenerated, never stored.
 
 The reference backend draws the words through numpy's own generator (``np.random.Philox(counter=...,
 key=...).random_raw``; numpy increments its counter before each block, so it is started one below),
@@ -38,7 +38,8 @@ import sympy
 
 from ..graph import dtypes
 from ..graph.node import Node, user_location
-from ..graph.shapes import canonical_dim, dim_symbol, evaluate_shape
+from ..graph.shapes import canonical_dim, dim_symbol, dims_equal, evaluate_shape, shapes_equal
+from .expr import arg, evaluate
 from .registry import Op, apply
 
 WORDS_PER_BLOCK = 4
@@ -77,41 +78,69 @@ def keep_threshold(rate: float) -> int:
 
 
 # ---- the op --------------------------------------------------------------------------------
+# A random node is an elementwise body with one more operand: inputs (data..., step), and in the body
+# ``expr``, %0 .. %(n-1) are the data inputs and %n (the step's position) is the element's random value:
+# its uniform, its normal, or for "keep" (dropout) 1 where the element is kept, else 0. Fusion
+# (graphc/passes/fusion.py) composes neighbouring elementwise bodies into it, so the values are made in
+# the kernel that uses them; the body is evaluated as an elementwise one (graphc.ops.expr.evaluate).
+def random_symbol(node):
+    """The symbol standing for the element's random value in ``node``'s body."""
+    return arg(len(node.inputs) - 1)
+
+
+def draw(distribution: str, seed: int, step: int, shape: tuple, dtype: str, rate: float = 0.0) -> np.ndarray:
+    """The random values of a node: uniform or normal values of ``dtype``, or dropout's keep mask."""
+    count = math.prod(shape)
+    if distribution == "normal":
+        return normal_from_words(philox_words(seed, step, count + count % 2), count, dtype).reshape(shape)
+    words = philox_words(seed, step, count).reshape(shape)
+    if distribution == "uniform":
+        return uniform_from_words(words, dtype)
+    return (words >> np.uint64(40)) >= keep_threshold(rate)
+
+
+def is_single_element(shape) -> bool:
+    return all(dims_equal(d, 1) for d in shape)
+
+
+def fits(data_shape, shape) -> bool:
+    """Whether a data input of ``data_shape`` can be read at a random node's element index: it has the
+    node's ``shape`` (read at the index) or is a single element of no more axes (read at 0)."""
+    return shapes_equal(data_shape, shape) or (is_single_element(data_shape) and len(data_shape) <= len(shape))
+
+
 def _infer(inputs, attrs):
     *data, step = inputs
     if step.dtype != "int64" or step.shape != ():
         raise ValueError(f"the step must be an int64 scalar, got {step.dtype}{step.shape}")
-    if attrs["distribution"] == "dropout":
-        return data[0].shape, data[0].dtype
+    if not all(fits(i.shape, attrs["shape"]) for i in data):
+        raise ValueError(f"every operand must have the shape {attrs['shape']} or be a single element")
     return attrs["shape"], attrs["dtype"]
 
 
 def _reference(node, arrays, dims):
     *data, step = arrays
-    shape = np.shape(data[0]) if data else evaluate_shape(node.shape, dims)
-    count = math.prod(shape)
-    distribution, seed = node.attrs["distribution"], node.attrs["seed"]
-    if distribution == "normal":
-        words = philox_words(seed, int(step), count + count % 2)
-        return normal_from_words(words, count, node.dtype).reshape(shape)
-    words = philox_words(seed, int(step), count)
-    if distribution == "uniform":
-        return uniform_from_words(words, node.dtype).reshape(shape)
-    keep = (words >> np.uint64(40)) >= keep_threshold(node.attrs["rate"])
-    x = np.asarray(data[0], node.dtype)
-    with np.errstate(all="ignore"):
-        kept = x / np.asarray(1 - node.attrs["rate"], node.dtype)
-    return np.where(keep.reshape(shape), kept, np.zeros((), node.dtype))
+    shape = evaluate_shape(node.shape, dims)
+    values = draw(node.attrs["distribution"], node.attrs["seed"], int(step), shape, node.dtype,
+                  node.attrs.get("rate", 0.0))
+    return np.broadcast_to(evaluate(node.attrs["expr"], [*data, values], dims, node.dtype), shape)
 
 
 def _vjp(node, g):
-    if node.attrs["distribution"] != "dropout":
-        return [None]  # the step is an integer: nothing flows into it
-    # The same mask, regenerated from the same seed and step: d(x / keep_prob where kept)/dx.
-    return [apply(random_op, [g, node.inputs[1]], node.attrs), None]
+    """Dropout's gradient is dropout of ``g`` with the same seed and step: the same mask, regenerated (the
+    body is linear in x). Fused nodes (made by the optimizer, after gc.grad) are never differentiated."""
+    if node.attrs["label"] != "dropout":
+        return [None] * len(node.inputs)  # uniform and normal values have no inputs but the integer step
+    return [apply(random_op, [g, node.inputs[-1]], node.attrs), None]
 
 
 random_op = Op("random", _infer, _reference, _vjp, kind="random")
+
+
+def _dropout_body(rate: float, dtype: str):
+    """x * (1 / (1 - rate)) where kept, else 0; the scale rounded to x's dtype."""
+    scale = sympy.Float(float(np.asarray(1 / (1 - rate), dtype)))
+    return sympy.Piecewise((arg(0) * scale, sympy.Ne(arg(1), 0)), (0, True))
 
 
 # ---- seeds and steps -----------------------------------------------------------------------
@@ -192,7 +221,7 @@ def _float_dtype(dtype, where: str) -> str:
 
 def _draw(distribution, shape, dtype, seed, step, where):
     attrs = {"distribution": distribution, "seed": _seed(seed, where), "shape": _shape(shape, where),
-             "dtype": _float_dtype(dtype, where), "label": where}
+             "dtype": _float_dtype(dtype, where), "expr": arg(0), "label": where}
     return apply(random_op, [_step(step, where)], attrs)
 
 
@@ -224,7 +253,8 @@ def dropout(x, rate, seed=None, step=None) -> Node:
                          f"at {user_location()})")
     if rate == 0:
         return x
-    attrs = {"distribution": "dropout", "seed": _seed(seed, "dropout"), "rate": float(rate), "label": "dropout"}
+    attrs = {"distribution": "keep", "seed": _seed(seed, "dropout"), "rate": float(rate), "shape": x.shape,
+             "dtype": x.dtype, "expr": _dropout_body(rate, x.dtype), "label": "dropout"}
     return apply(random_op, [x, _step(step, "dropout")], attrs)
 
 

@@ -131,7 +131,7 @@ def test_dropout_keeps_one_minus_rate_and_scales_by_its_inverse(rate):
     y = run(gc.dropout(x, rate, seed=4), {x: values})
     kept = y != 0
     assert abs(kept.mean() - (1 - rate)) < 0.01
-    np.testing.assert_array_equal(y[kept], values[kept] / np.float32(1 - rate))
+    np.testing.assert_array_equal(y[kept], values[kept] * np.float32(1 / (1 - rate)))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -141,7 +141,7 @@ def test_dropout_mask_is_the_uniform_compared_with_the_rate(dtype, shape):
     values = np.random.default_rng(1).normal(size=shape).astype(dtype)
     y = run(gc.dropout(x, 0.3, seed=8), {x: values})
     u = (philox_words(8, 0, math.prod(shape)) >> np.uint64(40)).astype(np.float64) * 2.0**-24
-    expected = np.where(u.reshape(shape) >= 0.3, values / np.asarray(0.7, dtype), 0)
+    expected = np.where(u.reshape(shape) >= 0.3, values * np.asarray(1 / 0.7, dtype), 0)
     assert y.dtype == dtype
     np.testing.assert_array_equal(y, expected.astype(dtype))
 
