@@ -4,8 +4,9 @@ import numpy as np
 
 import graphc as gc
 
-from .. import activations, initializers
+from .. import activations
 from .base import Layer
+from .core import WeightOptions, check_int, option
 
 
 def _positive_pair(value, argument, label):
@@ -58,7 +59,7 @@ def _window_output(layer, input_shape, window, strides, padding, dilation=(1, 1)
     return tuple(sizes)
 
 
-class Conv2D(Layer):
+class Conv2D(WeightOptions, Layer):
     """``activation(conv2d(x, kernel) + bias)`` over images (batch, height, width, channels), as
     ``keras.layers.Conv2D``: a kernel (height, width, in channels, filters), "valid" or "same" padding.
 
@@ -68,20 +69,18 @@ class Conv2D(Layer):
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
                  activation=None, use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 input_shape=None, name=None):
-        if not isinstance(filters, (int, np.integer)) or filters < 1:
-            raise ValueError(f"Conv2D: filters must be a positive integer, got {filters!r}")
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        self.filters = check_int(filters, "Conv2D", "filters", positive=True)
         _channels_last(data_format, "Conv2D")
-        super().__init__(name, input_shape)
-        self.filters = int(filters)
         self.kernel_size = _positive_pair(kernel_size, "kernel_size", "Conv2D")
         self.strides = _positive_pair(strides, "strides", "Conv2D")
         self.padding = _padding(padding, "Conv2D")
         self.dilation_rate = _positive_pair(dilation_rate, "dilation_rate", "Conv2D")
-        self.activation = activations.get(activation)
+        self.activation = option(activations.get, activation, "Conv2D", "activation")
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
+        self.set_weight_options("Conv2D", kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+                                kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer)
+        super().__init__(**kwargs)
 
     def weight_shapes(self, input_shape):
         return {"kernel": (*self.kernel_size, input_shape[-1], self.filters),
@@ -102,21 +101,20 @@ class Conv2D(Layer):
         return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
                 "strides": list(self.strides), "padding": self.padding, "dilation_rate": list(self.dilation_rate),
                 "activation": activations.serialize(self.activation), "use_bias": self.use_bias,
-                "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer)}
+                **self.weight_options_config()}
 
 
 class _Pooling2D(Layer):
     """A ``pool_size`` window moved by ``strides`` (default: the pool size) over each channel of images
     (batch, height, width, channels); subclasses say what it computes in ``call``."""
 
-    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, name=None, input_shape=None):
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
         label = type(self).__name__
         _channels_last(data_format, label)
-        super().__init__(name, input_shape)
         self.pool_size = _positive_pair(pool_size, "pool_size", label)
         self.strides = self.pool_size if strides is None else _positive_pair(strides, "strides", label)
         self.padding = _padding(padding, label)
+        super().__init__(**kwargs)
 
     def compute_output_shape(self, input_shape):
         height, width = _window_output(self, input_shape, self.pool_size, self.strides, self.padding, what="pool")
@@ -146,10 +144,10 @@ class GlobalAveragePooling2D(Layer):
     """(batch, height, width, channels) -> (batch, channels), the mean of each channel; with ``keepdims``
     (batch, 1, 1, channels)."""
 
-    def __init__(self, data_format=None, keepdims=False, name=None, input_shape=None):
+    def __init__(self, data_format=None, keepdims=False, **kwargs):
         _channels_last(data_format, "GlobalAveragePooling2D")
-        super().__init__(name, input_shape)
         self.keepdims = bool(keepdims)
+        super().__init__(**kwargs)
 
     def call(self, x, training=False):
         y = gc.global_avg_pool2d(x)
