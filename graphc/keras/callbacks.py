@@ -25,8 +25,9 @@ class ReduceLROnPlateau(Callback):
     Keras 3's rule, epoch by epoch: during ``cooldown`` epochs after a reduction the wait counter stays 0; a value
     better than the best so far by more than ``min_delta`` resets it; any other epoch (outside cooldown) adds one,
     and when it reaches ``patience`` the rate becomes ``max(lr * factor, min_lr)`` unless it is already at
-    ``min_lr``. Every epoch's logs get ``learning_rate`` (the rate that epoch trained with). ``verbose=1`` prints a
-    line for each reduction. Setting the rate writes the optimizer's learning-rate variable: nothing is recompiled.
+    ``min_lr``. A NaN or infinite value never counts as an improvement, and ``mode="auto"`` picks the direction from
+    the name as EarlyStopping does. Every epoch's logs get ``learning_rate`` (the rate that epoch trained with).
+    ``verbose=1`` prints a line for each reduction. Setting the rate writes the optimizer's learning-rate variable: nothing is recompiled.
     """
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
