@@ -1,15 +1,21 @@
-"""``Sequential``: a stack of layers compiled into three graphc functions.
+"""Keras models: ``Model(inputs, outputs)`` (the functional API) and ``Sequential``, compiled into graphc functions.
 
-Once the input shape is known the layers are applied to a placeholder of shape ("batch", features...),
-giving the forward graph. ``compile`` then builds, with the public graphc API only:
+A model is a graph of layer calls recorded on ``KerasTensor``'s (``keras.Input`` and the layers called on them;
+a Sequential model records its stack the same way). Compiling replays those calls on graphc placeholders twice --
+in training mode (dropout on, batch norm on batch statistics) and in inference mode -- and builds, with the
+public graphc API only:
 
-    train:    (x, y_true) -> [loss, *metrics], updates = the optimizer's step on gc.grad(loss, weights)
-    evaluate: (x, y_true) -> [loss, *metrics]
-    predict:  x -> y_pred
+    train:    (inputs, targets[, sample weights]) -> [loss, *metrics], updates = the optimizer's step on
+              gc.grad(loss, trainable weights) and the layers' own updates (batch norm's moving statistics)
+    evaluate: (inputs, targets[, sample weights]) -> [loss, *metrics]    (inference graph)
+    predict:  inputs -> outputs                                         (inference graph)
 
-and ``fit`` / ``evaluate`` / ``predict`` drive them with the loops of ``runtime.loop``. The weights are the
-``gc.variable``'s of the layers; the functions read and update them in place.
+each compiled once, on first use; ``fit`` / ``evaluate`` / ``predict`` drive them with the loops of
+``runtime.loop``. The weights are the ``gc.variable``'s of the layers; the functions read and update them in
+place. The loss is the mean over the batch of the per-sample losses (times the sample weights, if any), summed
+over the outputs with their ``loss_weights``, plus the layers' regularization penalties -- Keras 3's rule.
 """
+import collections.abc
 import contextlib
 import math
 import os
@@ -19,152 +25,261 @@ import numpy as np
 
 import graphc as gc
 from runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from runtime.loop import (Callback, NonFiniteLossError, NonFiniteWeightsError, evaluate_loop, fit_loop, predict_loop,
-                          split_validation)
+from runtime.loop import (Batches, Callback, NonFiniteLossError, NonFiniteWeightsError, evaluate_loop, fit_loop,
+                          predict_loop, split_validation)
 
 from . import _state, layers as layers_module, losses, metrics as metrics_module, optimizers
 from ._registry import name_of
+from .layers import InputLayer, KerasTensor
 
 MODEL_FORMAT = "graphc.keras.model"
 WEIGHTS_FORMAT = "graphc.keras.weights"
 DEFAULT_BATCH_SIZE = 32
 
 
-class Sequential:
-    """A linear stack of layers, as ``keras.models.Sequential``."""
+class Model:
+    """A model of the functional API, as ``keras.Model(inputs, outputs)``: ``inputs`` are ``keras.Input`` tensors,
+    ``outputs`` the tensors that layers called on them made (one each, or lists)."""
 
-    def __init__(self, layers=None, name=None):
-        self.name = name or _state.unique_name("Sequential")
-        self._layers = []
-        self._input_shape = None  # without the batch axis
-        self._input = self._output = None  # the forward graph's placeholder and result
+    def __init__(self, inputs=None, outputs=None, name=None):
+        if inputs is None or outputs is None:
+            raise TypeError("Model(inputs, outputs): graphc builds models with the functional API (keras.Input and "
+                            "layers called on it) or Sequential; subclassing Model with a call() method is not "
+                            "supported")
+        self._init(name or _state.unique_name("Functional"))
+        self._connect(inputs, outputs)
+
+    def _init(self, name):
+        self.name = name
+        self._inputs, self._outputs, self._calls = [], [], []
+        self._nested = (False, False)  # whether inputs, outputs were given as lists
         self.optimizer = self.loss = None
         self.compiled = False
-        self._metric_identifiers, self._backend = [], None
-        self._functions = self._predict = None
+        self._losses, self._metrics, self._loss_weights, self._metric_identifiers = [], [], [], []
+        self._backend, self._custom_specs, self._pending = None, None, None
+        self._functions = {}
         self.stop_training = False
         self.history = None
-        for layer in layers or []:
-            self.add(layer)
 
-    # ---- building ----------------------------------------------------------------------------
-    def add(self, layer):
-        """Append ``layer``; an ``Input`` may only come first and fixes the input shape."""
-        if isinstance(layer, (layers_module.InputLayer, layers_module.KerasTensor)):
-            if self._layers or self._input_shape is not None:
-                raise ValueError(f"{self.name}: an Input must be the first entry of a Sequential model")
-            self._set_input_shape(layer.shape[1:] if isinstance(layer, layers_module.KerasTensor)
-                                  else layer.input_shape[1:])
-            return
-        if not isinstance(layer, layers_module.Layer):
-            raise TypeError(f"{self.name}.add expects a layer, got {type(layer).__name__}")
-        if self._input_shape is None and not self._layers and layer.input_shape is not None:
-            self._set_input_shape(layer.input_shape[1:])
-        self._layers.append(layer)
-        self._functions = self._predict = None  # the graphs no longer end at the model's output
-        if self._input is not None:
-            self._output = layer(self._output)
+    def _connect(self, inputs, outputs):
+        """Record the layer calls between ``inputs`` and ``outputs``."""
+        self._nested = (isinstance(inputs, (list, tuple)), isinstance(outputs, (list, tuple)))
+        self._inputs = _tensor_list(inputs, "inputs", self.name)
+        self._outputs = _tensor_list(outputs, "outputs", self.name)
+        for tensor in self._inputs:
+            if not isinstance(tensor.layer, InputLayer):
+                raise ValueError(f"{self.name}: inputs must be keras.Input tensors, got {tensor} (made by layer "
+                                 f"{tensor.layer.name})")
+        self._calls = _calls_between(self._inputs, self._outputs, self.name)
+        names = collections.Counter(layer.name for layer in self.layers)
+        if any(count > 1 for count in names.values()):
+            raise ValueError(f"{self.name}: two different layers are named "
+                             f"{', '.join(n for n, c in names.items() if c > 1)}; layer names must be unique")
+        self._functions, self._custom_specs = {}, None
 
-    def _set_input_shape(self, shape):
-        self._input_shape = tuple(int(d) for d in shape)
-        self._input = self._output = gc.placeholder(("batch", *self._input_shape), name="x")
-        for layer in self._layers:
-            self._output = layer(self._output)
-
+    # ---- structure -----------------------------------------------------------------------------
     @property
     def built(self) -> bool:
-        return self._input is not None
+        return bool(self._inputs)
 
     @property
     def layers(self) -> list:
-        return list(self._layers)
+        """Every layer once, the InputLayers first, then in the order of their first call (as Keras)."""
+        return list({id(t.layer): t.layer for t in self._inputs + self._calls}.values())
+
+    def get_layer(self, name=None, index=None):
+        """The layer called ``name``, or at position ``index`` of ``layers``; ValueError naming the known ones."""
+        if (name is None) == (index is None):
+            raise ValueError(f"{self.name}.get_layer: give exactly one of name and index")
+        if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"{self.name}.get_layer: index {index} is out of range for {len(self.layers)} layers")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"{self.name} has no layer named {name!r}; its layers: "
+                         f"{', '.join(layer.name for layer in self.layers)}")
+
+    @property
+    def inputs(self) -> list:
+        return list(self._inputs)
+
+    @property
+    def outputs(self) -> list:
+        return list(self._outputs)
 
     @property
     def weights(self) -> list:
-        return [w for layer in self._layers for w in layer.weights]
+        return _unique([w for layer in self.layers for w in layer.weights])
 
     @property
     def trainable_weights(self) -> list:
-        return self.weights
+        return _unique([w for layer in self.layers for w in layer.trainable_weights])
 
     @property
     def non_trainable_weights(self) -> list:
-        return []
+        trainable = {w.id for w in self.trainable_weights}
+        return [w for w in self.weights if w.id not in trainable]
 
     @property
     def input_shape(self):
-        return None if self._input_shape is None else (None, *self._input_shape)
+        shapes = [t.shape for t in self._inputs]
+        return shapes if self._nested[0] else (shapes[0] if shapes else None)
 
     @property
     def output_shape(self):
-        return None if not self.built else (None, *self._output.shape[1:])
+        shapes = [t.shape for t in self._outputs]
+        return shapes if self._nested[1] else (shapes[0] if shapes else None)
 
     def count_params(self) -> int:
-        return sum(layer.count_params() for layer in self._layers)
+        return sum(math.prod(w.shape) for w in self.weights)
+
+    def _output_names(self) -> list:
+        return [t.layer.name for t in self._outputs]
+
+    def _input_names(self) -> list:
+        return [t.name for t in self._inputs]
+
+    def _graph(self, training):
+        """Placeholders for the inputs, the outputs' graph tensors (every layer call replayed on them in
+        ``training`` mode) and the updates those calls asked for."""
+        values = {id(t): gc.placeholder(("batch", *t.shape[1:]), t.dtype, name=name)
+                  for t, name in zip(self._inputs, self._input_names())}
+        for layer in self.layers:
+            layer._updates = []
+        for tensor in self._calls:
+            args = tensor.inputs
+            args = [values[id(t)] for t in args] if isinstance(args, list) else values[id(args)]
+            values[id(tensor)] = tensor.layer(args, training=training)
+        updates = [pair for layer in self.layers for pair in layer._updates]
+        return [values[id(t)] for t in self._inputs], [values[id(t)] for t in self._outputs], updates
 
     # ---- compiling ---------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend=None):
-        """Choose optimizer, loss and metrics; builds the train and evaluate functions once the model is
-        built. ``backend`` is passed to ``gc.function`` (None: graphc's default backend)."""
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, backend=None):
+        """Choose optimizer, loss(es), metrics and loss weights; the functions are compiled on first use.
+        With several outputs ``loss`` and ``metrics`` may be lists (one entry per output) or dicts by output
+        name; one loss (or a flat list of metrics) applies to every output. ``backend`` is passed to
+        ``gc.function`` (None: graphc's default backend)."""
         self.optimizer = optimizers.get(optimizer)
-        self.loss = None if loss is None else losses.get(loss)
-        self._metric_identifiers = list(metrics or [])
+        self.loss = loss if loss is None or isinstance(loss, (list, dict)) else losses.get(loss)
+        self._metric_identifiers = metrics
         self._backend = backend
+        if self.built:
+            self._resolve_compile_settings(loss, metrics, loss_weights)
+        else:
+            self._pending = (loss, metrics, loss_weights)
         self.compiled = True
-        self._functions = self._predict = None
-        if self.built and self.loss is not None:
-            self._training_functions()
+        self._functions, self._custom_specs = {}, None
+        if backend is not None and backend not in gc.BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; available: {', '.join(sorted(gc.BACKENDS))}")
+
+    def _resolve_compile_settings(self, loss, metrics, loss_weights):
+        names = self._output_names()
+        self._losses = [None if entry is None else losses.get(entry)
+                        for entry in _per_output(loss, names, "loss", self.name)]
+        if isinstance(metrics, (list, tuple)) and not (metrics and all(isinstance(m, (list, tuple)) for m in metrics)):
+            metrics = [metrics] * len(names)  # one flat list: the same metrics for every output
+        self._metrics = [[metrics_module.get(m, loss, t.shape[-1]) for m in _as_list(entry or [])]
+                         for entry, loss, t in zip(_per_output(metrics, names, "metrics", self.name), self._losses,
+                                                   self._outputs)]
+        self._loss_weights = [1.0 if w is None else float(w)
+                              for w in _per_output(loss_weights, names, "loss_weights", self.name)]
+
+    def _settings(self):
+        if self._pending is not None and self.built:
+            pending, self._pending = self._pending, None
+            self._resolve_compile_settings(*pending)
 
     def _function(self, inputs, outputs, updates=None):
         options = {} if self._backend is None else {"backend": self._backend}
         return gc.function(inputs, outputs, updates=updates, **options)
 
-    def _training_functions(self):
-        """The compiled train and evaluate functions, built on first use: one graph computes the batch-mean
-        loss and metrics, and (for training) the optimizer's updates from their gradients."""
-        if self._functions is None:
-            if self.loss is None:
-                raise ValueError(f"{self.name}: compile the model with a loss before training or evaluating it, "
-                                 f"e.g. compile(optimizer='rmsprop', loss='categorical_crossentropy')")
-            y_true = gc.placeholder(*self._target_spec(), name="y_true")
-            y_pred = self._output
-            loss = gc.mean(self.loss(y_true, y_pred))
-            metrics = [metrics_module.get(identifier, self.loss, y_pred.shape[-1])
-                       for identifier in self._metric_identifiers]
-            names = ["loss"] + [name for name, _ in metrics]
-            values = [loss] + [gc.mean(metric(y_true, y_pred)) for _, metric in metrics]
-            params = self.trainable_weights
-            updates = self.optimizer.updates(params, gc.grad(loss, params))
-            train = self._function([self._input, y_true], values, updates)
-            evaluate = self._function([self._input, y_true], values)
-            self._functions = (_named_step(train, names), _named_step(evaluate, names), names, train)
-        return self._functions
+    def _step(self, kind, weighted=False):
+        """The compiled function of ``kind`` ('train', 'evaluate'; 'predict', 'forward' = predict in training
+        mode), built once: loss and metrics from the targets (and per-sample weights when ``weighted``)."""
+        key = (kind, weighted)
+        if key not in self._functions:
+            training = kind in ("train", "forward")
+            inputs, outputs, updates = self._graph(training)
+            if kind in ("predict", "forward"):
+                self._functions[key] = self._function(inputs, outputs)
+                return self._functions[key]
+            targets, weights, names, values = self._loss_and_metrics(outputs, weighted)
+            step_updates = None
+            if kind == "train":
+                params = self.trainable_weights
+                step_updates = self.optimizer.updates(params, gc.grad(values[0], params)) + updates
+            function = self._function(inputs + targets + weights, values, step_updates)
+            self._functions[key] = _NamedStep(function, names)
+        return self._functions[key]
+
+    def _loss_and_metrics(self, outputs, weighted):
+        """Target placeholders, per-sample weight placeholders, and the names and graph values of the loss (first)
+        and metrics."""
+        self._require_loss()
+        targets, weights, names, values, total = [], [], [], [], []
+        several = len(outputs) > 1
+        for k, (output, output_name) in enumerate(zip(outputs, self._output_names())):
+            loss = self._losses[k]
+            if loss is None:
+                continue
+            shape, dtype = self._target_spec(k)
+            y_true = gc.placeholder(shape, dtype, name="y_true" if not several else f"y_true_{output_name}")
+            targets.append(y_true)
+            per_sample = loss(y_true, output)
+            if weighted:
+                weight = gc.placeholder(("batch",), "float32",
+                                        name="sample_weight" if not several else f"sample_weight_{output_name}")
+                weights.append(weight)
+                per_sample = per_sample * gc.reshape(weight, (weight.shape[0],) + (1,) * (len(per_sample.shape) - 1))
+            value = gc.mean(per_sample)
+            total.append(value * self._loss_weights[k] if self._loss_weights[k] != 1 else value)
+            prefix = f"{output_name}_" if several else ""
+            if several:
+                names.append(f"{output_name}_loss")
+                values.append(value)
+            for metric_name, metric in self._metrics[k]:
+                names.append(prefix + metric_name)
+                values.append(gc.mean(metric(y_true, output)))
+        total += [penalty for layer in self.layers for penalty in layer.regularization_losses()]
+        return targets, weights, ["loss"] + names, [sum(total[1:], total[0])] + values
+
+    def _require_loss(self):
+        self._settings()
+        if not any(loss is not None for loss in self._losses):
+            raise ValueError(f"{self.name}: compile the model with a loss before training or evaluating it, "
+                             f"e.g. compile(optimizer='rmsprop', loss='categorical_crossentropy')")
+
+    def _target_spec(self, k):
+        """Shape and dtype of output ``k``'s targets: integer labels for a sparse loss; for a custom loss
+        function what the data gave (integer labels pass through unchanged); else the output's shape."""
+        output = self._outputs[k]
+        shape = ("batch", *output.shape[1:])
+        if losses.target_kind(self._losses[k]) == "sparse":
+            return shape[:-1], "int64"
+        if self._custom_specs is not None and self._custom_specs[k] is not None:
+            return ("batch", *self._custom_specs[k][0]), self._custom_specs[k][1]
+        return shape, "float32"
 
     def graphc_function(self):
         """The compiled training step (a gc.Function): what ``graphc dump`` and ``gc.render`` draw for a model."""
-        return self._training_functions()[3]
-
-    def _predict_function(self):
-        if self._predict is None:
-            self._predict = self._function([self._input], self._output)
-        return self._predict
-
-    def _target_spec(self):
-        """Shape and dtype of the targets the loss expects: integer labels for the sparse loss, else the
-        output's shape."""
-        shape = ("batch", *self._output.shape[1:])
-        if self.loss is losses.sparse_categorical_crossentropy:
-            return shape[:-1], "int64"
-        return shape, "float32"
+        return self._step("train").function
 
     @property
     def metrics_names(self) -> list:
-        return self._training_functions()[2]
+        return self._step("evaluate").names
 
     # ---- training, evaluation, prediction ----------------------------------------------------
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
+            steps_per_epoch=None, validation_freq=1):
         """Train for ``epochs`` epochs; returns the History (``history.history['loss']`` etc.).
+
+        ``x``/``y`` are arrays (lists or dicts by name for several inputs/outputs), or ``x`` is a Python generator
+        or iterable of ``(x, y)`` or ``(x, y, sample_weight)`` batches (``steps_per_epoch`` of them an epoch,
+        else one pass). ``sample_weight`` (one per sample) and ``class_weight`` ({class: weight}) scale each
+        sample's loss, as Keras.
 
         On a NaN or infinite loss training stops with runtime's NonFiniteLossError, and on weights or optimizer
         variables that an epoch left NaN or infinite (checked at every epoch's end, so also after the last
@@ -172,113 +287,238 @@ class Sequential:
         are put back to what they were at the start of the failing epoch, the last state whose epoch ended
         finite (unless EarlyStopping(restore_best_weights=True) then restores its best epoch's weights). So
         they are finite when fit returns or raises (unless a callback itself makes them non-finite after the
-        end-of-epoch check), and ModelCheckpoint never saves non-finite ones.
+        end-of-epoch check), and ModelCheckpoint never saves non-finite ones. This differs from Keras on
+        purpose (Keras keeps the NaN weights, or stops only with TerminateOnNaN).
         """
         self._require_compiled("fit")
-        x, y = self._checked_data(x, y)
+        if _is_batch_source(x, y):
+            if sample_weight is not None:
+                raise ValueError(f"{self.name}.fit: sample_weight cannot be used with a generator of batches; "
+                                 f"yield (x, y, sample_weight) batches instead")
+            data = Batches(x, steps_per_epoch, self._batch_check(class_weight, "x"))
+        else:
+            data, ys = self._data(x, y, sample_weight, class_weight)
         validation = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (x_val, y_val)")
-            validation = self._checked_data(*validation_data)
+            validation = self._validation(validation_data)
         elif validation_split:
-            (x, y), validation = split_validation(x, y, validation_split)
-        train_step, eval_step, _, _ = self._training_functions()
+            if isinstance(data, Batches):
+                raise ValueError(f"{self.name}.fit: validation_split cannot be used with a generator of batches")
+            (data, ys), validation = split_validation(data, ys, validation_split)
+        train_step, eval_step = self._dispatching("train"), self._dispatching("evaluate")
         callbacks = [_KeepLastGoodState(), *(callbacks or [])]
         # Shuffling draws its seed from graphc.keras's generator, so set_random_seed makes fit reproducible.
         seed = int(_state.generator().integers(2**63))
         try:
-            self.history = fit_loop(train_step, x, y, epochs=epochs, batch_size=_batch_size(batch_size),
-                                    shuffle=shuffle, seed=seed, validation=validation, eval_step=eval_step,
-                                    callbacks=callbacks, verbose=_verbosity(verbose),
-                                    initial_epoch=initial_epoch, owner=self)
+            self.history = fit_loop(train_step, data, None if isinstance(data, Batches) else ys, epochs=epochs,
+                                    batch_size=_batch_size(batch_size), shuffle=shuffle, seed=seed,
+                                    validation=validation, eval_step=eval_step, callbacks=callbacks,
+                                    verbose=_verbosity(verbose), initial_epoch=initial_epoch, owner=self,
+                                    validation_freq=validation_freq)
         except (NonFiniteLossError, NonFiniteWeightsError) as error:
             error.add_note(f"{self.name}: the weights and optimizer state were restored to those at the "
                            f"start of epoch {error.epoch + 1}")
             raise
         return self.history
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", return_dict=False):
-        """``[loss, *metrics]`` over the data (just the loss when there are no metrics), or a dict."""
+    def _validation(self, validation_data):
+        if _is_batch_source(validation_data, None) and not isinstance(validation_data, tuple):
+            return Batches(validation_data, None, self._batch_check(None, "validation_data"))
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be a pair (x_val, y_val) or a triple (x_val, y_val, "
+                             "sample_weight_val)")
+        return self._data(*validation_data, where="validation_data")
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+                 return_dict=False):
+        """``[loss, *metrics]`` over the data in the inference graph (just the loss when there are no metrics),
+        or a dict; ``x`` may be a generator of batches as in ``fit``."""
         self._require_compiled("evaluate")
-        x, y = self._checked_data(x, y)
-        _, eval_step, names, _ = self._training_functions()
-        logs = evaluate_loop(eval_step, x, y, _batch_size(batch_size), verbose=_verbosity(verbose))
+        if _is_batch_source(x, y):
+            data, targets = Batches(x, steps, self._batch_check(None, "x")), None
+        else:
+            data, targets = self._data(x, y, sample_weight)
+        logs = evaluate_loop(self._dispatching("evaluate"), data, targets, _batch_size(batch_size),
+                             verbose=_verbosity(verbose))
         if return_dict:
             return logs
-        values = [logs[name] for name in names]
+        values = [logs[name] for name in self.metrics_names]
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size=None, verbose="auto"):
-        """The model's outputs for ``x``, as one numpy array."""
-        x = self._checked_inputs(x)
-        predict = self._predict_function()
-        return predict_loop(predict, x, _batch_size(batch_size), verbose=_verbosity(verbose))
+    def predict(self, x, batch_size=None, verbose="auto", steps=None):
+        """The model's outputs for ``x`` (inference mode), as one array (a list for several outputs); ``x`` may be a
+        generator yielding input batches."""
+        if isinstance(x, collections.abc.Iterator):
+            data = Batches(x, steps, lambda batch, number: (self._checked_inputs(
+                batch[0] if isinstance(batch, tuple) else batch, f"batch {number} of x"), None))
+        else:
+            data = self._checked_inputs(x)
+        predict = self._step("predict")
+        return predict_loop(lambda xb: _outputs(predict(*xb), self._nested[1]), data, _batch_size(batch_size),
+                            verbose=_verbosity(verbose))
+
+    # ---- one batch ---------------------------------------------------------------------------
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One training step on one batch; returns the loss (and metrics), as Keras. A NaN or infinite loss or
+        state puts the weights and optimizer state back to what they were and raises FloatingPointError."""
+        self._require_compiled("train_on_batch")
+        xs, ys = self._data(x, y, sample_weight, class_weight)
+        before = [v.value for v in self._state()]
+        logs = self._dispatching("train")(xs, ys)
+        bad = "the loss" if not math.isfinite(logs["loss"]) else next(
+            (name for name, value in self.state_arrays() if not np.isfinite(value).all()), None)
+        if bad is not None:
+            for variable, value in zip(self._state(), before):
+                variable.value = value
+            raise FloatingPointError(f"{self.name}.train_on_batch: {bad} became NaN or infinite (loss {logs['loss']}); "
+                                     f"the weights and optimizer state were put back")
+        return _batch_result(logs, self.metrics_names, return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Loss (and metrics) of one batch in inference mode."""
+        self._require_compiled("test_on_batch")
+        xs, ys = self._data(x, y, sample_weight)
+        return _batch_result(self._dispatching("evaluate")(xs, ys), self.metrics_names, return_dict)
+
+    def predict_on_batch(self, x):
+        return _outputs(self._step("predict")(*self._checked_inputs(x)), self._nested[1])
+
+    def __call__(self, x, training=False):
+        """The outputs for one batch of arrays (``training=True``: dropout on, batch statistics; no updates)."""
+        if any(isinstance(t, KerasTensor) for t in (x if isinstance(x, (list, tuple)) else [x])):
+            raise TypeError(f"{self.name}: calling a model on Keras tensors (nesting models) is not supported; "
+                            f"call its layers on them instead")
+        return _outputs(self._step("forward" if training else "predict")(*self._checked_inputs(x)), self._nested[1])
+
+    def _dispatching(self, kind):
+        """A step ``(xs, ys) -> logs`` for the loops: the weighted function when ``ys`` carries sample weights."""
+        def step(xs, ys):
+            return self._step(kind, weighted=len(ys) > len(self._loss_outputs()))(*xs, *ys)
+        return step
 
     def _require_compiled(self, what):
         if not self.compiled:
             raise RuntimeError(f"{self.name}: you must call compile() before {what}()")
 
-    def _checked_inputs(self, x):
-        if x is None:
-            raise ValueError(f"{self.name}: no input data (x is None)")
-        x = np.asarray(x)
-        if x.ndim < 2:
-            raise ValueError(f"{self.name}: x must have a sample axis and feature axes, got shape {x.shape}")
-        if not self.built:
-            self._set_input_shape(x.shape[1:])
-        if x.shape[1:] != self._input_shape:
-            hint = ""
-            if len(self._input_shape) == 3 and x.shape[1:] == (self._input_shape[2], *self._input_shape[:2]):
-                hint = ("; it looks channels-first (NCHW), and graphc's layers take channels-last images: "
-                        "x.transpose(0, 2, 3, 1)")
-            elif math.prod(x.shape[1:]) == math.prod(self._input_shape):
-                hint = f"; reshape it, e.g. x.reshape(({len(x)}, {', '.join(map(str, self._input_shape))}))"
-            raise ValueError(f"{self.name} expects inputs of shape {self.input_shape}, got x of shape "
-                             f"{x.shape}{hint}")
-        return x
+    # ---- data checking -------------------------------------------------------------------------
+    def _by_name(self, data, names, label, where):
+        """``data`` as one array per name: an array (one name), a list/tuple in order, or a dict by name."""
+        if isinstance(data, dict):
+            unknown = set(data) - set(names)
+            missing = [n for n in names if n not in data]
+            if unknown or missing:
+                raise ValueError(f"{self.name}: {where} is a dict with keys {sorted(data)}; expected the names "
+                                 f"{names}")
+            data = [data[n] for n in names]
+        elif not isinstance(data, (list, tuple)):
+            data = [data]
+        if len(data) != len(names):
+            raise ValueError(f"{self.name} has {len(names)} {label} ({', '.join(names)}), got {len(data)} arrays "
+                             f"in {where}")
+        return [np.asarray(part) for part in data]
 
-    def _checked_data(self, x, y):
-        """``x`` and ``y`` as arrays the functions accept; ValueError naming the shape that does not fit."""
-        x = self._checked_inputs(x)
+    def _checked_inputs(self, x, where="x"):
+        """One array per input, each of the input's shape and a numeric dtype."""
+        if x is None:
+            raise ValueError(f"{self.name}: no input data ({where} is None)")
+        self._build_from(x)
+        arrays = self._by_name(x, self._input_names(), "inputs", where)
+        for array, tensor, name in zip(arrays, self._inputs, self._input_names()):
+            label = where if len(arrays) == 1 else f"{where}[{name!r}]"
+            if array.dtype.kind not in "biuf":
+                raise ValueError(f"{self.name}: {label} must hold numbers, got dtype {array.dtype}")
+            if array.ndim < 1 or array.shape[1:] != tensor.shape[1:]:
+                what = "inputs" if len(arrays) == 1 else f"input {name!r}"
+                raise ValueError(f"{self.name} expects {what} of shape {tensor.shape}, got {label} of shape "
+                                 f"{array.shape}{_shape_hint(array.shape, tensor.shape[1:])}")
+        return arrays
+
+    def _build_from(self, x):
+        """Hook for Sequential models without an input shape: build from the first data seen."""
+
+    def _data(self, x, y, sample_weight=None, class_weight=None, where=None):
+        """(inputs, targets [+ per-sample weights]) as the lists of arrays the functions take, checked."""
+        xs = self._checked_inputs(x, "x" if where is None else f"{where} x")
+        self._settings()
+        self._require_loss()
+        names = [n for n, loss in zip(self._output_names(), self._losses) if loss is not None]
         if y is None:
-            raise ValueError(f"{self.name}: no targets (y is None)")
-        y = np.asarray(y)
+            raise ValueError(f"{self.name}: no targets ({'y' if where is None else where + ' y'} is None)")
+        ys = self._by_name(y, names, "outputs with a loss", "y" if where is None else f"{where} y")
+        ys = [self._checked_targets(array, k) for k, array in zip(self._loss_outputs(), ys)]
+        for label, array in [("x", xs[0]), *(("y", a) for a in ys)]:
+            if len(array) != len(xs[0]):
+                raise ValueError(f"{self.name}: x has {len(xs[0])} samples but {label} has {len(array)}; they must "
+                                 f"have the same first dimension")
+        weights = self._sample_weights(ys, sample_weight, class_weight, len(xs[0]))
+        return xs, ys + weights
+
+    def _loss_outputs(self) -> list:
+        return [k for k, loss in enumerate(self._losses) if loss is not None]
+
+    def _checked_targets(self, y, k):
+        """Targets for output ``k`` as its loss needs them; ValueError naming the shape that does not fit."""
+        loss, output = self._losses[k], self._outputs[k]
         if y.dtype.kind not in "biuf":
             raise ValueError(f"{self.name}: targets must be numbers, got dtype {y.dtype}")
-        expected = tuple(self._target_spec()[0][1:])
-        if self.loss is losses.sparse_categorical_crossentropy:
-            return x, self._checked_labels(y, expected)
+        expected = tuple(output.shape[1:])
+        if losses.target_kind(loss) == "sparse":
+            return _checked_labels(y, expected[:-1], expected[-1])
+        if not _builtin(loss):
+            return self._custom_targets(y, k)
         if y.shape[1:] != expected and expected[-1:] == (1,) and y.shape[1:] == expected[:-1]:
             y = y[..., None]  # (n,) targets for a one-unit output, as Keras accepts them
-        if self.loss is losses.categorical_crossentropy and y.shape[1:] != expected and y.shape[1:] in ((), (1,)):
-            raise ValueError(f"categorical_crossentropy expects one-hot targets of shape {(None, *expected)}, "
-                             f"got y of shape {y.shape} (class labels?): encode them with "
+        categorical = _loss_name(loss) in ("categorical_crossentropy", "CategoricalCrossentropy")
+        if categorical and y.shape[1:] != expected and y.shape[1:] in ((), (1,)):
+            raise ValueError(f"{_loss_name(loss)} expects one-hot targets of shape {(None, *expected)}, got y of "
+                             f"shape {y.shape} (class labels?): encode them with "
                              f"graphc.keras.utils.to_categorical(y, {expected[-1]}) or use "
                              f"loss='sparse_categorical_crossentropy'")
         if y.shape[1:] != expected:
-            raise ValueError(f"{getattr(self.loss, '__name__', 'the loss')} expects targets of shape "
-                             f"{(None, *expected)} for a model with output shape {self.output_shape}, "
-                             f"got y of shape {y.shape}")
-        return x, y
+            raise ValueError(f"{_loss_name(loss)} expects targets of shape {(None, *expected)} for an output of "
+                             f"shape {output.shape}, got y of shape {y.shape}")
+        return y.astype(np.float32, copy=False)
 
-    def _checked_labels(self, y, expected):
-        """Integer class labels for sparse_categorical_crossentropy: (n,) or (n, 1), in range."""
-        if y.shape[1:] == (*expected, 1):
-            y = y[..., 0]
-        classes = self._output.shape[-1]
-        if y.shape[1:] != expected:
-            raise ValueError(f"sparse_categorical_crossentropy expects integer class labels of shape "
-                             f"{(None, *expected)}, got y of shape {y.shape}"
-                             + (" (one-hot rows? use loss='categorical_crossentropy')"
-                                if y.shape[1:] == (*expected, classes) else ""))
-        if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
-            raise ValueError("sparse_categorical_crossentropy expects integer class labels, got non-integral "
-                             "values")
-        if y.size and (y.min() < 0 or y.max() >= classes):
-            raise ValueError(f"class labels must be in 0..{classes - 1} for an output of {classes} units, got "
-                             f"values from {y.min()} to {y.max()}")
-        return y.astype(np.int64)
+    def _custom_targets(self, y, k):
+        """A custom loss gets the targets as given: integer labels stay integers (int64), floats float32; the
+        first data seen fixes their shape and dtype."""
+        spec = (tuple(y.shape[1:]), "int64" if y.dtype.kind in "biu" else "float32")
+        self._custom_specs = self._custom_specs or [None] * len(self._outputs)
+        if self._custom_specs[k] is None:
+            self._custom_specs[k] = spec
+        elif self._custom_specs[k] != spec:
+            known = self._custom_specs[k]
+            raise ValueError(f"{self.name}: the custom loss of output {self._output_names()[k]} was compiled for "
+                             f"targets of shape {(None, *known[0])} and dtype {known[1]}, got y of shape {y.shape} "
+                             f"and dtype {y.dtype}")
+        return y.astype(spec[1], copy=False)
+
+    def _sample_weights(self, ys, sample_weight, class_weight, samples) -> list:
+        """One float32 weight per sample and output with a loss ([] when neither argument is given)."""
+        if sample_weight is None and class_weight is None:
+            return []
+        weights = np.ones(samples, np.float32)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float32)
+            if sample_weight.shape != (samples,):
+                raise ValueError(f"{self.name}: sample_weight must have one weight per sample, shape ({samples},), "
+                                 f"got {sample_weight.shape}")
+            weights = weights * sample_weight
+        if class_weight is not None:
+            if len(ys) != 1:
+                raise ValueError(f"{self.name}: class_weight is only supported for models with one output")
+            weights = weights * _class_weights(class_weight, ys[0])
+        return [weights] * len(ys)
+
+    def _batch_check(self, class_weight, label):
+        """How fit and evaluate check each batch a generator yields, before its step runs."""
+        def check(batch, number):
+            where = f"batch {number} of {label}"
+            if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+                raise ValueError(f"{self.name}: {where} must be a tuple (x, y) or (x, y, sample_weight), got "
+                                 f"{type(batch).__name__}")
+            return self._data(*batch[:2], batch[2] if len(batch) == 3 else None, class_weight, where)
+        return check
 
     # ---- weights -----------------------------------------------------------------------------
     def get_weights(self) -> list:
@@ -298,34 +538,30 @@ class Sequential:
 
     # ---- saving ------------------------------------------------------------------------------
     def get_config(self) -> dict:
-        return {"name": self.name, "input_shape": None if self._input_shape is None else list(self._input_shape),
-                "layers": [layers_module.serialize(layer) for layer in self._layers]}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls._from_layers(config, [layers_module.deserialize(layer) for layer in config["layers"]])
-
-    @classmethod
-    def _from_layers(cls, config, layers):
-        """The model of ``config`` made of ``layers``, its deserialized (unbuilt) layers."""
-        model = cls(name=config["name"])
-        if config["input_shape"] is not None:
-            model._set_input_shape(config["input_shape"])
-        for layer in layers:
-            model.add(layer)
-        return model
+        """The layers and the calls between them (each named by layer and call number), as graphc saves them."""
+        tensor_keys = _tensor_keys(self._inputs + self._calls)
+        return {"class_name": "Functional", "name": self.name,
+                "layers": [layers_module.serialize(layer) for layer in self.layers],
+                "calls": [{"layer": t.layer.name, "inputs": _keyed(t.inputs, tensor_keys)} for t in self._calls],
+                "inputs": [tensor_keys[id(t)] for t in self._inputs],
+                "outputs": [tensor_keys[id(t)] for t in self._outputs], "nested": list(self._nested)}
 
     def save(self, path):
-        """Write architecture (JSON), weights, compile settings and optimizer state to ``path``, atomically
-        (graphc's own ``.npz``-based format; read it back with ``load_model``)."""
+        """Write the model to ``path``, atomically: ``.keras`` in Keras 3's format (Keras loads it), ``.npz`` in
+        graphc's own format (architecture, weights, compile settings and optimizer state; for checkpoints)."""
+        suffix = _suffix(path, (".keras", ".npz"))
+        if suffix == ".keras":
+            from . import saving
+            return saving.save_keras(self, path)
         arrays = {f"weight_{i}": w.value for i, w in enumerate(self.weights)}
         meta = {"format": MODEL_FORMAT, "version": 1, "model": self.get_config(), "compile": None}
         if self.compiled:
+            self._settings()
             meta["compile"] = {
                 "optimizer": optimizers.serialize(self.optimizer),
-                "loss": None if self.loss is None else losses.serialize(self.loss),
-                "metrics": [m if isinstance(m, str) else name_of(metrics_module.METRICS, m, "metric")
-                            for m in self._metric_identifiers]}
+                "loss": _serialized_losses(self.loss),
+                "metrics": _serialized_metrics(self._metric_identifiers),
+                "loss_weights": self._loss_weights if any(w != 1 for w in self._loss_weights) else None}
             for param in self.trainable_weights:  # slots not created yet (never trained) are saved as zeros
                 self.optimizer._slots_for(param)
             arrays.update({f"optimizer_{i}": v.value for i, v in enumerate(self.optimizer.variables)})
@@ -344,36 +580,299 @@ class Sequential:
 
     # ---- summary -----------------------------------------------------------------------------
     def summary(self, print_fn=None):
-        """Print the layer table and parameter counts exactly as Keras 3 does (on an 80-column console)."""
+        """Print the layer table and parameter counts as Keras 3 does (on an 80-column console)."""
         (print_fn or print)(_summary_text(self))
 
 
+class Sequential(Model):
+    """A linear stack of layers, as ``keras.models.Sequential``; the input shape comes from an ``Input`` first
+    entry, the first layer's ``input_shape``, or the first data seen."""
+
+    def __init__(self, layers=None, name=None):
+        self._init(name or _state.unique_name("Sequential"))
+        self._stack, self._input_layer = [], None
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer):
+        """Append ``layer``; an ``Input`` may only come first and fixes the input shape."""
+        if isinstance(layer, (InputLayer, KerasTensor)) and isinstance(getattr(layer, "layer", layer), InputLayer):
+            if self._stack or self._input_layer is not None:
+                raise ValueError(f"{self.name}: an Input must be the first entry of a Sequential model")
+            self._input_layer = getattr(layer, "layer", layer)
+        elif not isinstance(layer, layers_module.Layer):
+            raise TypeError(f"{self.name}.add expects a layer, got {type(layer).__name__}")
+        else:
+            if self._input_layer is None and not self._stack and layer.input_shape is not None:
+                if isinstance(layer.input_shape, list):
+                    raise ValueError(f"{self.name}: layer {layer.name} takes several inputs; use the functional API")
+                self._input_layer = InputLayer(layer.input_shape[1:])
+            self._stack.append(layer)
+        if self._input_layer is not None:
+            self._chain()
+
+    def _chain(self):
+        tensor = self._input_layer.output
+        for layer in self._stack:
+            tensor = layer(tensor)
+        self._connect(self._input_layer.output, tensor)
+
+    def _build_from(self, x):
+        if self._input_layer is None:
+            shape = np.shape(x)
+            if len(shape) < 2:
+                raise ValueError(f"{self.name}: x must have a sample axis and feature axes, got shape {shape}")
+            self._input_layer = InputLayer(shape[1:])
+            self._chain()
+
+    @property
+    def layers(self) -> list:
+        return list(self._stack)
+
+    def _input_names(self):
+        return ["x"]
+
+    def get_config(self) -> dict:
+        return {"name": self.name,
+                "input_shape": None if self._input_layer is None else list(self._input_layer.input_shape[1:]),
+                "layers": [layers_module.serialize(layer) for layer in self._stack]}
+
+    @classmethod
+    def _from_layers(cls, config, layers):
+        """The model of ``config`` made of ``layers``, its deserialized (unbuilt) layers."""
+        model = cls(name=config["name"])
+        if config["input_shape"] is not None:
+            model.add(InputLayer(config["input_shape"]))
+        for layer in layers:
+            model.add(layer)
+        return model
+
+
+def _rebuild_functional(config, layers):
+    """The functional model of ``config``, replaying its recorded calls on ``layers`` (deserialized, unbuilt)."""
+    by_name = {layer.name: layer for layer in layers}
+    tensors, counts = {}, collections.Counter()
+    for layer in layers:
+        if isinstance(layer, InputLayer):
+            tensors[(layer.name, 0)] = layer.output
+    for call in config["calls"]:
+        layer = by_name[call["layer"]]
+        args = call["inputs"]
+        tensors[(layer.name, counts[layer.name])] = layer(
+            [tensors[tuple(a)] for a in args] if isinstance(args[0], list) else tensors[tuple(args)])
+        counts[layer.name] += 1
+    nested_inputs, nested_outputs = config["nested"]
+    inputs = [tensors[tuple(key)] for key in config["inputs"]]
+    outputs = [tensors[tuple(key)] for key in config["outputs"]]
+    return Model(inputs if nested_inputs else inputs[0], outputs if nested_outputs else outputs[0],
+                 name=config["name"])
+
+
 def load_model(path, compile=True):
-    """The model saved at ``path`` by ``Model.save``: architecture, weights, and (with ``compile``) its
-    compile settings and optimizer state, so that training resumes where it stopped. Any malformed file
-    gives CheckpointError naming ``path`` and the part that is wrong."""
+    """The model saved at ``path`` by ``Model.save``: a ``.keras`` file (Keras 3's format, written by graphc or
+    Keras) or graphc's own ``.npz``: architecture, weights, and (with ``compile``) its compile settings and
+    optimizer state, so that training resumes where it stopped. Any malformed file gives CheckpointError naming
+    ``path`` and the part that is wrong."""
+    if _suffix(path, (".keras", ".npz")) == ".keras":
+        from . import saving
+        return saving.load_keras(path, compile=compile)
     arrays, meta = _read(path, (MODEL_FORMAT,))
     with _reading(path, "architecture"):
         config = meta["model"]
+        functional = config.get("class_name") == "Functional"
         layers = [layers_module.deserialize(layer) for layer in config["layers"]]
-        declared = _weight_shapes(config["input_shape"], layers)
+        declared = _weight_shapes(config, layers)
     with _reading(path, "weights"):
         weights = _numbered(arrays, "weight")
         _check_shapes(declared, weights)  # before building: a crafted config may declare far larger weights
     with _reading(path, "architecture"):
-        model = Sequential._from_layers(config, layers)
+        model = _rebuild_functional(config, layers) if functional else Sequential._from_layers(config, layers)
     with _reading(path, "weights"):
         _assign(model.weights, weights)
     with _reading(path, "compile settings"):
         settings = meta["compile"] if compile else None
         if settings is not None:
-            model.compile(optimizers.deserialize(settings["optimizer"]), settings["loss"], settings["metrics"])
-            if model.built and model.loss is not None:
-                model._training_functions()  # creates the optimizer's slots, to be filled below
+            model.compile(optimizers.deserialize(settings["optimizer"]), _deserialized_losses(settings["loss"]),
+                          settings["metrics"], settings.get("loss_weights"))
+            if model.built:
+                for param in model.trainable_weights:  # the optimizer's slots, to be filled below
+                    model.optimizer._slots_for(param)
     if settings is not None:
         with _reading(path, "optimizer state"):
             _assign(model.optimizer.variables, _numbered(arrays, "optimizer"))
     return model
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+def _tensor_list(tensors, label, model_name) -> list:
+    tensors = list(tensors) if isinstance(tensors, (list, tuple)) else [tensors]
+    if not tensors:
+        raise ValueError(f"{model_name}: {label} is empty")
+    for t in tensors:
+        if not isinstance(t, KerasTensor):
+            raise TypeError(f"{model_name}: {label} must be Keras tensors (from keras.Input and layers called on it), "
+                            f"got {type(t).__name__}")
+    return tensors
+
+
+def _calls_between(inputs, outputs, model_name) -> list:
+    """The layer calls that make ``outputs`` from ``inputs``, each after the calls it reads (topological order);
+    ValueError if an output needs an Input that is not among ``inputs``."""
+    known = {id(t) for t in inputs}
+    order, seen = [], set()
+
+    def visit(tensor):
+        if id(tensor) in known or id(tensor) in seen:
+            return
+        if isinstance(tensor.layer, InputLayer):
+            raise ValueError(f"{model_name}: the outputs depend on the Input {tensor.name} of shape {tensor.shape}, "
+                             f"which is not among the model's inputs")
+        seen.add(id(tensor))
+        for t in _as_list(tensor.inputs):
+            visit(t)
+        order.append(tensor)
+
+    for tensor in outputs:
+        visit(tensor)
+    return order
+
+
+def _tensor_keys(tensors) -> dict:
+    """id -> [layer name, call number] of each tensor, numbering the calls of every layer in order."""
+    counts, keys = collections.Counter(), {}
+    for t in tensors:
+        keys[id(t)] = [t.layer.name, counts[t.layer.name]]
+        counts[t.layer.name] += 1
+    return keys
+
+
+def _keyed(inputs, keys):
+    return [keys[id(t)] for t in inputs] if isinstance(inputs, list) else keys[id(inputs)]
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _unique(variables) -> list:
+    return list({w.id: w for w in variables}.values())
+
+
+def _per_output(value, names, label, model_name) -> list:
+    """``value`` spread over the outputs ``names``: a dict by name, a list with one entry per output, or one value
+    for every output."""
+    if isinstance(value, dict):
+        unknown = set(value) - set(names)
+        if unknown:
+            raise ValueError(f"{model_name}: {label} names unknown outputs {sorted(unknown)}; the outputs are {names}")
+        return [value.get(name) for name in names]
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(names):
+            raise ValueError(f"{model_name}: {label} has {len(value)} entries for {len(names)} outputs ({names})")
+        return list(value)
+    return [value] * len(names)
+
+
+def _is_batch_source(x, y) -> bool:
+    """Whether ``x`` is a generator or iterable of batches (rather than arrays): no ``y``, and not an array."""
+    arrays = isinstance(x, (list, tuple)) and all(isinstance(part, np.ndarray) for part in x)
+    return (y is None and not arrays and not isinstance(x, (np.ndarray, dict, str))
+            and isinstance(x, collections.abc.Iterable))
+
+
+def _checked_labels(y, expected, classes):
+    """Integer class labels for a sparse loss: (n, *expected) or (n, *expected, 1), in range."""
+    if y.shape[1:] == (*expected, 1):
+        y = y[..., 0]
+    if y.shape[1:] != expected:
+        raise ValueError(f"sparse_categorical_crossentropy expects integer class labels of shape "
+                         f"{(None, *expected)}, got y of shape {y.shape}"
+                         + (" (one-hot rows? use loss='categorical_crossentropy')"
+                            if y.shape[1:] == (*expected, classes) else ""))
+    if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
+        raise ValueError("sparse_categorical_crossentropy expects integer class labels, got non-integral values")
+    if y.size and (y.min() < 0 or y.max() >= classes):
+        raise ValueError(f"class labels must be in 0..{classes - 1} for an output of {classes} units, got "
+                         f"values from {y.min()} to {y.max()}")
+    return y.astype(np.int64)
+
+
+def _class_weights(class_weight, y):
+    """Each sample's weight from ``class_weight`` ({class: weight}), its class being its label (integer labels), the
+    argmax of a one-hot row, or 0/1 for one binary unit."""
+    if not isinstance(class_weight, dict):
+        raise ValueError(f"class_weight must be a dict {{class index: weight}}, got {type(class_weight).__name__}")
+    if y.ndim == 2 and y.shape[1] > 1:
+        labels = y.argmax(axis=1)
+    else:
+        labels = np.rint(y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y).astype(np.int64)
+    table = np.ones(max([*class_weight, int(labels.max(initial=0))]) + 1, np.float32)
+    for cls, weight in class_weight.items():
+        if not isinstance(cls, (int, np.integer)) or cls < 0:
+            raise ValueError(f"class_weight keys must be class indices (non-negative integers), got {cls!r}")
+        table[cls] = weight
+    return table[labels]
+
+
+def _outputs(values, nested):
+    return values if nested or not isinstance(values, list) else values[0]
+
+
+def _batch_result(logs, names, return_dict):
+    if return_dict:
+        return logs
+    values = [logs[name] for name in names]
+    return values[0] if len(values) == 1 else values
+
+
+def _builtin(loss) -> bool:
+    """Whether ``loss`` is one of graphc.keras.losses' functions or classes (not the user's own function)."""
+    return (getattr(loss, "__module__", None) or type(loss).__module__) == losses.__name__
+
+
+def _loss_name(loss) -> str:
+    return getattr(loss, "__name__", None) or getattr(loss, "name", None) or type(loss).__name__
+
+
+def _shape_hint(shape, expected) -> str:
+    if len(expected) == 3 and shape[1:] == (expected[2], *expected[:2]):
+        return ("; it looks channels-first (NCHW), and graphc's layers take channels-last images: "
+                "x.transpose(0, 2, 3, 1)")
+    if len(shape) >= 1 and math.prod(shape[1:]) == math.prod(expected):
+        return f"; reshape it, e.g. x.reshape(({shape[0]}, {', '.join(map(str, expected))}))"
+    return ""
+
+
+def _suffix(path, supported) -> str:
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix not in supported:
+        raise ValueError(f"{os.fspath(path)}: unsupported model file suffix {suffix!r}; graphc saves "
+                         f"{' and '.join(supported)} files ('.keras': Keras 3's format; '.npz': graphc's own)")
+    return suffix
+
+
+def _serialized_losses(loss):
+    if isinstance(loss, dict):
+        return {name: losses.serialize(losses.get(entry)) for name, entry in loss.items()}
+    if isinstance(loss, list):
+        return [None if entry is None else losses.serialize(losses.get(entry)) for entry in loss]
+    return None if loss is None else losses.serialize(loss)
+
+
+def _deserialized_losses(config):
+    if isinstance(config, dict) and "class_name" not in config:
+        return {name: losses.get(entry) for name, entry in config.items()}
+    if isinstance(config, list):
+        return [None if entry is None else losses.get(entry) for entry in config]
+    return None if config is None else losses.get(config)
+
+
+def _serialized_metrics(metrics):
+    def one(metric):
+        return metric if isinstance(metric, str) else name_of(metrics_module.METRICS, metric, "metric")
+    if isinstance(metrics, dict):
+        return {name: [one(m) for m in _as_list(entry)] for name, entry in metrics.items()}
+    return [[one(m) for m in entry] if isinstance(entry, (list, tuple)) else one(entry) for entry in metrics or []]
 
 
 def _read(path, formats):
@@ -407,19 +906,34 @@ def _numbered(arrays, prefix) -> list:
     return [arrays[name] for name in expected]
 
 
-def _weight_shapes(input_shape, layers) -> list:
-    """(name, shape) of every weight that unbuilt ``layers`` create in a Sequential model whose inputs have
-    ``input_shape`` (None: the first layer's), in ``model.weights`` order, without creating any."""
-    if input_shape is None and layers and layers[0].input_shape is not None:
-        input_shape = layers[0].input_shape[1:]
-    if input_shape is None:
-        return []
-    shape, declared = (None, *(int(d) for d in input_shape)), []
-    for layer in layers:
+def _weight_shapes(config, layers) -> list:
+    """(name, shape) of every weight that the unbuilt ``layers`` of a saved model's ``config`` create, in
+    ``model.weights`` order, without creating any: the recorded calls replayed on shapes."""
+    declared, seen = [], set()
+
+    def call(layer, shape):
         output_shape = layer.compute_output_shape(shape)  # first: it rejects inputs the layer cannot take
-        declared += [(f"{layer.name}/{name}", weight_shape)
-                     for name, weight_shape in layer.weight_shapes(shape).items()]
-        shape = output_shape
+        if layer.name not in seen:
+            seen.add(layer.name)
+            declared.extend((f"{layer.name}/{name}", s) for name, s in layer.weight_shapes(shape).items())
+        return output_shape
+
+    if config.get("class_name") != "Functional":
+        input_shape = config["input_shape"]
+        if input_shape is None and layers and isinstance(layers[0].input_shape, tuple):
+            input_shape = layers[0].input_shape[1:]
+        shape = None if input_shape is None else (None, *(int(d) for d in input_shape))
+        for layer in layers if shape is not None else []:
+            shape = call(layer, shape)
+        return declared
+    by_name = {layer.name: layer for layer in layers}
+    shapes = {(layer.name, 0): layer.input_shape for layer in layers if isinstance(layer, InputLayer)}
+    counts = collections.Counter()
+    for entry in config["calls"]:
+        layer, args = by_name[entry["layer"]], entry["inputs"]
+        shape = [shapes[tuple(a)] for a in args] if isinstance(args[0], list) else shapes[tuple(args)]
+        shapes[(layer.name, counts[layer.name])] = call(layer, shape)
+        counts[layer.name] += 1
     return declared
 
 
@@ -449,11 +963,14 @@ def _read_only(array):
     return view
 
 
-def _named_step(function, names):
-    """A step for the runtime loops: ``step(xb, yb) -> {name: batch-mean value}``."""
-    def step(xb, yb):
-        return {name: float(value) for name, value in zip(names, function(xb, yb))}
-    return step
+class _NamedStep:
+    """A compiled loss-and-metrics function whose call gives ``{name: batch-mean value}``."""
+
+    def __init__(self, function, names):
+        self.function, self.names = function, names
+
+    def __call__(self, *arrays):
+        return {name: float(value) for name, value in zip(self.names, self.function(*arrays))}
 
 
 class _KeepLastGoodState(Callback):

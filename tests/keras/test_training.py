@@ -223,10 +223,9 @@ def test_targets_of_the_wrong_shape_or_range():
 
 def test_unknown_names_and_missing_compile():
     model = models.Sequential([layers.Dense(2, input_shape=(2,))])
-    with pytest.raises(ValueError, match="unknown loss 'hinge'; known: categorical_crossentropy, "
-                                         "sparse_categorical_crossentropy, binary_crossentropy, "
-                                         "mean_squared_error, mse"):
-        model.compile("sgd", "hinge")
+    with pytest.raises(ValueError, match="unknown loss 'squared_hinge'; known: .*categorical_crossentropy, "
+                                         "sparse_categorical_crossentropy, .*mean_squared_error"):
+        model.compile("sgd", "squared_hinge")
     with pytest.raises(ValueError, match="unknown optimizer 'nag'"):
         model.compile("nag", "mse")
     with pytest.raises(ValueError, match="unknown metric 'auc'; known metrics: accuracy, acc, "
