@@ -48,12 +48,17 @@ NEUTRAL = {"trainable": True, "dtype": "float32", "data_format": "channels_last"
            "ragged": False, "optional": False, "kernel_regularizer": None, "bias_regularizer": None,
            "activity_regularizer": None, "kernel_constraint": None, "bias_constraint": None,
            "quantization_config": None, "lora_rank": None, "lora_alpha": None, "seed": None,
+           "embeddings_constraint": None, "mask_zero": False, "beta_constraint": None, "gamma_constraint": None,
+           "synchronized": False, "renorm": False, "renorm_clipping": None, "renorm_momentum": 0.99,
            # optimizers
            "weight_decay": None, "clipnorm": None, "global_clipnorm": None, "clipvalue": None, "use_ema": False,
            "ema_momentum": 0.99, "ema_overwrite_frequency": None, "loss_scale_factor": None,
            "gradient_accumulation_steps": None,
            # losses
-           "reduction": "sum_over_batch_size"}
+           "reduction": "sum_over_batch_size", "ignore_class": None,
+           # compile settings (run_eagerly, steps_per_execution and jit_compile change nothing computed)
+           "loss_weights": None, "weighted_metrics": None}
+COMPILE_IGNORED = ("run_eagerly", "steps_per_execution", "jit_compile")
 # Optimizer slots in Keras' order: each tuple is one add_optimizer_variables call (interleaved per parameter).
 SLOT_GROUPS = {"SGD": [("momentum",)], "RMSprop": [("velocity",), ("momentum",), ("average_gradient",)],
                "Adam": [("momentum", "velocity"), ("velocity_hat",)], "AdamW": [("momentum", "velocity"),
@@ -499,6 +504,9 @@ def _build(plan):
 
 def _compile(model, settings, layers, store, limit):
     """Compile ``model`` as ``settings`` (Keras' compile_config) say and give its optimizer the file's state."""
+    for key, value in settings.items():
+        if key not in ("optimizer", "loss", "metrics", *COMPILE_IGNORED) and NEUTRAL.get(key, ...) != value:
+            raise ValueError(f"the .keras file's compile settings set {key}={value!r}, which graphc cannot do")
     optimizer = settings["optimizer"]
     if isinstance(optimizer, dict):
         optimizer = {"class_name": optimizer["class_name"],

@@ -1,0 +1,202 @@
+"""Keras 3 ``.keras`` files: graphc -> .keras -> graphc round trips, files written by Keras 3 itself
+(tests/keras/data/, made by make_keras_files.py, with Keras' predictions), and damaged or unsupported files.
+bench/keras_interop.py checks the other direction, graphc's files loaded by Keras 3."""
+import io
+import json
+import os
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from graphc.keras import layers, models, optimizers, saving
+from runtime.checkpoint import CheckpointError
+
+h5py = pytest.importorskip("h5py")
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+def keras_file(name):
+    """(path of tests/keras/data/<name>.keras, its .npz: the inputs, Keras' predictions, the step count)."""
+    with np.load(os.path.join(DATA, f"{name}.npz")) as arrays:
+        return os.path.join(DATA, f"{name}.keras"), dict(arrays)
+
+
+def rewrite(source, target, config=None, weights=None):
+    """A copy of the .keras file ``source`` at ``target`` with ``config(dict)`` applied to its config and
+    ``weights(h5 file)`` to its weights."""
+    with zipfile.ZipFile(source) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    if config is not None:
+        parsed = json.loads(entries["config.json"])
+        config(parsed)
+        entries["config.json"] = json.dumps(parsed).encode()
+    if weights is not None:
+        buffer = io.BytesIO(entries["model.weights.h5"])
+        with h5py.File(buffer, "a") as store:
+            weights(store)
+        entries["model.weights.h5"] = buffer.getvalue()
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return target
+
+
+def trained_mlp():
+    model = models.Sequential([layers.Input((5,)), layers.Dense(7, activation="relu"),
+                               layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=optimizers.Adam(0.01), loss="categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(13, 5)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 13)]
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0, shuffle=False)
+    return model, x, y
+
+
+def test_round_trip_keeps_predictions_compile_settings_and_optimizer_state(tmp_path):
+    model, x, y = trained_mlp()
+    path = tmp_path / "m.keras"
+    saving.save_keras(model, path)
+    assert sorted(zipfile.ZipFile(path).namelist()) == ["config.json", "metadata.json", "model.weights.h5"]
+    loaded = saving.load_keras(path)
+    assert [type(layer).__name__ for layer in loaded.layers] == ["Dense", "Dense"]
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert type(loaded.optimizer) is optimizers.Adam and loaded.optimizer.learning_rate == np.float32(0.01)
+    assert loaded.metrics_names == ["loss", "accuracy"]
+    for mine, theirs in zip(model.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(mine.value, theirs.value)
+    assert int(loaded.optimizer.iterations.value) == 8  # 2 epochs of 4 batches
+    # Training goes on from the same state: one more epoch gives the same weights.
+    for m in (model, loaded):
+        m.fit(x, y, epochs=1, batch_size=4, verbose=0, shuffle=False)
+    for mine, theirs in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_round_trip_of_image_layers_and_uncompiled_model(tmp_path):
+    model = models.Sequential([
+        layers.Input((9, 7, 2)), layers.Conv2D(3, (3, 2), strides=(2, 1), padding="same", activation="tanh"),
+        layers.MaxPooling2D(2, strides=1), layers.AveragePooling2D((1, 2), padding="same"),
+        layers.Reshape((-1, 3)), layers.Activation("sigmoid"), layers.Reshape((4, 3, 3)),
+        layers.GlobalAveragePooling2D(keepdims=True), layers.Flatten(), layers.Dense(1, use_bias=False)])
+    x = np.random.default_rng(1).normal(size=(3, 9, 7, 2)).astype(np.float32)
+    saving.save_keras(model, tmp_path / "c.keras")
+    loaded = saving.load_keras(tmp_path / "c.keras")
+    assert not loaded.compiled
+    assert [layer.get_config() for layer in loaded.layers] == [layer.get_config() for layer in model.layers]
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_weight_file_keys_are_keras_class_names_numbered_per_class(tmp_path):
+    model = models.Sequential([layers.Input((4, 4, 1)), layers.Conv2D(2, 2, name="a"), layers.Flatten(),
+                               layers.Dense(3, name="b"), layers.Dense(2, name="c")])
+    saving.save_keras(model, tmp_path / "k.keras")
+    with zipfile.ZipFile(tmp_path / "k.keras") as archive, \
+            h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as store:
+        assert list(store["layers"]) == ["conv2d", "dense", "dense_1", "flatten"]
+        assert store["layers/dense_1/vars"].attrs["name"] == "c"
+        np.testing.assert_array_equal(store["layers/dense_1/vars/0"][()], model.layers[3].weights[0].value)
+    assert saving._snake_case("GlobalAveragePooling2D") == "global_average_pooling2d"
+    assert saving._snake_case("InputLayer") == "input_layer"
+
+
+@pytest.mark.parametrize("name", ["mlp", "convnet"])
+def test_files_written_by_keras_give_keras_predictions(name):
+    path, data = keras_file(name)
+    model = saving.load_keras(path)
+    np.testing.assert_allclose(model.predict(data["x"], verbose=0), data["y"], rtol=1e-5, atol=1e-6)
+    assert int(model.optimizer.iterations.value) == data["iterations"]
+
+
+def test_keras_optimizer_state_and_loss_object_are_read():
+    path, _ = keras_file("convnet")
+    model = saving.load_keras(path)
+    assert type(model.optimizer) is optimizers.SGD and model.optimizer.momentum == pytest.approx(0.9)
+    momentums = model.optimizer.variables[2:]
+    assert len(momentums) == len(model.trainable_weights) and any(np.abs(m.value).max() > 0 for m in momentums)
+    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as store:
+        for i, variable in enumerate(model.optimizer.variables):
+            np.testing.assert_array_equal(variable.value, store[f"optimizer/vars/{i}"][()])
+    uncompiled = saving.load_keras(path, compile=False)
+    assert not uncompiled.compiled
+
+
+def test_unknown_layer_is_named_with_the_supported_ones(tmp_path):
+    def lstm(config):
+        config["config"]["layers"][1]["class_name"] = "LSTM"
+    path = rewrite(keras_file("mlp")[0], tmp_path / "lstm.keras", config=lstm)
+    with pytest.raises(ValueError, match=r"Keras LSTM, which graphc does not have; graphc reads .*Conv2D.*Dense"):
+        saving.load_keras(path)
+
+
+@pytest.mark.parametrize("key, value", [("kernel_constraint", {"class_name": "NonNeg", "config": {}}),
+                                        ("dtype", "mixed_float16"), ("units_typo", 3)])
+def test_a_setting_graphc_cannot_honour_names_layer_key_and_value(tmp_path, key, value):
+    def change(config):
+        config["config"]["layers"][1]["config"][key] = value
+    path = rewrite(keras_file("mlp")[0], tmp_path / "bad.keras", config=change)
+    with pytest.raises(ValueError, match=rf"layer 'dense\w*' \(Dense\) sets {key}="):
+        saving.load_keras(path)
+
+
+def test_arrays_are_checked_against_the_config_before_building(tmp_path):
+    def huge(config):  # a crafted config asking for a 10**9-unit layer: refused before any weight is made
+        config["config"]["layers"][1]["config"]["units"] = 10**9
+    path = rewrite(keras_file("mlp")[0], tmp_path / "huge.keras", config=huge)
+    with pytest.raises(CheckpointError, match=r"dense\w*/kernel has shape \(5, 1000000000\)"):
+        saving.load_keras(path)
+
+    def wrong_shape(store):
+        del store["layers/dense_1/vars/1"]
+        store["layers/dense_1/vars/1"] = np.zeros(4, np.float32)
+    path = rewrite(keras_file("mlp")[0], tmp_path / "shape.keras", weights=wrong_shape)
+    with pytest.raises(CheckpointError, match=r"bias has shape \(3,\)"):
+        saving.load_keras(path)
+
+
+def test_damaged_files_give_checkpoint_errors(tmp_path):
+    source = keras_file("mlp")[0]
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(open(source, "rb").read()[:500])
+    with pytest.raises(CheckpointError, match="not a readable .keras file"):
+        saving.load_keras(truncated)
+    no_weights = tmp_path / "no_weights.keras"
+    with zipfile.ZipFile(no_weights, "w") as archive:
+        archive.writestr("config.json", zipfile.ZipFile(source).read("config.json"))
+    with pytest.raises(CheckpointError, match="it has no model.weights.h5"):
+        saving.load_keras(no_weights)
+    bad_h5 = rewrite(source, tmp_path / "bad_h5.keras")
+    with zipfile.ZipFile(bad_h5, "w") as archive:
+        archive.writestr("config.json", zipfile.ZipFile(source).read("config.json"))
+        archive.writestr("model.weights.h5", b"not hdf5")
+    with pytest.raises(CheckpointError, match="unreadable model.weights.h5"):
+        saving.load_keras(bad_h5)
+    with pytest.raises(CheckpointError, match="invalid config.json"):
+        saving.load_keras(rewrite(source, tmp_path / "cfg.keras", config=lambda c: c["config"].pop("layers")))
+    with pytest.raises(FileNotFoundError):
+        saving.load_keras(tmp_path / "missing.keras")
+
+
+def test_failed_save_leaves_the_old_file(tmp_path):
+    model, _, _ = trained_mlp()
+    path = tmp_path / "m.keras"
+    saving.save_keras(model, path)
+    before = path.read_bytes()
+
+    class Custom(layers.Dense):
+        pass
+    model.layers[1].__class__ = Custom
+    with pytest.raises(ValueError, match="custom layer"):
+        saving.save_keras(model, path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["m.keras"]
+
+
+def test_without_h5py_the_error_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    model, _, _ = trained_mlp()
+    with pytest.raises(ImportError, match=r"pip install 'graphc\[keras\]'"):
+        saving.save_keras(model, tmp_path / "m.keras")
+    with pytest.raises(ImportError, match=r"pip install 'graphc\[keras\]'"):
+        saving.load_keras(keras_file("mlp")[0])
