@@ -5,9 +5,13 @@ The classic Keras MNIST program runs unchanged apart from its imports::
     from graphc.keras.datasets import mnist
     from graphc.keras.utils import to_categorical
     from graphc.keras import models, layers
+
+and the spellings of "Deep Learning with Python" (2nd ed.) work too: ``graphc.keras.Sequential``,
+``graphc.keras.Model``, ``graphc.keras.Input``, ``graphc.keras.layers``.
 """
 from . import activations, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers, utils
 from .layers import Input
+from .models import Model, Sequential
 
-__all__ = ["Input", "activations", "callbacks", "datasets", "initializers", "layers", "losses", "metrics", "models",
+__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "datasets", "initializers", "layers", "losses", "metrics", "models",
            "optimizers", "utils"]
