@@ -13,5 +13,5 @@ from . import activations, callbacks, datasets, initializers, layers, losses, me
 from .layers import Input
 from .models import Model, Sequential
 
-__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "datasets", "initializers", "layers", "losses", "metrics", "models",
-           "optimizers", "utils"]
+__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "datasets", "initializers", "layers", "losses",
+           "metrics", "models", "optimizers", "utils"]
