@@ -1,6 +1,8 @@
 """Fusion passes: fewer, fatter kernels.
 
-fuse_elementwise:        e2(e1(x), y) => e(x, y) with e = e2's body with e1's body substituted
+fuse_elementwise:        e2(e1(x), y) => e(x, y) with e = e2's body with e1's body substituted; the same into
+                         and out of random nodes (their values are then made in the kernel that uses them):
+                         random(e(x), step) => random'(x, step), e(random(x, step), y) => random'(x, y, step)
 fuse_matmul_epilogue:    e(matmul(a, b), bias, ...) => fused_matmul(a, b, bias, ...) with e as the epilogue
                          (and e(conv(x, w), bias, ...) => fused_conv(x, w, bias, ...))
 """
@@ -12,6 +14,7 @@ from ..ops.elementwise import indicator, make
 from ..ops.expr import arg, unevaluated_xreplace
 from ..ops.conv import fused_conv_op
 from ..ops.linalg import fused_matmul_op
+from ..ops.random import fits, random_op
 from ..ops.registry import apply
 from .rewrite import consumer_counts, rebuild
 
@@ -39,26 +42,74 @@ def _fusable_producer(producer, consumer, uses: int) -> bool:
     return dtypes.is_float(producer.dtype) and producer.dtype == consumer.dtype and exact
 
 
+def _substituted(node, inputs, uses, take) -> tuple:
+    """(body, operands, whether any input was taken): ``node``'s body with each input that ``take(input,
+    its use count)`` accepts replaced by the input's body over the input's own operands."""
+    operands, substitutions, fused_any = [], {}, False
+    for index, (producer, count) in enumerate(zip(inputs, uses)):
+        if take(producer, count):
+            shift = {arg(i): arg(len(operands) + i) for i in range(len(producer.inputs))}
+            substitutions[arg(index)] = unevaluated_xreplace(_body_as_operand(producer, node.dtype), shift)
+            operands.extend(producer.inputs)
+            fused_any = True
+        else:
+            substitutions[arg(index)] = arg(len(operands))
+            operands.append(producer)
+    return unevaluated_xreplace(node.attrs["expr"], substitutions), operands, fused_any
+
+
 def fuse_elementwise(graph: Graph) -> Graph:
     counts = consumer_counts(graph)
 
     def rule(node, original):
+        uses = [counts[i.id] for i in original.inputs]
+        if node.op is random_op:
+            return _fuse_into_random(node, uses)
         if node.op.name != "elementwise":
             return None
-        operands, substitutions, fused_any = [], {}, False
-        for index, (producer, producer_original) in enumerate(zip(node.inputs, original.inputs)):
-            if _fusable_producer(producer, node, counts[producer_original.id]):
-                shift = {arg(i): arg(len(operands) + i) for i in range(len(producer.inputs))}
-                substitutions[arg(index)] = unevaluated_xreplace(_body_as_operand(producer, node.dtype), shift)
-                operands.extend(producer.inputs)
-                fused_any = True
-            else:
-                substitutions[arg(index)] = arg(len(operands))
-                operands.append(producer)
-        if not fused_any:
-            return None
-        return make(node.attrs["label"], unevaluated_xreplace(node.attrs["expr"], substitutions), operands, node.dtype)
+        body, operands, fused_any = _substituted(
+            node, node.inputs, uses, lambda producer, count: _fusable_producer(producer, node, count))
+        fused = make(node.attrs["label"], body, operands, node.dtype) if fused_any else node
+        random_uses = {id(i): count for i, count in zip(node.inputs, uses) if i.op is random_op}
+        with_random = _fuse_random_producer(fused, random_uses)
+        if with_random is not None:
+            return with_random
+        return fused if fused_any else None
     return rebuild(graph, rule)
+
+
+# ---- random nodes (graphc.ops.random): a body with the element's random value as its last operand -----
+def _fuse_into_random(node, uses):
+    """random(e(x), step) => random'(x, step): single-use elementwise producers whose operands the random
+    kernel can read at its element index."""
+    def take(producer, count):
+        return _fusable_producer(producer, node, count) and all(fits(i.shape, node.shape) for i in producer.inputs)
+    body, operands, fused_any = _substituted(node, node.inputs, uses, take)
+    if not fused_any:
+        return None
+    return apply(random_op, operands, dict(node.attrs, expr=body), name=node.name, location=node.location)
+
+
+def _fuse_random_producer(node, random_uses):
+    """e(random(x, step), y) => random'(x, y, step): an elementwise node of the random producer's shape and
+    dtype, whose other operands the random kernel can read at its element index, absorbs the producer (the
+    first, if several), and its step moves to the end."""
+    if node.op.name != "elementwise":
+        return None
+    for producer in node.inputs:
+        others = [i for i in node.inputs if i is not producer]
+        if (random_uses.get(id(producer)) == 1 and node.dtype == producer.dtype
+                and shapes_equal(node.shape, producer.shape) and producer.inputs[-1] not in others
+                and all(fits(i.shape, node.shape) for i in others)):
+            break
+    else:
+        return None
+    body, operands, _ = _substituted(node, node.inputs, [1] * len(node.inputs), lambda p, _: p is producer)
+    step_at = next(k for k, operand in enumerate(operands) if operand is producer.inputs[-1])
+    order = [k for k in range(len(operands)) if k != step_at] + [step_at]
+    body = unevaluated_xreplace(body, {arg(k): arg(position) for position, k in enumerate(order)})
+    attrs = dict(producer.attrs, expr=body, label=f"{producer.attrs['label']}+{node.attrs['label']}")
+    return apply(random_op, [operands[k] for k in order], attrs, name=node.name, location=node.location)
 
 
 def _epilogue_operands_fit(product, extras) -> bool:

@@ -110,3 +110,49 @@ def test_dropout_after_relu_trains_like_the_reference():
     np.testing.assert_allclose(native[0], reference[0], rtol=1e-12)
     for a, e in zip(native[1:], reference[1:]):
         np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-14)
+
+
+def test_dropout_is_fused_with_its_neighbours_and_the_gradient_regenerates_the_mask():
+    """dropout(x * 2) + 1 and its gradient against constant weights: each direction is one random kernel."""
+    x = gc.placeholder((3, 40), name="x")
+    weights = np.random.default_rng(5).normal(size=(3, 40)).astype("float32")
+    y = gc.dropout(x * 2.0, 0.3, seed=1) + 1.0
+    (gx,) = gc.grad(gc.sum(y * gc.constant(weights)), [x])
+    f = gc.function([x], [y, gx], threads=2)
+    nodes = f.optimized_graph.nodes
+    randoms = [n for n in nodes if n.op.name == "random"]
+    assert sorted(n.attrs["label"] for n in randoms) == ["dropout+add", "dropout+dmultiply/d0"]
+    assert not [n for n in nodes if n.op.name == "elementwise" and n.shape == x.shape]  # nothing left unfused
+    assert sorted(k.label for k in f.program.schedule.kernels) == ["add", "dropout+add", "dropout+dmultiply/d0"]
+    values = np.random.default_rng(6).normal(size=(3, 40)).astype("float32")
+    functions = [gc.function([x], [y, gx], backend="reference", optimize=0),
+                 gc.function([x], [y, gx], backend="reference"), f]
+    for step in (0, 7):  # the functions share the step: set it before each call
+        results = []
+        for function in functions:
+            randoms[0].inputs[-1].value = np.int64(step)
+            results.append(function(values))
+        for result in results[1:]:
+            for actual, expected in zip(result, results[0]):
+                np.testing.assert_array_equal(actual, expected)
+
+
+@pytest.mark.parametrize("build", [
+    lambda x, b: gc.dropout(x, 0.5, seed=2) + b,  # b broadcasts along the rows: the random kernel can't read it
+    lambda x, b: gc.random_uniform((1, 40), seed=3) + x,  # the random values broadcast into a larger result
+    lambda x, b: gc.dropout(x, 0.5, seed=4) * gc.dropout(x, 0.5, seed=4),  # one value read twice
+    lambda x, b: gc.dropout(x * 3.0 + b, 0.5, seed=5),  # a producer reading b
+], ids=["broadcast operand", "broadcast random", "two uses", "broadcast producer"])
+def test_what_cannot_be_fused_stays_apart_and_right(build):
+    x = gc.placeholder(("batch", 40), name="x")
+    b = gc.placeholder((40,), name="b")
+    y = build(x, b)
+    arrays = [np.random.default_rng(7).normal(size=s).astype("float32") for s in ((5, 40), (40,))]
+    expected = gc.function([x, b], y, backend="reference", optimize=0)(*arrays)
+    gc.set_random_seed(0)
+    f = gc.function([x, b], y)
+    step = [n for n in f.optimized_graph.nodes if n.op.name == "random"][0].inputs[-1]
+    step.value = np.int64(0)
+    np.testing.assert_array_equal(f(*arrays), expected)
+    labels = {n.attrs["label"] for n in f.optimized_graph.nodes if n.op.name == "random"}
+    assert labels <= {"dropout", "random_uniform"}  # nothing fused into them
