@@ -218,7 +218,8 @@ class Model:
         """Target placeholders, per-sample weight placeholders, and the names and graph values of the loss (first)
         and metrics."""
         self._require_loss()
-        targets, weights, names, values, total = [], [], [], [], []
+        targets, weights, total = [], [], []
+        loss_names, loss_values, names, values = [], [], [], []  # each output's loss, then the metrics (as Keras)
         several = len(outputs) > 1
         for k, (output, output_name) in enumerate(zip(outputs, self._output_names())):
             loss = self._losses[k]
@@ -237,13 +238,13 @@ class Model:
             total.append(value * self._loss_weights[k] if self._loss_weights[k] != 1 else value)
             prefix = f"{output_name}_" if several else ""
             if several:
-                names.append(f"{output_name}_loss")
-                values.append(value)
+                loss_names.append(f"{output_name}_loss")
+                loss_values.append(value)
             for metric_name, metric in self._metrics[k]:
                 names.append(prefix + metric_name)
                 values.append(gc.mean(metric(y_true, output)))
         total += [penalty for layer in self.layers for penalty in layer.regularization_losses()]
-        return targets, weights, ["loss"] + names, [sum(total[1:], total[0])] + values
+        return targets, weights, ["loss", *loss_names, *names], [sum(total[1:], total[0]), *loss_values, *values]
 
     def _require_loss(self):
         self._settings()
