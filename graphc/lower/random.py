@@ -5,8 +5,11 @@ Philox4x64-10 in IR: the 64 x 64 -> 128-bit products are `zext` to i128, `mul`, 
 kernel, so LLVM folds its schedule; the step is read from the node's step input once per call.
 
 Threads share the blocks of four words (element i is word i % 4 of block i // 4), so any thread count
-computes the same bits. A dropout kernel reads x[i] and writes y[i] in the same iteration: no mask is
-stored, and the backward pass (another dropout node with the same seed and step) regenerates it.
+computes the same bits. Each element's random value (a uniform, a normal, or dropout's keep bit) goes
+into the node's body, lowered by the elementwise lowering at that one element: operands of the node's
+shape are read at the element's index, single elements at 0 (fusion builds nothing else). A dropout
+kernel reads x[i] and writes y[i] in the same iteration: no mask is stored, and the backward pass
+(another dropout node with the same seed and step, fused into its consumer) regenerates it.
 """
 from __future__ import annotations
 

@@ -8,8 +8,10 @@ The generator is Philox4x64-10, the one behind numpy's ``np.random.Philox``: a 2
 (four 64-bit words) and a 128-bit key (two words) give one block of four 64-bit words. The mapping:
 
 * key = (seed, 0); counter = (i // 4, step, 0, 0); element i (row-major) takes word i % 4 of that block.
-  ``step`` is an int64 scalar variable, an input of every random node; ``gc.function`` adds
-  ``step <- step + 1`` to its updates, so each call draws fresh numbers.
+  ``step`` (as a uint64) is an int64 scalar variable, an input of every random node; ``gc.function``
+  adds ``step <- step + 1`` to its updates (unless the user's updates assign it), so each call draws
+  fresh numbers. Unless an op is given ``step=``, it uses the module's step counter, one variable
+  shared by the ops built since the last ``set_random_seed``.
 * uniform: float32 u = (word >> 40) * 2**-24, float64 u = (word >> 11) * 2**-53: exact, in [0, 1).
   minval + (maxval - minval) * u, as an elementwise node on top, when the range is not [0, 1).
 * normal: Box-Muller, in float64 whatever the dtype, on the pair of words (2k, 2k + 1) for elements 2k
