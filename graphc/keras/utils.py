@@ -35,12 +35,16 @@ def to_categorical(y, num_classes=None, dtype="float32"):
 
 
 def set_random_seed(seed):
-    """Seed graphc.keras's generator (weight initialisation, fit's shuffling) and, as Keras does, numpy's
-    global generator and Python's ``random``, so that a training run is reproducible."""
+    """Seed graphc.keras's generator (weight initialisation, dropout seeds, fit's shuffling), graphc's random
+    ops (``gc.set_random_seed``: their default seeds and step counter) and, as Keras does, numpy's global
+    generator and Python's ``random``, so that a training run is reproducible."""
     import random
+
+    import graphc as gc
 
     from . import _state
     _state.seed_generator(seed)
+    gc.set_random_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
 

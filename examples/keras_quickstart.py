@@ -1,0 +1,51 @@
+"""The TensorFlow 2 / Keras beginner quickstart on graphc: Flatten, Dense 128 relu, Dropout 0.2 and Dense 10
+logits trained with SparseCategoricalCrossentropy(from_logits=True) and adam for 5 epochs.
+
+Only the imports differ from the tutorial (``import tensorflow as tf`` and ``tf.keras.X`` become
+``from graphc import keras`` and ``keras.X``, Keras 3's spelling), and the tutorial's eager asides (``.numpy()``
+on results, ``tf.nn.softmax``) are left out: graphc returns numpy arrays. Three optional arguments:
+--epochs, --seed and --samples (train on the first N training images for a quick run).
+
+    python examples/keras_quickstart.py [--epochs 5] [--seed 0] [--samples 60000]
+"""
+import argparse
+
+from graphc import keras
+from graphc.keras.utils import set_random_seed
+
+from epoch_timer import EpochTimer
+
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--epochs", type=int, default=5)
+parser.add_argument("--seed", type=int, default=None, help="seed for reproducible training")
+parser.add_argument("--samples", type=int, default=60000, help="train on the first N training images")
+args = parser.parse_args()
+if args.seed is not None:
+    set_random_seed(args.seed)
+
+mnist = keras.datasets.mnist
+
+(x_train, y_train), (x_test, y_test) = mnist.load_data()
+x_train, x_test = x_train / 255.0, x_test / 255.0
+
+model = keras.models.Sequential([
+  keras.layers.Flatten(input_shape=(28, 28)),
+  keras.layers.Dense(128, activation='relu'),
+  keras.layers.Dropout(0.2),
+  keras.layers.Dense(10)
+])
+
+predictions = model(x_train[:1])
+print("logits of the untrained model for the first image:", predictions)
+
+loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+model.compile(optimizer='adam',
+              loss=loss_fn,
+              metrics=['accuracy'])
+
+model.fit(x_train[:args.samples], y_train[:args.samples], epochs=args.epochs, callbacks=[EpochTimer()])
+
+test_loss, test_acc = model.evaluate(x_test,  y_test, verbose=2)
+print('test_acc:', test_acc)
