@@ -12,6 +12,7 @@ model stores).
 """
 import math
 import numbers
+import re
 import types
 
 import numpy as np
@@ -181,6 +182,20 @@ class Optimizer:
             self._learning_rate = gc.variable(rate, name="learning_rate", trainable=False)
             self._state = [self.iterations, self._learning_rate]
         self._slots = {}  # parameter id -> {slot name: variable}
+        self._no_decay_ids, self._no_decay_pattern = set(), None
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Keep weight decay off the variables of ``var_list`` and off those whose name matches one of the
+        regular expressions ``var_names`` (``['bias']``: every bias). Only before the first ``updates``."""
+        if self._slots:
+            raise ValueError(f"{type(self).__name__}.exclude_from_weight_decay: call it before the optimizer "
+                             f"builds its first training step")
+        self._no_decay_ids = {variable.id for variable in var_list or ()}
+        self._no_decay_pattern = re.compile("|".join(var_names)) if var_names else None
+
+    def _decays(self, param) -> bool:
+        return self.weight_decay is not None and param.id not in self._no_decay_ids and not (
+            self._no_decay_pattern and self._no_decay_pattern.search(param.name or ""))
 
     @property
     def learning_rate(self) -> float:
@@ -213,7 +228,7 @@ class Optimizer:
         rate = self._current_learning_rate()
         pairs = []
         for param, grad in zip(params, self._clipped(list(grads))):
-            value = param if self.weight_decay is None else param - param * self.weight_decay * rate
+            value = param - param * self.weight_decay * rate if self._decays(param) else param
             slots = self._slots_for(param)
             new_value, new_slots = self.update_step(value, grad, slots, rate)
             pairs += [(slots[name], new_slots[name]) for name in new_slots] + [(param, new_value)]

@@ -150,6 +150,15 @@ def test_weight_decay_shrinks_the_weights_before_the_step(optimizer, update, lr,
     assert_same_trajectory(graph_steps(optimizer(), 4), numpy_steps(update, 4, lr, weight_decay=weight_decay))
 
 
+def test_variables_excluded_from_weight_decay_are_not_decayed():
+    optimizer = optimizers.AdamW(0.05, weight_decay=0.3)
+    optimizer.exclude_from_weight_decay(var_names=["^b$"])
+    decayed, plain = numpy_steps(adam(), 3, 0.05, weight_decay=0.3), numpy_steps(adam(), 3, 0.05)
+    assert_same_trajectory(graph_steps(optimizer, 3), [(d[0], p[1]) for d, p in zip(decayed, plain)])
+    with pytest.raises(ValueError, match="call it before the optimizer builds its first training step"):
+        optimizer.exclude_from_weight_decay(var_names=["w"])
+
+
 def clip_each_norm(c):
     return lambda grads: [g * c / max(np.sqrt(np.sum(g * g)), c) for g in grads]
 
