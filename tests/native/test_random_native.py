@@ -83,6 +83,18 @@ def test_native_values_equal_the_reference_bit_for_bit(dtype, target):
     np.testing.assert_array_equal(expected[0][0][0], (words >> np.uint64(64 - bits)) * 2.0**-bits)
 
 
+def test_each_call_draws_fresh_numbers_and_a_reset_step_repeats_them():
+    x = gc.placeholder((None, 9), name="x")
+    y = gc.dropout(x, 0.5, seed=3)
+    f = gc.function([x], [y, gc.random_normal(x.shape, seed=4)])
+    ones = np.ones((5, 9), "float32")
+    first, second = f(ones), f(ones)
+    assert not np.array_equal(first[0], second[0]) and not np.array_equal(first[1], second[1])
+    y.inputs[-1].value = np.int64(0)
+    for again, before in zip(f(ones), first):
+        np.testing.assert_array_equal(again, before)
+
+
 @pytest.mark.parametrize("threads", [1, 3, 4])
 def test_same_bits_on_any_thread_count_and_optimization_level(threads):
     """Large enough (2000 x 33 > the parallel threshold) that the threads split the blocks."""
