@@ -32,7 +32,7 @@ class BatchNormalization(WeightOptions, Layer):
         super().__init__(**kwargs)
 
     def weight_shapes(self, input_shape):
-        channels = (input_shape[self.axis],)
+        channels = (input_shape[feature_axis(self, self.axis, input_shape)],)
         return {**({"gamma": channels} if self.scale else {}), **({"beta": channels} if self.center else {}),
                 "moving_mean": channels, "moving_variance": channels}
 
