@@ -41,8 +41,8 @@ def feature_axis(layer, axis, input_shape, shapes=None) -> int:
 
 
 class WeightOptions:
-    """The initializer and regularizer options of a layer's weights (Dense's, Conv2D's kernel and bias), checked
-    when the layer is made and written back by ``get_config``."""
+    """The ``<weight>_initializer`` and ``<weight>_regularizer`` options of a layer (the base class's ``build`` reads
+    them), checked when the layer is made and written back by ``get_config``."""
 
     def set_weight_options(self, label, **options):
         for argument, value in options.items():
@@ -142,9 +142,7 @@ class Reshape(Layer):
         return {**super().get_config(), "target_shape": list(self.target_shape)}
 
 
-
-
-class Embedding(Layer):
+class Embedding(WeightOptions, Layer):
     """Row ``i`` of ``embeddings`` (input_dim, output_dim) for each index ``i`` of the integer inputs, as
     ``keras.layers.Embedding``: ``gc.take(embeddings, x)``, whose gradient adds the incoming rows into the rows
     used (a scatter-add). Float inputs are cast to int32 (truncated), as Keras does; an index outside
@@ -154,10 +152,8 @@ class Embedding(Layer):
                  mask_zero=False, **kwargs):
         self.input_dim = check_int(input_dim, "Embedding", "input_dim", positive=True)
         self.output_dim = check_int(output_dim, "Embedding", "output_dim", positive=True)
-        self.embeddings_initializer = option(initializers.get, embeddings_initializer, "Embedding",
-                                             "embeddings_initializer")
-        self.embeddings_regularizer = option(regularizers.get, embeddings_regularizer, "Embedding",
-                                             "embeddings_regularizer")
+        self.set_weight_options("Embedding", embeddings_initializer=embeddings_initializer,
+                                embeddings_regularizer=embeddings_regularizer)
         if mask_zero:
             raise ValueError("Embedding: mask_zero=True is not supported (graphc.keras has no masking)")
         super().__init__(**kwargs)
@@ -176,8 +172,7 @@ class Embedding(Layer):
 
     def get_config(self):
         return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
-                "embeddings_initializer": initializers.serialize(self.embeddings_initializer),
-                "embeddings_regularizer": regularizers.serialize(self.embeddings_regularizer), "mask_zero": False}
+                **self.weight_options_config(), "mask_zero": False}
 
 
 class Rescaling(Layer):
