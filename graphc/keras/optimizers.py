@@ -299,7 +299,7 @@ class SGD(Optimizer):
         return ("momentum",) if self.momentum else ()
 
     def update_step(self, value, grad, slots, learning_rate):
-        step = grad * learning_rate
+        step = learning_rate * grad
         if not self.momentum:
             return value - step, {}
         momentum = self.momentum * slots["momentum"] - step
