@@ -145,6 +145,15 @@ def test_extreme_logits_stay_finite_with_exact_losses(loss):
     assert_close(values, expected, rtol=1e-6)
 
 
+def test_probabilities_of_exactly_0_and_1_are_clipped():
+    y = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 1.0]], np.float32)
+    p = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 1.0]], np.float32)
+    for loss, reference in [(losses.categorical_crossentropy, np_categorical), (losses.binary_crossentropy, np_binary)]:
+        values, gradient = run(loss, y, p)
+        assert np.all(np.isfinite(values)) and np.all(np.isfinite(gradient))
+        assert_close(values, reference(y, p), rtol=1e-6)
+
+
 def test_sparse_loss_of_extreme_logits_and_its_gradient():
     labels = np.array([1, 0])
     logits = np.array([[100.0, -100.0, 0.0], [-100.0, 100.0, 100.0]], np.float32)
