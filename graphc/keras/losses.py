@@ -3,10 +3,12 @@
 
 Either is called ``loss(y_true, y_pred)`` on graph tensors and gives one value per sample; the model weights
 and averages them. (Keras' loss objects reduce to one number when called; graphc's leave that to the model, as
-Keras' loss functions do.) Cross-entropies from logits use the stable forms of graphc's ops (log_softmax,
-softplus), so logits of +-100 give finite losses and gradients.
+Keras' loss functions do, but give Keras' number when called on arrays.) Cross-entropies from logits use the
+stable forms of graphc's ops (log_softmax, softplus), so logits of +-100 give finite losses and gradients.
 """
 import inspect
+
+import numpy as np
 
 import graphc as gc
 
@@ -113,7 +115,14 @@ class Loss:
         self.reduction = reduction
 
     def __call__(self, y_true, y_pred):
-        return self.call(y_true, y_pred)
+        """Per-sample values for graph tensors (what the model uses); for arrays, Keras' eager result: the mean
+        over the batch, computed at once by the reference backend."""
+        if isinstance(y_true, gc.Node) or isinstance(y_pred, gc.Node):
+            return self.call(y_true, y_pred)
+        y_true, y_pred = np.asarray(y_true), np.asarray(y_pred, dtype=np.float32)
+        y_true = y_true.astype(np.int64 if y_true.dtype.kind in "biu" else np.float32)
+        t, p = gc.placeholder(y_true.shape, str(y_true.dtype)), gc.placeholder(y_pred.shape)
+        return gc.function([t, p], gc.mean(self.call(t, p)), backend="reference")(y_true, y_pred)
 
     def call(self, y_true, y_pred):
         raise NotImplementedError(f"{type(self).__name__} must define call(y_true, y_pred)")

@@ -183,6 +183,18 @@ def test_objects_equal_their_functions_and_keep_keras_names():
         np.testing.assert_array_equal(run(cls(), y, p)[0], run(function, y, p)[0])
 
 
+def test_a_loss_object_called_on_arrays_gives_keras_batch_mean():
+    """The quickstart's ``loss_fn(y_train[:1], predictions)``: one number, as Keras' loss objects give."""
+    logits = (rng.standard_normal((5, 10)) * 3).astype(np.float32)
+    labels = np.array([3, 0, 9, 9, 1], np.uint8)
+    value = losses.SparseCategoricalCrossentropy(from_logits=True)(labels, logits)
+    assert value.shape == () and value.dtype == np.float32
+    assert_close(value, np_categorical(one_hot(labels, 10), logits, True).mean(), rtol=1e-6)
+    y = rng.standard_normal((5, 2))
+    assert_close(losses.Huber(delta=0.5)(y, logits[:, :2]), np_huber(y, logits[:, :2].astype(np.float64), 0.5).mean(),
+                 rtol=1e-5)
+
+
 def test_get_names_aliases_classes_objects_and_functions():
     assert losses.get("mse") is losses.mean_squared_error is losses.get("MSE")
     assert losses.get("mae") is losses.mean_absolute_error
