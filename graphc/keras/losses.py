@@ -155,6 +155,8 @@ class _FunctionLoss(Loss):
 
 
 class CategoricalCrossentropy(_FunctionLoss):
+    """categorical_crossentropy with its settings."""
+
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
                  name="categorical_crossentropy"):
         super().__init__(categorical_crossentropy, name, reduction, from_logits=bool(from_logits),
@@ -162,6 +164,8 @@ class CategoricalCrossentropy(_FunctionLoss):
 
 
 class SparseCategoricalCrossentropy(_FunctionLoss):
+    """sparse_categorical_crossentropy with its settings (integer labels)."""
+
     def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
                  name="sparse_categorical_crossentropy"):
         _check_ignore_class(ignore_class)
@@ -170,6 +174,8 @@ class SparseCategoricalCrossentropy(_FunctionLoss):
 
 
 class BinaryCrossentropy(_FunctionLoss):
+    """binary_crossentropy with its settings."""
+
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
                  name="binary_crossentropy"):
         super().__init__(binary_crossentropy, name, reduction, from_logits=bool(from_logits),
@@ -177,21 +183,29 @@ class BinaryCrossentropy(_FunctionLoss):
 
 
 class MeanSquaredError(_FunctionLoss):
+    """mean_squared_error."""
+
     def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error"):
         super().__init__(mean_squared_error, name, reduction)
 
 
 class MeanAbsoluteError(_FunctionLoss):
+    """mean_absolute_error."""
+
     def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error"):
         super().__init__(mean_absolute_error, name, reduction)
 
 
 class Hinge(_FunctionLoss):
+    """hinge."""
+
     def __init__(self, reduction="sum_over_batch_size", name="hinge"):
         super().__init__(hinge, name, reduction)
 
 
 class Huber(_FunctionLoss):
+    """huber with its ``delta`` (Keras names it 'huber_loss')."""
+
     def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber_loss"):
         if not delta > 0:
             raise ValueError(f"Huber: delta must be positive, got {delta}")
