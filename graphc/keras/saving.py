@@ -37,8 +37,7 @@ import zipfile
 from runtime.atomic import atomic_path
 from runtime.checkpoint import MAX_DEFLATE_RATIO, MAX_INFLATED_BYTES, CheckpointError
 
-from . import layers as layers_module, losses, metrics as metrics_module, optimizers
-from ._registry import name_of
+from . import layers as layers_module, losses, optimizers
 
 CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 KERAS_VERSION = "3.15.1"  # the Keras release whose files bench/keras_interop.py checks this module against
@@ -57,7 +56,7 @@ NEUTRAL = {"trainable": True, "dtype": "float32", "data_format": "channels_last"
            # losses
            "reduction": "sum_over_batch_size", "ignore_class": None,
            # compile settings (run_eagerly, steps_per_execution and jit_compile change nothing computed)
-           "loss_weights": None, "weighted_metrics": None}
+           "weighted_metrics": None}
 COMPILE_IGNORED = ("run_eagerly", "steps_per_execution", "jit_compile")
 # Optimizer slots in Keras' order: each tuple is one add_optimizer_variables call (interleaved per parameter).
 SLOT_GROUPS = {"SGD": [("momentum",)], "RMSprop": [("velocity",), ("momentum",), ("average_gradient",)],
@@ -145,9 +144,9 @@ def _layer_entry(layer, input_shape, **extra):
     return _entry("keras.layers", serialized, build_config={"input_shape": _json_shape(input_shape)}, **extra)
 
 
-def _input_entry(shape, dtype, name, **extra):
+def _input_entry(layer_name, shape, dtype, **extra):
     return {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
-            "config": {"batch_shape": _json_shape(shape), "dtype": dtype, "name": name}, **extra}
+            "config": {"batch_shape": _json_shape(shape), "dtype": dtype, "name": layer_name}, **extra}
 
 
 def _json_shape(shape):
@@ -161,7 +160,7 @@ def _sequential_config(model):
         shape = layer.output_shape
     dtype = model.inputs[0].dtype if getattr(model, "inputs", None) else "float32"
     config = {"name": model.name, "trainable": True, "build_input_shape": list(model.input_shape),
-              "layers": [_input_entry(model.input_shape, dtype, "input_layer"), *entries]}
+              "layers": [_input_entry("input_layer", model.input_shape, dtype), *entries]}
     return {"module": "keras", "class_name": "Sequential", "config": config, "registered_name": None,
             "build_config": {"input_shape": list(model.input_shape)}}
 
@@ -181,15 +180,16 @@ def _functional_config(model, layers):
     for layer in layers:
         nodes = [t for t in calls if t.layer is layer]
         if isinstance(layer, layers_module.InputLayer):
-            entries.append(_input_entry(layer.input_shape, layer.dtype, layer.name, name=layer.name,
+            entries.append(_input_entry(layer.name, layer.input_shape, layer.dtype, name=layer.name,
                                         inbound_nodes=[]))
             continue
         inbound = [{"args": [[reference(t) for t in node.inputs] if isinstance(node.inputs, list)
                              else reference(node.inputs)], "kwargs": {}} for node in nodes]
         entries.append(_layer_entry(layer, layer.input_shape, name=layer.name, inbound_nodes=inbound))
-    config = {"name": model.name, "trainable": True, "layers": entries,
-              "input_layers": [history[id(t)] for t in model.inputs],
-              "output_layers": [history[id(t)] for t in model.outputs]}
+    inputs, outputs = ([history[id(t)] for t in tensors] for tensors in (model.inputs, model.outputs))
+    config = {"name": model.name, "trainable": True, "layers": entries,  # one tensor: its reference alone
+              "input_layers": inputs if isinstance(model.input_shape, list) else inputs[0],
+              "output_layers": outputs if isinstance(model.output_shape, list) else outputs[0]}
     return {"module": "keras.src.models.functional", "class_name": "Functional", "config": config,
             "registered_name": "Functional", "build_config": {"input_shape": None}}
 
@@ -249,15 +249,26 @@ def _snake_case(class_name):
 
 
 def _compile_config(model):
-    metrics = [m if isinstance(m, str) else name_of(metrics_module.METRICS, m, "metric")
-               for m in getattr(model, "_metric_identifiers", [])]
+    """Keras' compile_config of a compiled model: optimizer, loss(es), metrics and loss weights."""
+    from .models import _serialized_losses, _serialized_metrics
+    weights = getattr(model, "_loss_weights", [])
     return {"optimizer": _entry("keras.optimizers", optimizers.serialize(model.optimizer)),
-            "loss": None if model.loss is None else _keras_loss(losses.serialize(model.loss)),
-            "metrics": metrics or None}
+            "loss": _per_output(_keras_loss, _serialized_losses(model.loss)),
+            "metrics": _serialized_metrics(getattr(model, "_metric_identifiers", None)) or None,
+            "loss_weights": weights if any(w != 1 for w in weights) else None}
+
+
+def _per_output(convert, value):
+    """``convert`` applied to a loss entry, or to each of a list of them or a dict of them by output name."""
+    if isinstance(value, list):
+        return [None if entry is None else convert(entry) for entry in value]
+    if isinstance(value, dict) and "class_name" not in value:
+        return {name: convert(entry) for name, entry in value.items()}
+    return None if value is None else convert(value)
 
 
 def _keras_loss(serialized):
-    """graphc's serialized loss as Keras writes it: a name, a loss object entry, or a registered function."""
+    """graphc's serialized loss as Keras writes it: a name, a registered function or a loss object entry."""
     if isinstance(serialized, dict):
         return _entry("keras.losses", serialized)
     if ">" in serialized:
@@ -269,7 +280,7 @@ def _optimizer_state(optimizer, layers):
     """The optimizer's variables in Keras' order, or None (with a warning) when graphc cannot order them as
     Keras does."""
     groups = SLOT_GROUPS.get(type(optimizer).__name__, [])
-    params = [w for layer in layers for w in layer.trainable_weights]
+    params = list({id(w): w for layer in layers for w in layer.trainable_weights}.values())
     slots = [optimizer._slots_for(param) for param in params]  # created as zeros if never trained
     known = {name for group in groups for name in group}
     if not set(optimizer.slot_names()) <= known:
@@ -286,11 +297,11 @@ class _Plan:
     """What a Keras config describes, before anything is built: the model's kind and name, its (unbuilt) graphc
     layers by name in the config's order, the calls of the layers in an order that can run them -- (layer, node
     index, input reference or list of them), a reference being Keras' (layer name, node index, tensor index) --
-    and the references of the model's inputs and outputs."""
+    the references of the model's inputs and outputs, and whether each of these is a single tensor (unwrapped)."""
 
-    def __init__(self, kind, name, layers, calls, inputs, outputs):
-        self.kind, self.name, self.layers, self.calls, self.inputs, self.outputs = (kind, name, layers, calls,
-                                                                                    inputs, outputs)
+    def __init__(self, kind, name, layers, calls, inputs, outputs, single=(True, True)):
+        self.kind, self.name, self.layers, self.calls = kind, name, layers, calls
+        self.inputs, self.outputs, self.single = inputs, outputs, single
 
     def saved_layers(self) -> list:
         """The layers the weight file lists, in its order (a Sequential's leave out the InputLayer)."""
@@ -378,8 +389,15 @@ def _plan(config) -> _Plan:
             argument = call["args"][0]
             source = ([_reference(a) for a in argument] if isinstance(argument, list) else _reference(argument))
             calls.append((layers[entry["name"]], node, source))
-    inputs, outputs = ([tuple(ref) for ref in body[key]] for key in ("input_layers", "output_layers"))
-    return _Plan(kind, body["name"], layers, _runnable(calls, inputs), inputs, outputs)
+    (inputs, one_input), (outputs, one_output) = (_references(body[key]) for key in ("input_layers", "output_layers"))
+    return _Plan(kind, body["name"], layers, _runnable(calls, inputs), inputs, outputs, (one_input, one_output))
+
+
+def _references(value):
+    """(list of reference tuples, whether the file gave a single reference): a model's inputs or outputs, which
+    for a single one it takes or gives unwrapped."""
+    single = bool(value) and isinstance(value[0], str)
+    return [tuple(ref) for ref in ([value] if single else value)], single
 
 
 def _sequential_plan(body, layers) -> _Plan:
@@ -498,14 +516,15 @@ def _build(plan):
     for layer, node, source in plan.calls:
         inputs = [tensors[ref] for ref in source] if isinstance(source, list) else tensors[source]
         tensors[(layer.name, node, 0)] = layer(inputs)
-    return Model([tensors[ref] for ref in plan.inputs], [tensors[ref] for ref in plan.outputs],
-                 name=plan.name)
+    inputs, outputs = ([tensors[ref] for ref in refs] for refs in (plan.inputs, plan.outputs))
+    return Model(inputs[0] if plan.single[0] else inputs, outputs[0] if plan.single[1] else outputs, name=plan.name)
 
 
 def _compile(model, settings, layers, store, limit):
     """Compile ``model`` as ``settings`` (Keras' compile_config) say and give its optimizer the file's state."""
     for key, value in settings.items():
-        if key not in ("optimizer", "loss", "metrics", *COMPILE_IGNORED) and NEUTRAL.get(key, ...) != value:
+        if key not in ("optimizer", "loss", "metrics", "loss_weights", *COMPILE_IGNORED) and \
+                NEUTRAL.get(key, ...) != value:
             raise ValueError(f"the .keras file's compile settings set {key}={value!r}, which graphc cannot do")
     optimizer = settings["optimizer"]
     if isinstance(optimizer, dict):
@@ -513,8 +532,8 @@ def _compile(model, settings, layers, store, limit):
                      "config": _arguments(optimizer["config"], _graphc_class(optimizers, optimizer["class_name"],
                                                                              "optimizer"), "optimizer")}
     loss = settings.get("loss")
-    model.compile(optimizer=optimizer, loss=None if loss is None else _graphc_loss(loss),
-                  metrics=settings.get("metrics"))
+    model.compile(optimizer=optimizer, loss=_per_output(_graphc_loss, loss), metrics=settings.get("metrics"),
+                  loss_weights=settings.get("loss_weights"))
     expected = _optimizer_state(model.optimizer, layers)
     group = store.get("optimizer/vars")
     count = len(group) if group is not None else 0
