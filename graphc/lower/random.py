@@ -1,8 +1,9 @@
 """`emit_random`: a random node (graphc.ops.random) as one kernel that generates its values in place.
 
 Philox4x64-10 in IR: the 64 x 64 -> 128-bit products are `zext` to i128, `mul`, `lshr 64`, `trunc`
-(one `mul`/`mulx` on x86-64, so AVX2-only machines run it too). The key (seed, 0) is a constant of the
-kernel, so LLVM folds its schedule; the step is read from the node's step input once per call.
+(one `mul`/`mulx` on x86-64, so AVX2-only machines run it too). The seed and the step are read from the
+node's key and step inputs once per call: the code does not depend on the seed, so programs that differ
+only in their seeds share their compiled (and cached) object code.
 
 Threads share the blocks of four words (element i is word i % 4 of block i // 4), so any thread count
 computes the same bits. Each element's random value (a uniform, a normal, or dropout's keep bit) goes
@@ -16,7 +17,8 @@ from __future__ import annotations
 from llvmlite import ir
 
 from ..ops.expr import arg
-from ..ops.random import TWO_PI, UNIFORM_BITS, WORDS_PER_BLOCK, is_single_element, keep_threshold, random_symbol
+from ..ops.random import (SOURCES, TWO_PI, UNIFORM_BITS, WORDS_PER_BLOCK, is_single_element, keep_threshold,
+                          random_symbol)
 from . import vecmath
 from .elementwise import ExprLowering, compute_dtype, convert
 from .irutil import I64, IR_TYPES, KernelBuilder, call_intrinsic, const, loop, size_of
@@ -34,11 +36,11 @@ def _mulhilo(b: ir.IRBuilder, multiplier: int, value: ir.Value) -> tuple:
     return b.trunc(b.lshr(product, ir.Constant(I128, 64)), I64), b.trunc(product, I64)
 
 
-def philox4x64(b: ir.IRBuilder, counter: list, key: tuple) -> list:
-    """The four words of Philox4x64-10 for four i64 ``counter`` words and a constant ``key`` (two ints)."""
+def philox4x64(b: ir.IRBuilder, counter: list, key: list) -> list:
+    """The four words of Philox4x64-10 for four i64 ``counter`` words and two i64 ``key`` words."""
     c = list(counter)
     for r in range(ROUNDS):
-        round_key = [ir.Constant(I64, (k + r * w) & MASK64) for k, w in zip(key, WEYL)]
+        round_key = [b.add(k, ir.Constant(I64, r * w & MASK64)) for k, w in zip(key, WEYL)]
         high0, low0 = _mulhilo(b, MULTIPLIERS[0], c[0])
         high1, low1 = _mulhilo(b, MULTIPLIERS[1], c[2])
         c = [b.xor(b.xor(high1, c[1]), round_key[0]), low1, b.xor(b.xor(high0, c[3]), round_key[1]), low0]
@@ -78,7 +80,7 @@ def _element(kb: KernelBuilder, node, random_value: ir.Value, index: ir.Value) -
     """The body at element ``index``: each data input is read there (or at 0, a single element)."""
     b, compute = kb.builder, compute_dtype(node)
     values = {random_symbol(node): random_value}
-    for position, data in enumerate(node.inputs[:-1]):
+    for position, data in enumerate(node.inputs[:-SOURCES]):
         offset = const(0) if is_single_element(data.shape) else index
         loaded = kb.load(kb.inputs[position], data.dtype, offset)
         values[arg(position)] = convert(b, loaded, data.dtype, compute)
@@ -92,10 +94,10 @@ def emit_random(module: ir.Module, name: str, node, target, dim_index: dict) -> 
     count = kb.dim(size_of(node.shape))
     blocks = b.udiv(b.add(count, const(WORDS_PER_BLOCK - 1)), const(WORDS_PER_BLOCK))
     begin, end = kb.thread_share(blocks, count)
-    step = kb.load(kb.inputs[-1], "int64", const(0))
+    seed, step = [kb.load(pointer, "int64", const(0)) for pointer in kb.inputs[-SOURCES:]]
     zero = const(0)
     with loop(b, begin, end, name="block") as block:
-        words = philox4x64(b, [block.index, step, zero, zero], (node.attrs["seed"], 0))
+        words = philox4x64(b, [block.index, step, zero, zero], [seed, zero])
         first = b.mul(block.index, const(WORDS_PER_BLOCK))
         for j, value in enumerate(_random_values(b, node, words)):
             index = b.add(first, const(j))

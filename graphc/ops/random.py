@@ -80,14 +80,20 @@ def keep_threshold(rate: float) -> int:
 
 
 # ---- the op --------------------------------------------------------------------------------
-# A random node is an elementwise body with one more operand: inputs (data..., step), and in the body
-# ``expr``, %0 .. %(n-1) are the data inputs and %n (the step's position) is the element's random value:
-# its uniform, its normal, or for "keep" (dropout) 1 where the element is kept, else 0. Fusion
-# (graphc/passes/fusion.py) composes neighbouring elementwise bodies into it, so the values are made in
-# the kernel that uses them; the body is evaluated as an elementwise one (graphc.ops.expr.evaluate).
+# A random node is an elementwise body with one more operand. Its inputs are (data..., key, step): the key
+# an int64 constant holding the seed (a value the kernel loads, so programs that differ only in their seeds
+# share their compiled code), the step the int64 step variable. In its body ``expr``, %0 .. %(n-1) are the
+# data inputs and %n (the key's position) is the element's random value: its uniform, its normal, or for
+# "keep" (dropout) 1 where the element is kept, else 0. Fusion (graphc/passes/fusion.py) composes
+# neighbouring elementwise bodies into it, so the values are made in the kernel that uses them; the body
+# is evaluated as an elementwise one (graphc.ops.expr.evaluate).
+SOURCES = 2  # the key and the step: the last inputs of every random node
+
+
 def random_symbol(node):
     """The symbol standing for the element's random value in ``node``'s body."""
-    return arg(len(node.inputs) - 1)
+    return arg(len(node.inputs) - SOURCES)
+
 
 
 def draw(distribution: str, seed: int, step: int, shape: tuple, dtype: str, rate: float = 0.0) -> np.ndarray:
@@ -112,18 +118,19 @@ def fits(data_shape, shape) -> bool:
 
 
 def _infer(inputs, attrs):
-    *data, step = inputs
-    if step.dtype != "int64" or step.shape != ():
-        raise ValueError(f"the step must be an int64 scalar, got {step.dtype}{step.shape}")
+    *data, key, step = inputs
+    if any(source.dtype != "int64" or source.shape != () for source in (key, step)):
+        raise ValueError(f"the key and the step must be int64 scalars, got {key.dtype}{key.shape} and "
+                         f"{step.dtype}{step.shape}")
     if not all(fits(i.shape, attrs["shape"]) for i in data):
         raise ValueError(f"every operand must have the shape {attrs['shape']} or be a single element")
     return attrs["shape"], attrs["dtype"]
 
 
 def _reference(node, arrays, dims):
-    *data, step = arrays
+    *data, key, step = arrays
     shape = evaluate_shape(node.shape, dims)
-    values = draw(node.attrs["distribution"], node.attrs["seed"], int(step), shape, node.dtype,
+    values = draw(node.attrs["distribution"], int(key) % 2**64, int(step), shape, node.dtype,
                   node.attrs.get("rate", 0.0))
     return np.broadcast_to(evaluate(node.attrs["expr"], [*data, values], dims, node.dtype), shape)
 
@@ -132,8 +139,8 @@ def _vjp(node, g):
     """Dropout's gradient is dropout of ``g`` with the same seed and step: the same mask, regenerated (the
     body is linear in x). Fused nodes (made by the optimizer, after gc.grad) are never differentiated."""
     if node.attrs["label"] != "dropout":
-        return [None] * len(node.inputs)  # uniform and normal values have no inputs but the integer step
-    return [apply(random_op, [g, node.inputs[-1]], node.attrs), None]
+        return [None] * len(node.inputs)  # uniform and normal values have no inputs but the integer sources
+    return [apply(random_op, [g, *node.inputs[-SOURCES:]], node.attrs), None, None]
 
 
 random_op = Op("random", _infer, _reference, _vjp, kind="random")
@@ -221,10 +228,17 @@ def _float_dtype(dtype, where: str) -> str:
     return dtype
 
 
+def _sources(seed, step, where) -> list:
+    """The key (a constant holding the seed, as an int64) and the step of a new random node."""
+    from .source import constant
+    key = constant(np.array(_seed(seed, where), np.uint64).astype(np.int64))
+    return [key, _step(step, where)]
+
+
 def _draw(distribution, shape, dtype, seed, step, where):
-    attrs = {"distribution": distribution, "seed": _seed(seed, where), "shape": _shape(shape, where),
-             "dtype": _float_dtype(dtype, where), "expr": arg(0), "label": where}
-    return apply(random_op, [_step(step, where)], attrs)
+    attrs = {"distribution": distribution, "shape": _shape(shape, where), "dtype": _float_dtype(dtype, where),
+             "expr": arg(0), "label": where}
+    return apply(random_op, _sources(seed, step, where), attrs)
 
 
 # ---- the user's functions ------------------------------------------------------------------
@@ -255,8 +269,8 @@ def dropout(x, rate, seed=None, step=None) -> Node:
                          f"at {user_location()})")
     if rate == 0:
         return x
-    attrs = {"distribution": "keep", "seed": _seed(seed, "dropout"), "rate": float(rate), "shape": x.shape,
-             "dtype": x.dtype, "expr": _dropout_body(rate, x.dtype), "label": "dropout"}
-    return apply(random_op, [x, _step(step, "dropout")], attrs)
+    attrs = {"distribution": "keep", "rate": float(rate), "shape": x.shape, "dtype": x.dtype,
+             "expr": _dropout_body(rate, x.dtype), "label": "dropout"}
+    return apply(random_op, [x, *_sources(seed, step, "dropout")], attrs)
 
 

@@ -2,7 +2,7 @@
 
 fuse_elementwise:        e2(e1(x), y) => e(x, y) with e = e2's body with e1's body substituted; the same into
                          and out of random nodes (their values are then made in the kernel that uses them):
-                         random(e(x), step) => random'(x, step), e(random(x, step), y) => random'(x, y, step)
+                         random(e(x), ...) => random'(x, ...), e(random(x, ...), y) => random'(x, y, ...)
 fuse_matmul_epilogue:    e(matmul(a, b), bias, ...) => fused_matmul(a, b, bias, ...) with e as the epilogue
                          (and e(conv(x, w), bias, ...) => fused_conv(x, w, bias, ...))
 """
@@ -14,7 +14,7 @@ from ..ops.elementwise import indicator, make
 from ..ops.expr import arg, unevaluated_xreplace
 from ..ops.conv import fused_conv_op
 from ..ops.linalg import fused_matmul_op
-from ..ops.random import fits, random_op
+from ..ops.random import SOURCES, fits, random_op
 from ..ops.registry import apply
 from .rewrite import consumer_counts, rebuild
 
@@ -80,7 +80,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
 
 # ---- random nodes (graphc.ops.random): a body with the element's random value as its last operand -----
 def _fuse_into_random(node, uses):
-    """random(e(x), step) => random'(x, step): single-use elementwise producers whose operands the random
+    """random(e(x), key, step) => random'(x, key, step): single-use elementwise producers whose operands the random
     kernel can read at its element index."""
     def take(producer, count):
         return _fusable_producer(producer, node, count) and all(fits(i.shape, node.shape) for i in producer.inputs)
@@ -91,22 +91,22 @@ def _fuse_into_random(node, uses):
 
 
 def _fuse_random_producer(node, random_uses):
-    """e(random(x, step), y) => random'(x, y, step): an elementwise node of the random producer's shape and
-    dtype, whose other operands the random kernel can read at its element index, absorbs the producer (the
-    first, if several), and its step moves to the end."""
+    """e(random(x, key, step), y) => random'(x, y, key, step): an elementwise node of the random producer's
+    shape and dtype, whose other operands the random kernel can read at its element index, absorbs the
+    producer (the first, if several); the producer's key and step move to the end."""
     if node.op.name != "elementwise":
         return None
-    for producer in node.inputs:
+    for index, producer in enumerate(node.inputs):
         others = [i for i in node.inputs if i is not producer]
         if (random_uses.get(id(producer)) == 1 and node.dtype == producer.dtype
-                and shapes_equal(node.shape, producer.shape) and producer.inputs[-1] not in others
-                and all(fits(i.shape, node.shape) for i in others)):
+                and shapes_equal(node.shape, producer.shape) and all(fits(i.shape, node.shape) for i in others)):
             break
     else:
         return None
     body, operands, _ = _substituted(node, node.inputs, [1] * len(node.inputs), lambda p, _: p is producer)
-    step_at = next(k for k, operand in enumerate(operands) if operand is producer.inputs[-1])
-    order = [k for k in range(len(operands)) if k != step_at] + [step_at]
+    sources_at = index + len(producer.inputs) - SOURCES  # the producer's inputs replace it, in order
+    moved = list(range(sources_at, sources_at + SOURCES))
+    order = [k for k in range(len(operands)) if k not in moved] + moved
     body = unevaluated_xreplace(body, {arg(k): arg(position) for position, k in enumerate(order)})
     attrs = dict(producer.attrs, expr=body, label=f"{producer.attrs['label']}+{node.attrs['label']}")
     return apply(random_op, [operands[k] for k in order], attrs, name=node.name, location=node.location)

@@ -35,7 +35,7 @@ def test_ir_philox_gives_random123s_known_answers(counter, key, words):
     function = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR]), name="philox")
     b = ir.IRBuilder(function.append_basic_block("entry"))
     pointers = [b.gep(function.args[0], [ir.Constant(I64, i)], source_etype=I64) for i in range(4)]
-    result = philox4x64(b, [b.load(p, typ=I64) for p in pointers], key)
+    result = philox4x64(b, [b.load(p, typ=I64) for p in pointers], [ir.Constant(I64, k) for k in key])
     for value, pointer in zip(result, pointers):
         b.store(value, pointer)
     b.ret_void()
@@ -149,13 +149,18 @@ def test_dropout_is_fused_with_its_neighbours_and_the_gradient_regenerates_the_m
                 np.testing.assert_array_equal(actual, expected)
 
 
+def _read_twice(y):
+    return (y * 2.0) * (y + 1.0)
+
+
 @pytest.mark.parametrize("build", [
     lambda x, b: gc.dropout(x, 0.5, seed=2) + b,  # b broadcasts along the rows: the random kernel can't read it
     lambda x, b: gc.random_uniform((1, 40), seed=3) + x,  # the random values broadcast into a larger result
-    lambda x, b: gc.dropout(x, 0.5, seed=4) * gc.dropout(x, 0.5, seed=4),  # one value read twice
+    lambda x, b: _read_twice(gc.dropout(x, 0.5, seed=4)),  # one value, two consumers
     lambda x, b: gc.dropout(x * 3.0 + b, 0.5, seed=5),  # a producer reading b
 ], ids=["broadcast operand", "broadcast random", "two uses", "broadcast producer"])
 def test_what_cannot_be_fused_stays_apart_and_right(build):
+    """Each stays a plain random kernel, and computes what the unoptimized reference does."""
     x = gc.placeholder(("batch", 40), name="x")
     b = gc.placeholder((40,), name="b")
     y = build(x, b)
@@ -168,3 +173,15 @@ def test_what_cannot_be_fused_stays_apart_and_right(build):
     np.testing.assert_array_equal(f(*arrays), expected)
     labels = {n.attrs["label"] for n in f.optimized_graph.nodes if n.op.name == "random"}
     assert labels <= {"dropout", "random_uniform"}  # nothing fused into them
+
+
+def test_programs_that_differ_only_in_their_seeds_share_their_code():
+    """The seed is a constant the kernel loads, not part of the code: the object cache serves both."""
+    def program(seed):
+        x = gc.placeholder((None, 8), name="x")
+        return gc.function([x], gc.dropout(gc.relu(x), 0.5, seed=seed))
+    first, second = program(1), program(2)
+    assert first.program.schedule.fingerprint() == second.program.schedule.fingerprint()
+    assert first.llvm_ir() == second.llvm_ir()
+    ones = np.ones((4, 8), "float32")
+    assert not np.array_equal(first(ones), second(ones))
