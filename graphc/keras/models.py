@@ -51,7 +51,7 @@ class Model:
 
     def _init(self, name):
         self.name = name
-        self._inputs, self._outputs, self._calls = [], [], []
+        self._inputs, self._outputs, self._calls, self._tensors = [], [], [], []
         self._nested = (False, False)  # whether inputs, outputs were given as lists
         self.optimizer = self.loss = None
         self.compiled = False
@@ -70,7 +70,8 @@ class Model:
             if not isinstance(tensor.layer, InputLayer):
                 raise ValueError(f"{self.name}: inputs must be keras.Input tensors, got {tensor} (made by layer "
                                  f"{tensor.layer.name})")
-        self._calls = _calls_between(self._inputs, self._outputs, self.name)
+        self._tensors = _tensors_between(self._inputs, self._outputs, self.name)
+        self._calls = [t for t in self._tensors if not isinstance(t.layer, InputLayer)]
         names = collections.Counter(layer.name for layer in self.layers)
         if any(count > 1 for count in names.values()):
             raise ValueError(f"{self.name}: two different layers are named "
@@ -84,8 +85,9 @@ class Model:
 
     @property
     def layers(self) -> list:
-        """Every layer once, the InputLayers first, then in the order of their first call (as Keras)."""
-        return list({id(t.layer): t.layer for t in self._inputs + self._calls}.values())
+        """Every layer once, in the order of a depth-first walk from the outputs (as Keras), each InputLayer where
+        it is first needed."""
+        return list({id(t.layer): t.layer for t in self._tensors}.values())
 
     def get_layer(self, name=None, index=None):
         """The layer called ``name``, or at position ``index`` of ``layers``; ValueError naming the known ones."""
@@ -540,7 +542,7 @@ class Model:
     # ---- saving ------------------------------------------------------------------------------
     def get_config(self) -> dict:
         """The layers and the calls between them (each named by layer and call number), as graphc saves them."""
-        tensor_keys = _tensor_keys(self._inputs + self._calls)
+        tensor_keys = _tensor_keys(self._tensors)
         return {"class_name": "Functional", "name": self.name,
                 "layers": [layers_module.serialize(layer) for layer in self.layers],
                 "calls": [{"layer": t.layer.name, "inputs": _keyed(t.inputs, tensor_keys)} for t in self._calls],
@@ -716,16 +718,17 @@ def _tensor_list(tensors, label, model_name) -> list:
     return tensors
 
 
-def _calls_between(inputs, outputs, model_name) -> list:
-    """The layer calls that make ``outputs`` from ``inputs``, each after the calls it reads (topological order);
-    ValueError if an output needs an Input that is not among ``inputs``."""
+def _tensors_between(inputs, outputs, model_name) -> list:
+    """The inputs and the layer calls that make ``outputs`` from them, each after the tensors it reads (a
+    depth-first walk from the outputs, so the order Keras lists layers in; unused inputs last); ValueError if an
+    output needs an Input that is not among ``inputs``."""
     known = {id(t) for t in inputs}
     order, seen = [], set()
 
     def visit(tensor):
-        if id(tensor) in known or id(tensor) in seen:
+        if id(tensor) in seen:
             return
-        if isinstance(tensor.layer, InputLayer):
+        if isinstance(tensor.layer, InputLayer) and id(tensor) not in known:
             raise ValueError(f"{model_name}: the outputs depend on the Input {tensor.name} of shape {tensor.shape}, "
                              f"which is not among the model's inputs")
         seen.add(id(tensor))
@@ -733,7 +736,7 @@ def _calls_between(inputs, outputs, model_name) -> list:
             visit(t)
         order.append(tensor)
 
-    for tensor in outputs:
+    for tensor in outputs + inputs:
         visit(tensor)
     return order
 
@@ -997,46 +1000,79 @@ def _verbosity(verbose):
 
 # ---- summary table -----------------------------------------------------------------------------
 # Keras 3 renders the table with rich at its default line length for an 80-column console, which gives
-# these cell widths (text only, without the one-space padding on each side).
+# these cell widths (text only, without the one-space padding on each side): three columns for a stack of
+# layers, four (with "Connected to") for other functional models.
 COLUMN_WIDTHS = (31, 22, 13)
+GRAPH_COLUMN_WIDTHS = (19, 17, 10, 17)
 
 
 def _summary_text(model) -> str:
+    graph = not _sequential_like(model)
+    widths = GRAPH_COLUMN_WIDTHS if graph else COLUMN_WIDTHS
+    headers = ("Layer (type)", "Output Shape", "Param #") + (("Connected to",) if graph else ())
+    connections = _connections(model) if graph else {}
     rows = [(f"{layer.name} ({type(layer).__name__})", _format_shape(layer.output_shape),
-             f"{layer.count_params():,}" if layer.built else "0 (unbuilt)") for layer in model.layers]
-    lines = [f'Model: "{model.name}"', _rule("┏", "━", "┳", "┓"),
-             _row(("Layer (type)", "Output Shape", "Param #"), "┃"), _rule("┡", "━", "╇", "┩")]
+             f"{layer.count_params():,}" if layer.built else "0 (unbuilt)")
+            + ((connections[id(layer)],) if graph else ()) for layer in model.layers]
+    lines = [f'Model: "{model.name}"', _rule("┏", "━", "┳", "┓", widths), _row(headers, "┃", widths),
+             _rule("┡", "━", "╇", "┩", widths)]
     for i, row in enumerate(rows):
         if i:
-            lines.append(_rule("├", "─", "┼", "┤"))
-        lines.append(_row(row, "│"))
-    lines.append(_rule("└", "─", "┴", "┘"))
+            lines.append(_rule("├", "─", "┼", "┤", widths))
+        lines.append(_row(row, "│", widths))
+    lines.append(_rule("└", "─", "┴", "┘", widths))
     trainable = _count_and_size(model.trainable_weights)
-    counts = [("Total", trainable), ("Trainable", trainable), ("Non-trainable", _count_and_size([]))]
+    frozen = _count_and_size(model.non_trainable_weights)
+    total = (trainable[0] + frozen[0], trainable[1] + frozen[1])
+    counts = [("Total", total), ("Trainable", trainable), ("Non-trainable", frozen)]
     if model.optimizer is not None and model.optimizer.iterations.value > 0:
         optimizer = _count_and_size(model.optimizer.variables)
-        counts[0] = ("Total", (trainable[0] + optimizer[0], trainable[1] + optimizer[1]))
+        counts[0] = ("Total", (total[0] + optimizer[0], total[1] + optimizer[1]))
         counts.append(("Optimizer", optimizer))
     lines += [f" {label} params: {count:,} ({_readable_size(size)})" for label, (count, size) in counts]
     return "\n".join(lines)
+
+
+def _sequential_like(model) -> bool:
+    """Whether Keras would draw the model as a stack (three columns): every call reads the one before it."""
+    if isinstance(model, Sequential) or not model.built:
+        return True
+    previous = model._inputs[0] if len(model._inputs) == 1 else None
+    for tensor in model._calls:
+        if tensor.inputs is not previous:
+            return False
+        previous = tensor
+    return len(model._outputs) == 1 and model._outputs[0] is previous
+
+
+def _connections(model) -> dict:
+    """layer id -> its "Connected to" cell: ``name[call][0]`` of every tensor its calls read, "-" for an input."""
+    keys = _tensor_keys(model._tensors)
+    cells = collections.defaultdict(list)
+    for tensor in model._calls:
+        cells[id(tensor.layer)] += [f"{keys[id(t)][0]}[{keys[id(t)][1]}][0]" for t in _as_list(tensor.inputs)]
+    return {id(layer): ", ".join(cells[id(layer)]) or "-" for layer in model.layers}
 
 
 def _format_shape(shape):
     return "?" if shape is None else "(" + ", ".join(str(d) for d in shape) + ")"
 
 
-def _rule(left, fill, join, right):
-    return left + join.join(fill * (width + 2) for width in COLUMN_WIDTHS) + right
+def _rule(left, fill, join, right, widths):
+    return left + join.join(fill * (width + 2) for width in widths) + right
 
 
-def _row(cells, bar):
-    """One table row; a cell too long for its column wraps onto more lines, as rich does."""
-    wrapped = [textwrap.wrap(cell, width) or [""] for cell, width in zip(cells, COLUMN_WIDTHS)]
+def _row(cells, bar, widths):
+    """One table row; a cell too long for its column wraps onto more lines at spaces, and a word longer than
+    the column ends in an ellipsis, as rich does. The parameter count (third column) is right-aligned."""
+    wrapped = [[line if len(line) <= width else line[:width - 1] + "…"
+                for line in textwrap.wrap(cell, width, break_long_words=False)] or [""]
+               for cell, width in zip(cells, widths)]
     lines = []
     for k in range(max(len(w) for w in wrapped)):
         parts = [w[k] if k < len(w) else "" for w in wrapped]
-        aligned = [parts[0].ljust(COLUMN_WIDTHS[0]), parts[1].ljust(COLUMN_WIDTHS[1]),
-                   parts[2].rjust(COLUMN_WIDTHS[2])]
+        aligned = [part.rjust(width) if column == 2 else part.ljust(width)
+                   for column, (part, width) in enumerate(zip(parts, widths))]
         lines.append(bar + bar.join(f" {part} " for part in aligned) + bar)
     return "\n".join(lines)
 

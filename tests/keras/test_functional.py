@@ -135,3 +135,40 @@ def test_functional_model_saves_and_loads_in_graphcs_format(tmp_path):
         np.testing.assert_allclose(resumed, original, rtol=1e-6)
     with pytest.raises(ValueError, match=r"unsupported model file suffix '.h5'; graphc saves .keras and .npz"):
         model.save(tmp_path / "model.h5")
+
+
+# Printed by Keras 3.15 (JAX backend) for the same model, 80-column console.
+KERAS_GRAPH_SUMMARY = """\
+Model: "functional"
+┏━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━┓
+┃ Layer (type)        ┃ Output Shape      ┃    Param # ┃ Connected to      ┃
+┡━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━┩
+│ input_layer         │ (None, 5)         │          0 │ -                 │
+│ (InputLayer)        │                   │            │                   │
+├─────────────────────┼───────────────────┼────────────┼───────────────────┤
+│ hidden (Dense)      │ (None, 8)         │         48 │ input_layer[0][0] │
+├─────────────────────┼───────────────────┼────────────┼───────────────────┤
+│ input_layer_1       │ (None, 3)         │          0 │ -                 │
+│ (InputLayer)        │                   │            │                   │
+├─────────────────────┼───────────────────┼────────────┼───────────────────┤
+│ cat (Concatenate)   │ (None, 11)        │          0 │ hidden[0][0],     │
+│                     │                   │            │ input_layer_1[0]… │
+├─────────────────────┼───────────────────┼────────────┼───────────────────┤
+│ classes (Dense)     │ (None, 3)         │         36 │ cat[0][0]         │
+├─────────────────────┼───────────────────┼────────────┼───────────────────┤
+│ value (Dense)       │ (None, 1)         │          9 │ hidden[0][0]      │
+└─────────────────────┴───────────────────┴────────────┴───────────────────┘
+ Total params: 93 (372.00 B)
+ Trainable params: 93 (372.00 B)
+ Non-trainable params: 0 (0.00 B)
+"""
+
+
+def test_summary_of_a_graph_has_keras_connected_to_column():
+    a, b = keras.Input((5,)), keras.Input((3,))
+    hidden = layers.Dense(8, activation="relu", name="hidden")(a)
+    classes = layers.Dense(3, name="classes")(layers.Concatenate(name="cat")([hidden, b]))
+    model = keras.Model([a, b], [classes, layers.Dense(1, name="value")(hidden)])
+    printed = []
+    model.summary(print_fn=printed.append)
+    assert printed[0] == KERAS_GRAPH_SUMMARY.rstrip("\n")

@@ -97,8 +97,9 @@ def test_summary_of_an_unbuilt_model_and_a_wrapped_long_name():
     model = models.Sequential([layers.Dense(3, name="a_very_long_layer_name_that_needs_wrapping")], name="m")
     lines = summary_of(model).splitlines()
     assert lines[0] == 'Model: "m"'
-    assert lines[4] == "│ a_very_long_layer_name_that_nee │ ?                      │   0 (unbuilt) │"
-    assert lines[5] == "│ ds_wrapping (Dense)             │                        │               │"
+    # A word longer than its column ends in an ellipsis, as Keras 3.15 prints it (checked in the bench venv).
+    assert lines[4] == "│ a_very_long_layer_name_that_ne… │ ?                      │   0 (unbuilt) │"
+    assert lines[5] == "│ (Dense)                         │                        │               │"
 
 
 def test_model_names_count_like_keras():
