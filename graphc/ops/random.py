@@ -43,6 +43,7 @@ from ..graph.node import Node, user_location
 from ..graph.shapes import canonical_dim, dim_symbol, dims_equal, evaluate_shape, shapes_equal
 from .expr import arg, evaluate
 from .registry import Op, apply
+from .source import constant, variable
 
 WORDS_PER_BLOCK = 4
 UNIFORM_BITS = {"float32": 24, "float64": 53}
@@ -95,7 +96,6 @@ def random_symbol(node):
     return arg(len(node.inputs) - SOURCES)
 
 
-
 def draw(distribution: str, seed: int, step: int, shape: tuple, dtype: str, rate: float = 0.0) -> np.ndarray:
     """The random values of a node: uniform or normal values of ``dtype``, or dropout's keep mask."""
     count = math.prod(shape)
@@ -108,6 +108,7 @@ def draw(distribution: str, seed: int, step: int, shape: tuple, dtype: str, rate
 
 
 def is_single_element(shape) -> bool:
+    """Whether every dim of ``shape`` is 1 (a scalar too)."""
     return all(dims_equal(d, 1) for d in shape)
 
 
@@ -163,7 +164,6 @@ def set_random_seed(seed) -> None:
 def default_step() -> Node:
     """The int64 step counter that random ops use unless given one (``gc.function`` advances it per call)."""
     if _state["step"] is None:
-        from .source import variable
         _state["step"] = variable(np.int64(0), name="random_step", trainable=False)
     return _state["step"]
 
@@ -176,7 +176,7 @@ def step_updates(nodes, updates) -> list:
     for node in nodes:
         if node.op is random_op:
             step = node.inputs[-1]
-            if step.op.name == "variable" and step.id not in assigned:
+            if step.id not in assigned:
                 steps.setdefault(step.id, step)
     return [(step, step + 1) for step in steps.values()]
 
@@ -230,7 +230,6 @@ def _float_dtype(dtype, where: str) -> str:
 
 def _sources(seed, step, where) -> list:
     """The key (a constant holding the seed, as an int64) and the step of a new random node."""
-    from .source import constant
     key = constant(np.array(_seed(seed, where), np.uint64).astype(np.int64))
     return [key, _step(step, where)]
 
@@ -257,8 +256,8 @@ def random_normal(shape, mean=0.0, stddev=1.0, dtype="float32", seed=None, step=
 
 
 def dropout(x, rate, seed=None, step=None) -> Node:
-    """Inverted dropout: each element of ``x`` is zeroed with probability ``rate`` and the others are divided
-    by 1 - rate, so the expectation is ``x``. ``rate`` 0 returns ``x``. The gradient regenerates the mask."""
+    """Inverted dropout: each element of ``x`` is zeroed with probability ``rate`` and the others are scaled
+    by 1 / (1 - rate), so the expectation is ``x``. ``rate`` 0 returns ``x``. The gradient regenerates the mask."""
     if not isinstance(x, Node) or not dtypes.is_float(x.dtype):
         raise TypeError(f"dropout: x must be a float tensor, got {x!r} (at {user_location()})")
     if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
