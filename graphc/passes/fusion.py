@@ -78,10 +78,10 @@ def fuse_elementwise(graph: Graph) -> Graph:
     return rebuild(graph, rule)
 
 
-# ---- random nodes (graphc.ops.random): a body with the element's random value as its last operand -----
+# ---- random nodes (graphc.ops.random): a body with the element's random value as one more operand -----
 def _fuse_into_random(node, uses):
-    """random(e(x), key, step) => random'(x, key, step): single-use elementwise producers whose operands the random
-    kernel can read at its element index."""
+    """random(e(x), key, step) => random'(x, key, step): single-use elementwise producers whose operands the
+    random kernel can read at its element index."""
     def take(producer, count):
         return _fusable_producer(producer, node, count) and all(fits(i.shape, node.shape) for i in producer.inputs)
     body, operands, fused_any = _substituted(node, node.inputs, uses, take)
