@@ -25,8 +25,9 @@ BAR_WIDTH = 20
 
 
 def write_epoch_header(epoch, epochs, verbose, stream=None):
-    """Print ``Epoch {epoch+1}/{epochs}`` (``epoch`` is 0-based) unless verbose=0."""
-    if verbose:
+    """Print ``Epoch {epoch+1}/{epochs}`` (``epoch`` is 0-based) unless verbose=0 or there is just one epoch, as
+    Keras 3."""
+    if verbose and epochs > 1:
         stream = stream or sys.stdout
         stream.write(f"Epoch {epoch + 1}/{epochs}\n")
         stream.flush()
