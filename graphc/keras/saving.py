@@ -77,7 +77,7 @@ def register_keras_serializable(package="Custom", name=None):
     """Decorator registering a custom loss ``f(y_true, y_pred)`` under Keras' name ``package>name`` (``name``:
     the function's), as ``keras.saving.register_keras_serializable``: a model compiled with it saves the loss by that
     name, and ``load_model`` finds it again (in Keras, register the same function under the same name)."""
-    if not isinstance(package, str) or ">" in package or (name is not None and not isinstance(name, str)):
+    if not isinstance(package, str) or ">" in package or not (name is None or isinstance(name, str) and ">" not in name):
         raise ValueError(f"register_keras_serializable: package and name must be strings without '>', "
                          f"got package={package!r}, name={name!r}")
 

@@ -10,7 +10,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from graphc.keras import layers, models, optimizers, saving
+import graphc as gc
+from graphc.keras import Input, layers, models, optimizers, saving
 from runtime.checkpoint import CheckpointError
 
 h5py = pytest.importorskip("h5py")
@@ -200,3 +201,83 @@ def test_without_h5py_the_error_names_the_extra(tmp_path, monkeypatch):
         saving.save_keras(model, tmp_path / "m.keras")
     with pytest.raises(ImportError, match=r"pip install 'graphc\[keras\]'"):
         saving.load_keras(keras_file("mlp")[0])
+
+
+def scaled_mse(y_true, y_pred):
+    """The graphc twin of make_keras_files.py's custom loss, registered under the same Keras name."""
+    return 2.0 * gc.mean(gc.square(y_true - y_pred), -1)
+
+
+def test_keras_functional_file_with_shared_layer_and_custom_loss():
+    saving.register_keras_serializable(package="Custom", name="scaled_mse")(scaled_mse)
+    path, data = keras_file("functional")
+    model = models.load_model(path)
+    assert [t.name for t in model.inputs] == ["features", "tokens"] and model.inputs[1].dtype == "int32"
+    np.testing.assert_allclose(model.predict([data["x0"], data["x1"]], verbose=0), data["y"], rtol=1e-5, atol=1e-6)
+    assert model.loss is scaled_mse and int(model.optimizer.iterations.value) == data["iterations"]
+
+
+def test_functional_layers_are_written_in_keras_order(tmp_path):
+    """Written again by graphc, Keras' functional file lists its layers and weight keys as Keras did: Keras'
+    depth order, not graphc's order of first call."""
+    saving.register_keras_serializable(package="Custom", name="scaled_mse")(scaled_mse)
+    path = keras_file("functional")[0]
+    saving.save_keras(models.load_model(path), tmp_path / "again.keras")
+    (theirs, their_keys), (mine, my_keys) = [
+        (json.loads(zipfile.ZipFile(p).read("config.json")), weight_keys(p)) for p in (path, tmp_path / "again.keras")]
+    assert [entry["name"] for entry in mine["config"]["layers"]] == [
+        entry["name"] for entry in theirs["config"]["layers"]]
+    assert [entry["inbound_nodes"] for entry in mine["config"]["layers"]][-1] == \
+        theirs["config"]["layers"][-1]["inbound_nodes"]
+    assert my_keys == their_keys
+    assert mine["compile_config"]["loss"] == theirs["compile_config"]["loss"]
+
+
+def weight_keys(path):
+    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as store:
+        return {key: store[f"layers/{key}/vars"].attrs["name"] for key in store["layers"]}
+
+
+def test_functional_round_trip_with_two_outputs_and_custom_loss(tmp_path):
+    @saving.register_keras_serializable(package="Tests")
+    def halved_mae(y_true, y_pred):
+        return 0.5 * gc.mean(gc.abs(y_true - y_pred), -1)
+    a, b = Input((3,), name="a"), Input((3,), name="b")
+    shared = layers.Dense(3, activation="tanh", name="shared")
+    h = layers.Concatenate()([shared(a), layers.Dense(2)(b)])
+    out1 = layers.Dense(1, name="out1")(h)
+    out2 = layers.Dense(2, activation="softmax", name="out2")(shared(layers.Add()([a, b])))
+    model = models.Model([a, b], [out1, out2])
+    model.compile(optimizer="rmsprop", loss=[halved_mae, "categorical_crossentropy"], loss_weights=[0.5, 2.0],
+                  metrics=[[], ["accuracy"]], backend="reference")  # the numpy interpreter: no compile time
+    rng = np.random.default_rng(3)
+    xs = [rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=(6, 3)).astype(np.float32)]
+    model.fit(xs, [rng.normal(size=(6, 1)).astype(np.float32), np.eye(2, dtype=np.float32)[rng.integers(0, 2, 6)]],
+              epochs=1, batch_size=3, verbose=0)
+    model.save(tmp_path / "f.keras")
+    config = json.loads(zipfile.ZipFile(tmp_path / "f.keras").read("config.json"))
+    assert config["compile_config"]["loss"][0] == {"module": "builtins", "class_name": "function",
+                                                   "config": "Tests>halved_mae", "registered_name": "function"}
+    loaded = models.load_model(tmp_path / "f.keras")
+    for mine, theirs in zip(model.predict(xs, verbose=0), loaded.predict(xs, verbose=0)):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-7)
+    assert loaded._losses[0] is halved_mae and loaded._loss_weights == [0.5, 2.0]
+    assert loaded.metrics_names == model.metrics_names
+    for mine, theirs in zip(model.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(mine.value, theirs.value)
+
+
+def test_other_suffixes_are_refused(tmp_path):
+    model, _, _ = trained_mlp()
+    with pytest.raises(ValueError, match=r"unsupported model file suffix '.h5'.*\.keras"):
+        model.save(tmp_path / "m.h5")
+    with pytest.raises(ValueError, match=r"unsupported model file suffix '.h5'"):
+        models.load_model(tmp_path / "m.h5")
+
+
+def test_register_keras_serializable_checks_its_names():
+    with pytest.raises(ValueError, match="package and name must be strings without '>'"):
+        saving.register_keras_serializable(package="a>b")
+    with pytest.raises(ValueError, match="package and name must be strings without '>'"):
+        saving.register_keras_serializable(name="x>y")
+
