@@ -46,23 +46,34 @@ def graphc_convnet(gk):
 
 
 def graphc_custom_loss(gk):
-    """Dense, Dropout, Dense with a custom loss registered as keras.saving.register_keras_serializable does;
-    SGD with Nesterov momentum."""
+    """A Dense regression with a custom loss registered as keras.saving.register_keras_serializable does;
+    Adagrad (slots that start at 0.1)."""
     import graphc as gc
     from graphc.keras.saving import register_keras_serializable
 
     @register_keras_serializable(package="Interop", name="scaled_mse")
     def scaled_mse(y_true, y_pred):
         return 2.0 * gc.mean(gc.square(y_true - y_pred), -1)
-    model = gk.models.Sequential([gk.layers.Input((4,)), gk.layers.Dense(6, activation="relu"),
-                                  gk.layers.Dropout(0.3), gk.layers.Dense(2)])
-    model.compile(optimizer=gk.optimizers.SGD(0.05, momentum=0.8, nesterov=True), loss=scaled_mse)
+    model = gk.models.Sequential([gk.layers.Input((4,)), gk.layers.Dense(6, activation="relu"), gk.layers.Dense(2)])
+    model.compile(optimizer=gk.optimizers.Adagrad(0.05), loss=scaled_mse)
     rng = np.random.default_rng(2)
     return model, rng.normal(size=(8, 4)).astype("float32"), rng.normal(size=(8, 2)).astype("float32")
 
 
+def graphc_dropout_schedule(gk):
+    """Dense, Dropout, Dense; SGD with Nesterov momentum on an ExponentialDecay schedule (no learning-rate
+    variable). Dropout draws differ between the frameworks: predictions only."""
+    model = gk.models.Sequential([gk.layers.Input((5,)), gk.layers.Dense(6, activation="relu"),
+                                  gk.layers.Dropout(0.3), gk.layers.Dense(2, activation="sigmoid")])
+    schedule = gk.optimizers.schedules.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5)
+    model.compile(optimizer=gk.optimizers.SGD(schedule, momentum=0.8, nesterov=True), loss="binary_crossentropy")
+    rng = np.random.default_rng(5)
+    return model, rng.normal(size=(8, 5)).astype("float32"), rng.integers(0, 2, (8, 2)).astype("float32")
+
+
 def graphc_functional(gk):
-    """Two inputs (floats, integer tokens through an Embedding), Add, Concatenate, a layer used twice; Adam."""
+    """Two inputs (floats, integer tokens through an Embedding), Add, Concatenate, a layer used twice; Nadam (a
+variable of its own after the slots)."""
     layers = gk.layers
     a, b = gk.Input((4,), name="features"), gk.Input((3,), dtype="int32", name="tokens")
     shared = layers.Dense(4, activation="tanh", name="shared")
@@ -70,7 +81,7 @@ def graphc_functional(gk):
     e = layers.Dense(4, name="project")(layers.Flatten()(layers.Embedding(10, 2)(b)))
     y = layers.Dense(2, name="head")(layers.Concatenate()([shared(layers.Add()([x, e])), x]))
     model = gk.models.Model([a, b], y, name="two_inputs")
-    model.compile(optimizer="adam", loss="mse")
+    model.compile(optimizer=gk.optimizers.Nadam(0.01), loss="mse")
     rng = np.random.default_rng(3)
     xs = [rng.normal(size=(8, 4)).astype("float32"), rng.integers(0, 10, (8, 3)).astype("int32")]
     return model, xs, rng.normal(size=(8, 2)).astype("float32")
@@ -116,14 +127,15 @@ def keras_models(keras):
     convnet = keras.Sequential([
         keras.Input((8, 8, 2)), L.Rescaling(1 / 255), L.Conv2D(4, 3, activation="relu"), L.BatchNormalization(),
         L.MaxPooling2D(), L.Conv2D(3, 2, padding="same"), L.GlobalAveragePooling2D(), L.Dense(5)], name="keras_cnn")
-    convnet.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+    convnet.compile(optimizer=keras.optimizers.AdamW(0.01, weight_decay=0.01, amsgrad=True),
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     a, b = keras.Input((4,), name="features"), keras.Input((3,), dtype="int32", name="tokens")
     shared = L.Dense(4, activation="tanh")
     x = shared(a)
     e = L.Dense(4)(L.Flatten()(L.Embedding(10, 2)(b)))
     functional = keras.Model([a, b], L.Dense(2)(L.Concatenate()([shared(L.Add()([x, e])), x])), name="keras_fn")
-    functional.compile(optimizer=keras.optimizers.RMSprop(0.01, momentum=0.3), loss="mse")
+    schedule = keras.optimizers.schedules.CosineDecay(0.01, decay_steps=10, alpha=0.1)
+    functional.compile(optimizer=keras.optimizers.RMSprop(schedule, momentum=0.3), loss="mse")
     return [("mlp", mlp, rng.normal(size=(32, 6)).astype("float32"),
              np.eye(3, dtype="float32")[rng.integers(0, 3, 32)]),
             ("convnet", convnet, rng.uniform(0, 255, (16, 8, 8, 2)).astype("float32"), rng.integers(0, 5, 16)),
@@ -171,8 +183,8 @@ def main():
 
     results = []
     with tempfile.TemporaryDirectory() as directory:
-        for make, train_on in ((graphc_mlp, True), (graphc_convnet, True), (graphc_custom_loss, False),
-                               (graphc_functional, True)):
+        for make, train_on in ((graphc_mlp, True), (graphc_convnet, True), (graphc_custom_loss, True),
+                               (graphc_functional, True), (graphc_dropout_schedule, False)):
             results.append(run(f"graphc -> Keras: {make.__name__}",
                                lambda: graphc_to_keras(make, keras, gk, directory, train_on)))
         for name, model, x, y in keras_models(keras):

@@ -20,10 +20,13 @@ velocity of the first weight, of the second, ...; then amsgrad's velocity_hat). 
 state in that order when it knows the optimizer's groups (``SLOT_GROUPS``); otherwise it writes weights and compile
 settings only, and the optimizer restarts from zero slots (Keras warns that it skipped them).
 
+Keras' objects inside configs (initializers, regularizers, learning-rate schedules, loss objects) map to graphc's
+classes of the same names and arguments. Settings that only restate graphc's behaviour (``NEUTRAL``: a float32
+dtype policy, channels-last data, no constraints, ...) are dropped when read and not written.
+
 Reading trusts nothing in the file: a damaged or crafted archive gives CheckpointError, every array is checked
 against the shape the model declares before any weight is allocated, and a Keras setting graphc cannot honour gives
-a ValueError naming the layer, the setting and its value. Initializers are kept by name only (their seed and
-arguments are dropped): the file's weights replace their draws.
+a ValueError naming the layer, the setting and its value.
 """
 import datetime
 import inspect
@@ -62,7 +65,7 @@ COMPILE_IGNORED = ("run_eagerly", "steps_per_execution", "jit_compile")
 SLOT_GROUPS = {"SGD": [("momentum",)], "RMSprop": [("velocity",), ("momentum",), ("average_gradient",)],
                "Adam": [("momentum", "velocity"), ("velocity_hat",)], "AdamW": [("momentum", "velocity"),
                                                                                  ("velocity_hat",)],
-               "Adagrad": [("accumulator",)], "Adamax": [("momentum", "norm")]}
+               "Adagrad": [("accumulator",)], "Adamax": [("momentum", "norm")], "Nadam": [("momentum", "velocity")]}
 
 
 def _h5py():
@@ -99,12 +102,12 @@ def save_keras(model, path):
                          f"on data first")
     layers = model.layers if sequential else _keras_order(model.inputs, model.outputs)
     config = _sequential_config(model) if sequential else _functional_config(model, layers)
-    if getattr(model, "compiled", False):
+    if model.compiled:
         config["compile_config"] = _compile_config(model)
     weights = io.BytesIO()
     with h5py.File(weights, "w") as store:
         _write_vars(store, layers)
-        if getattr(model, "compiled", False):
+        if model.compiled:
             state = _optimizer_state(model.optimizer, layers)
             if state is not None:
                 store.create_group("optimizer")
@@ -158,9 +161,9 @@ def _sequential_config(model):
     for layer in model.layers:
         entries.append(_layer_entry(layer, shape))
         shape = layer.output_shape
-    dtype = model.inputs[0].dtype if getattr(model, "inputs", None) else "float32"
+    first = model.inputs[0]
     config = {"name": model.name, "trainable": True, "build_input_shape": list(model.input_shape),
-              "layers": [_input_entry("input_layer", model.input_shape, dtype), *entries]}
+              "layers": [_input_entry(first.layer.name, first.shape, first.dtype), *entries]}
     return {"module": "keras", "class_name": "Sequential", "config": config, "registered_name": None,
             "build_config": {"input_shape": list(model.input_shape)}}
 
@@ -251,10 +254,15 @@ def _snake_case(class_name):
 def _compile_config(model):
     """Keras' compile_config of a compiled model: optimizer, loss(es), metrics and loss weights."""
     from .models import _serialized_losses, _serialized_metrics
-    weights = getattr(model, "_loss_weights", [])
-    return {"optimizer": _entry("keras.optimizers", optimizers.serialize(model.optimizer)),
+    model._settings()  # compile settings given before the model was built are resolved now
+    weights = model._loss_weights
+    optimizer = optimizers.serialize(model.optimizer)
+    rate = optimizer["config"].get("learning_rate")
+    if isinstance(rate, dict):
+        optimizer["config"]["learning_rate"] = _entry("keras.optimizers.schedules", rate)
+    return {"optimizer": _entry("keras.optimizers", optimizer),
             "loss": _per_output(_keras_loss, _serialized_losses(model.loss)),
-            "metrics": _serialized_metrics(getattr(model, "_metric_identifiers", None)) or None,
+            "metrics": _serialized_metrics(model._metric_identifiers) or None,
             "loss_weights": weights if any(w != 1 for w in weights) else None}
 
 
@@ -288,8 +296,10 @@ def _optimizer_state(optimizer, layers):
                       f"keeps its compile settings but not its state")
         return None
     slot_ids = {id(v) for per_param in slots for v in per_param.values()}
-    head = [v for v in optimizer.variables if id(v) not in slot_ids]  # iterations (and the learning rate)
-    return head + [per_param[name] for group in groups for per_param in slots for name in group if name in per_param]
+    state = [v for v in optimizer.variables if id(v) not in slot_ids]
+    head = [v for v in state if v is optimizer.iterations or v.name == "learning_rate"]  # a schedule has none
+    ordered = [per_param[name] for group in groups for per_param in slots for name in group if name in per_param]
+    return head + ordered + [v for v in state if v not in head]  # then Nadam's u_product, made after the slots
 
 
 # ---- reading ----------------------------------------------------------------------------------------

@@ -281,3 +281,26 @@ def test_register_keras_serializable_checks_its_names():
     with pytest.raises(ValueError, match="package and name must be strings without '>'"):
         saving.register_keras_serializable(name="x>y")
 
+
+
+def test_optimizer_variables_are_written_in_keras_order(tmp_path):
+    """Keras' order: the iteration count, the learning rate unless it is a schedule, each group of slots
+    interleaved parameter by parameter, then Nadam's u_product (bench/keras_interop.py checks it in Keras)."""
+    model, x, y = trained_mlp()
+    schedule = optimizers.schedules.ExponentialDecay(0.01, decay_steps=2, decay_rate=0.5)
+    model.compile(optimizer=optimizers.Nadam(schedule), loss="categorical_crossentropy")
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    saving.save_keras(model, tmp_path / "n.keras")
+    with zipfile.ZipFile(tmp_path / "n.keras") as archive, \
+            h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as store:
+        written = [store[f"optimizer/vars/{i}"][()] for i in range(len(store["optimizer/vars"]))]
+        config = json.loads(archive.read("config.json"))["compile_config"]["optimizer"]
+    slots = [model.optimizer._slots_for(w) for w in model.trainable_weights]
+    expected = [model.optimizer.iterations] + [s[name] for s in slots for name in ("momentum", "velocity")] + \
+        [v for v in model.optimizer.variables if v.name == "u_product"]
+    assert len(written) == len(expected) == 2 + 2 * len(model.trainable_weights)
+    for value, variable in zip(written, expected):
+        np.testing.assert_array_equal(value, variable.value)
+    assert config["config"]["learning_rate"]["module"] == "keras.optimizers.schedules"
+    loaded = saving.load_keras(tmp_path / "n.keras")
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
