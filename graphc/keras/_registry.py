@@ -1,5 +1,6 @@
 """Name <-> function tables shared by activations, losses and metrics: lookup with a clear error, and the
-reverse lookup used when a model is saved."""
+reverse lookup used when a model is saved; and the ``{"class_name", "config"}`` form every configurable object
+(layer, loss, optimizer, schedule, initializer, regularizer) is saved in."""
 
 
 def lookup(table: dict, identifier, what: str, aliases=None):
@@ -21,3 +22,17 @@ def name_of(table: dict, function, what: str) -> str:
         raise ValueError(f"cannot save the custom {what} {function!r}: only {', '.join(table)} "
                          f"can be written to a model file")
     return name
+
+
+def to_config(instance) -> dict:
+    """``{"class_name": ..., "config": ...}``: how an object of a known class is saved."""
+    return {"class_name": type(instance).__name__, "config": instance.get_config()}
+
+
+def from_config(classes: dict, config, what: str):
+    """The object a ``to_config`` dict describes, made by ``classes[class_name].from_config``; ValueError naming
+    the class and the known ones when it is not in ``classes``."""
+    name = config.get("class_name") if isinstance(config, dict) else config
+    if not isinstance(config, dict) or name not in classes:
+        raise ValueError(f"unknown {what} class {name!r}; known: {', '.join(classes)}")
+    return classes[name].from_config(config.get("config", {}))

@@ -15,7 +15,7 @@ import operator
 import numpy as np
 
 from . import _state
-from ._registry import lookup
+from ._registry import from_config, lookup, to_config
 
 
 class Initializer:
@@ -252,9 +252,7 @@ def get(identifier):
 
 def deserialize(config: dict) -> Initializer:
     """The initializer of a ``{"class_name", "config"}`` dict (Keras' "module" and "registered_name" ignored)."""
-    if not isinstance(config, dict) or config.get("class_name") not in CLASSES:
-        raise ValueError(f"unknown initializer {config!r}; known classes: {', '.join(CLASSES)}")
-    return CLASSES[config["class_name"]].from_config(config.get("config", {}))
+    return from_config(CLASSES, config, "initializer")
 
 
 def serialize(initializer):
@@ -264,6 +262,6 @@ def serialize(initializer):
         if named is initializer:
             return name
     if type(initializer).__name__ in CLASSES and type(initializer) is CLASSES[type(initializer).__name__]:
-        return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+        return to_config(initializer)
     raise ValueError(f"cannot save the custom initializer {initializer!r}: only the initializers of "
                      f"graphc.keras.initializers ({', '.join(CLASSES)}) can be written to a model file")

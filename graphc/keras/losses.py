@@ -12,7 +12,7 @@ import numpy as np
 
 import graphc as gc
 
-from ._registry import lookup
+from ._registry import from_config, lookup
 
 
 def _same_rank(name, y_true, y_pred):
@@ -274,7 +274,4 @@ def deserialize(config):
     """The loss a ``serialize`` result (a name or a class_name/config dict) stands for."""
     if isinstance(config, str):
         return get(config)
-    if not isinstance(config, dict) or config.get("class_name") not in CLASSES:
-        name = config.get("class_name") if isinstance(config, dict) else config
-        raise ValueError(f"unknown loss class {name!r}; known: {', '.join(CLASSES)}")
-    return CLASSES[config["class_name"]].from_config(config.get("config", {}))
+    return from_config(CLASSES, config, "loss")

@@ -19,6 +19,8 @@ import numpy as np
 
 import graphc as gc
 
+from ._registry import from_config, to_config
+
 
 # ---- learning-rate schedules ---------------------------------------------------------------------------------
 def _number(value, name, what, minimum=0.0, strict=False) -> float:
@@ -143,14 +145,11 @@ SCHEDULES = {cls.__name__: cls for cls in (ExponentialDecay, PiecewiseConstantDe
 
 
 def serialize_schedule(schedule: LearningRateSchedule) -> dict:
-    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
+    return to_config(schedule)
 
 
 def deserialize_schedule(config: dict) -> LearningRateSchedule:
-    if not isinstance(config, dict) or config.get("class_name") not in SCHEDULES:
-        name = config.get("class_name") if isinstance(config, dict) else config
-        raise ValueError(f"unknown learning rate schedule {name!r}; known: {', '.join(SCHEDULES)}")
-    return SCHEDULES[config["class_name"]].from_config(config.get("config", {}))
+    return from_config(SCHEDULES, config, "learning rate schedule")
 
 
 # Keras' spelling: graphc.keras.optimizers.schedules.ExponentialDecay(...).
@@ -486,11 +485,8 @@ def get(identifier) -> Optimizer:
 
 
 def serialize(optimizer: Optimizer) -> dict:
-    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+    return to_config(optimizer)
 
 
 def deserialize(config: dict) -> Optimizer:
-    classes = {cls.__name__: cls for cls in OPTIMIZERS.values()}
-    if config.get("class_name") not in classes:
-        raise ValueError(f"unknown optimizer class {config.get('class_name')!r}; known: {', '.join(classes)}")
-    return classes[config["class_name"]].from_config(config["config"])
+    return from_config({cls.__name__: cls for cls in OPTIMIZERS.values()}, config, "optimizer")

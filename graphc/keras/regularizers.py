@@ -8,6 +8,8 @@ import numpy as np
 
 import graphc as gc
 
+from ._registry import from_config
+
 
 def _factor(value, name) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -105,7 +107,4 @@ def deserialize(config):
     """The regularizer a ``serialize`` result (or a name) stands for."""
     if config is None or isinstance(config, str):
         return get(config)
-    if not isinstance(config, dict) or config.get("class_name") not in CLASSES:
-        name = config.get("class_name") if isinstance(config, dict) else config
-        raise ValueError(f"unknown regularizer class {name!r}; known: {', '.join(CLASSES)}")
-    return CLASSES[config["class_name"]].from_config(config.get("config", {}))
+    return from_config(CLASSES, config, "regularizer")

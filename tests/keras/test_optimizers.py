@@ -396,5 +396,5 @@ def test_bad_schedules():
         schedules.PiecewiseConstantDecay([1, 2], [0.1, 0.2])
     with pytest.raises(ValueError, match=r"boundaries must be increasing, got \[5, 2\]"):
         schedules.PiecewiseConstantDecay([5, 2], [0.1, 0.2, 0.3])
-    with pytest.raises(ValueError, match="unknown learning rate schedule 'PolynomialDecay'; known: ExponentialDecay"):
+    with pytest.raises(ValueError, match="unknown learning rate schedule class 'PolynomialDecay'; known: ExponentialDecay"):
         schedules.deserialize({"class_name": "PolynomialDecay", "config": {}})

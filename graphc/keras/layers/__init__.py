@@ -10,6 +10,7 @@ from .core import Activation, Dense, Embedding, Flatten, Rescaling, Reshape
 from .merging import Add, Concatenate
 from .normalization import BatchNormalization
 from .regularization import Dropout
+from .._registry import from_config, to_config
 
 LAYERS = {cls.__name__: cls for cls in (Dense, Activation, Flatten, Conv2D, MaxPooling2D, AveragePooling2D,
                                           GlobalAveragePooling2D, Reshape, InputLayer, Dropout, BatchNormalization,
@@ -22,10 +23,8 @@ def serialize(layer: Layer) -> dict:
     if type(layer).__name__ not in LAYERS:
         raise ValueError(f"cannot save the custom layer {layer.name} ({type(layer).__name__}); "
                          f"known layers: {', '.join(LAYERS)}")
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+    return to_config(layer)
 
 
 def deserialize(config: dict) -> Layer:
-    if config.get("class_name") not in LAYERS:
-        raise ValueError(f"unknown layer class {config.get('class_name')!r}; known: {', '.join(LAYERS)}")
-    return LAYERS[config["class_name"]].from_config(config["config"])
+    return from_config(LAYERS, config, "layer")
