@@ -40,6 +40,7 @@ predictions = model(x_train[:1])
 print("logits of the untrained model for the first image:", predictions)
 
 loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+print("its loss (about -log(1/10) = 2.3 untrained):", loss_fn(y_train[:1], predictions))
 
 model.compile(optimizer='adam',
               loss=loss_fn,
