@@ -8,21 +8,12 @@ on results, ``tf.nn.softmax``) are left out: graphc returns numpy arrays. Three 
 
     python examples/keras_quickstart.py [--epochs 5] [--seed 0] [--samples 60000]
 """
-import argparse
-
 from graphc import keras
-from graphc.keras.utils import set_random_seed
 
-from epoch_timer import EpochTimer
+from example_support import EpochTimer, example_arguments
 
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--epochs", type=int, default=5)
-parser.add_argument("--seed", type=int, default=None, help="seed for reproducible training")
-parser.add_argument("--samples", type=int, default=60000, help="train on the first N training images")
-args = parser.parse_args()
-if args.seed is not None:
-    set_random_seed(args.seed)
+args = example_arguments(__doc__, samples=True)
 
 mnist = keras.datasets.mnist
 

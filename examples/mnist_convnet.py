@@ -6,23 +6,15 @@ each epoch took.
 
     python examples/mnist_convnet.py [--epochs 5] [--seed 0] [--samples 60000]
 """
-import argparse
-
 from graphc.keras.datasets import mnist
-from graphc.keras.utils import set_random_seed, to_categorical
+from graphc.keras.utils import to_categorical
 from graphc.keras import layers
 from graphc.keras import models
 
-from epoch_timer import EpochTimer
+from example_support import EpochTimer, example_arguments
 
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--epochs", type=int, default=5)
-parser.add_argument("--seed", type=int, default=None, help="seed for reproducible training")
-parser.add_argument("--samples", type=int, default=60000, help="train on the first N training images")
-args = parser.parse_args()
-if args.seed is not None:
-    set_random_seed(args.seed)
+args = example_arguments(__doc__, samples=True)
 
 model = models.Sequential()
 model.add(layers.Conv2D(32, (3, 3), activation='relu', input_shape=(28, 28, 1)))

@@ -5,21 +5,14 @@ callback printing the time each epoch took.
 
     python examples/mnist_mlp.py [--epochs 5] [--seed 0]
 """
-import argparse
-
 from graphc.keras.datasets import mnist
-from graphc.keras.utils import set_random_seed, to_categorical
+from graphc.keras.utils import to_categorical
 from graphc.keras import models, layers
 
-from epoch_timer import EpochTimer
+from example_support import EpochTimer, example_arguments
 
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--epochs", type=int, default=5)
-parser.add_argument("--seed", type=int, default=None, help="seed for reproducible training")
-args = parser.parse_args()
-if args.seed is not None:
-    set_random_seed(args.seed)
+args = example_arguments(__doc__)
 
 (train_images, train_labels), (test_images, test_labels) = mnist.load_data()
 

@@ -1,20 +1,12 @@
 """The image layers (Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Reshape): outputs against
 numpy, training against the reference backend, Keras 3's summary, errors, save/load, and the book's convnet
 (examples/mnist_convnet.py) learning MNIST."""
-import os
-import re
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 import graphc as gc
 from graphc.keras import Input, layers, models, optimizers
-from graphc.keras.datasets import mnist
 from graphc.keras.utils import clear_session, set_random_seed
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Printed by Keras 3.15 (JAX backend) for the convnet of "Deep Learning with Python", chapter 5, and then for
 # Sequential([Input((28, 28, 1)), Conv2D(8, 3, strides=2, padding="same"), AveragePooling2D(3, strides=1,
@@ -315,16 +307,9 @@ def test_a_trained_convnet_saves_and_loads_and_resumes_training(tmp_path):
 
 
 # ---- the example on real data -----------------------------------------------------------------------------
-def test_the_book_convnet_example_learns_mnist_from_a_subset():
+def test_the_book_convnet_example_learns_mnist_from_a_subset(run_example):
     """examples/mnist_convnet.py, 1 epoch on the first 12,000 training images (188 steps of 64): 5-10 s, a third
     of it compiling; 0.957 for seed 0 (the book reports 0.991 after 5 epochs on all 60,000)."""
-    try:
-        mnist.load_data()
-    except RuntimeError as error:
-        pytest.skip(f"MNIST is not available here: {error}")
-    result = subprocess.run([sys.executable, os.path.join(REPO, "examples", "mnist_convnet.py"), "--epochs", "1",
-                             "--samples", "12000", "--seed", "0"], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
+    result = run_example("mnist_convnet", "--epochs", "1", "--samples", "12000", "--seed", "0")
     assert "Total params: 93,322 (364.54 KB)" in result.stdout
-    test_acc = float(re.search(r"^test_acc: (\S+)$", result.stdout, re.MULTILINE).group(1))
-    assert test_acc >= 0.94
+    assert result.test_acc >= 0.94
