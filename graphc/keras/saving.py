@@ -284,6 +284,12 @@ def _keras_loss(serialized):
     return serialized
 
 
+def _built_before_slots(optimizer, variable) -> bool:
+    """Whether Keras makes ``variable`` with the optimizer, before its slots: the iteration count and the
+    learning rate (unless it is a schedule). Keras writes just these for an optimizer that never ran."""
+    return variable is optimizer.iterations or variable.name == "learning_rate"
+
+
 def _optimizer_state(optimizer, layers):
     """The optimizer's variables in Keras' order, or None (with a warning) when graphc cannot order them as
     Keras does."""
@@ -297,7 +303,7 @@ def _optimizer_state(optimizer, layers):
         return None
     slot_ids = {id(v) for per_param in slots for v in per_param.values()}
     state = [v for v in optimizer.variables if id(v) not in slot_ids]
-    head = [v for v in state if v is optimizer.iterations or v.name == "learning_rate"]  # a schedule has none
+    head = [v for v in state if _built_before_slots(optimizer, v)]
     ordered = [per_param[name] for group in groups for per_param in slots for name in group if name in per_param]
     return head + ordered + [v for v in state if v not in head]  # then Nadam's u_product, made after the slots
 
@@ -328,24 +334,28 @@ def load_keras(path, compile=True):
     CheckpointError for a damaged or crafted file.
     """
     h5py = _h5py()
+    from .models import _reading
     config, weights = _read_archive(path)
-    try:
+    with _reading(path, CONFIG):
         plan = _plan(config)
         declared = _declared_weights(plan)
-    except (KeyError, TypeError, IndexError, AttributeError) as e:
-        raise CheckpointError(f"{os.fspath(path)}: invalid config.json: {type(e).__name__} {e}") from e
+        settings = config.get("compile_config") if compile else None
+    layers = plan.saved_layers()
     try:
         with h5py.File(io.BytesIO(weights), "r") as store:
-            layers = plan.saved_layers()
-            arrays = [_read_vars(store, f"layers/{key}/vars", declared.get(layer.name, []), len(weights), layer.name)
+            _check_sizes(store, len(weights))
+            arrays = [_read_vars(store, f"layers/{key}/vars", layer.name, declared.get(layer.name, []))
                       for layer, key in zip(layers, _keys([type(layer).__name__ for layer in layers]))]
-            model = _build(plan)
-            for layer, values in zip(layers, arrays):
-                layer.set_weights(values)
-            if compile and config.get("compile_config"):
-                _compile(model, config["compile_config"], layers, store, len(weights))
+            state = _read_vars(store, "optimizer/vars", "the optimizer") if settings else []
     except (OSError, KeyError, RuntimeError) as e:  # what h5py raises on a damaged file
         raise CheckpointError(f"{os.fspath(path)}: unreadable {WEIGHTS}: {e}") from e
+    model = _build(plan)
+    for layer, values in zip(layers, arrays):
+        layer.set_weights(values)
+    if settings:
+        with _reading(path, "compile_config"):
+            _compile(model, settings, layers)
+        _restore(model.optimizer, layers, state)
     return model
 
 
@@ -498,20 +508,30 @@ def _declared_weights(plan) -> dict:
     return declared
 
 
-def _read_vars(store, path, expected, limit, owner) -> list:
-    """The arrays ``path/0, 1, ...`` of the weight file, checked against ``expected`` [(name, shape)] before any
-    is read; a dataset larger than the file (``limit`` bytes) is crafted."""
+def _check_sizes(store, limit):
+    """CheckpointError if the weight file's datasets declare more bytes than its ``limit`` bytes hold (Keras
+    stores them uncompressed): a crafted file, whose reading would allocate them."""
+    sizes = []
+    store.visititems(lambda name, item: sizes.append(getattr(item, "nbytes", 0)))
+    if sum(sizes) > limit:
+        raise CheckpointError(f"{WEIGHTS}: its arrays declare {sum(sizes)} bytes, more than its {limit}")
+
+
+def _read_vars(store, path, owner, expected=None) -> list:
+    """The arrays ``path/0, 1, ...`` of the weight file; with ``expected`` [(name, shape)], checked against it
+    before any is read."""
     group = store.get(path)
     names = sorted(group.keys(), key=lambda n: (len(n), n)) if group is not None else []
-    if names != [str(i) for i in range(len(expected))]:
-        raise CheckpointError(f"{WEIGHTS}: {owner} has weights {[n for n, _ in expected]} but the file holds "
-                              f"{names or 'none'} at {path}")
+    count = len(names) if expected is None else len(expected)
+    if names != [str(i) for i in range(count)]:
+        wanted = "variables 0, 1, ..." if expected is None else f"weights {[n for n, _ in expected]}"
+        raise CheckpointError(f"{WEIGHTS}: {owner} has {wanted} but the file holds {names or 'none'} at {path}")
     datasets = [group[name] for name in names]
-    for dataset, (name, shape) in zip(datasets, expected):
-        if not hasattr(dataset, "dtype") or dataset.dtype.kind not in "biuf" or dataset.shape != shape:
-            raise CheckpointError(f"{WEIGHTS}: {name} has shape {shape}, the file holds {dataset} at {path}")
-        if dataset.nbytes > limit:
-            raise CheckpointError(f"{WEIGHTS}: {path} declares {dataset.nbytes} bytes, more than the file holds")
+    for i, dataset in enumerate(datasets):
+        if not hasattr(dataset, "dtype") or dataset.dtype.kind not in "biuf" or (
+                expected is not None and dataset.shape != expected[i][1]):
+            wanted = f"{owner} has numbers" if expected is None else f"{expected[i][0]} has shape {expected[i][1]}"
+            raise CheckpointError(f"{WEIGHTS}: {wanted}, the file holds {dataset} at {path}/{i}")
     return [dataset[()] for dataset in datasets]
 
 
@@ -530,8 +550,8 @@ def _build(plan):
     return Model(inputs[0] if plan.single[0] else inputs, outputs[0] if plan.single[1] else outputs, name=plan.name)
 
 
-def _compile(model, settings, layers, store, limit):
-    """Compile ``model`` as ``settings`` (Keras' compile_config) say and give its optimizer the file's state."""
+def _compile(model, settings, layers):
+    """Compile ``model`` as ``settings`` (Keras' compile_config) say."""
     for key, value in settings.items():
         if key not in ("optimizer", "loss", "metrics", "loss_weights", *COMPILE_IGNORED) and \
                 NEUTRAL.get(key, ...) != value:
@@ -541,18 +561,25 @@ def _compile(model, settings, layers, store, limit):
         optimizer = {"class_name": optimizer["class_name"],
                      "config": _arguments(optimizer["config"], _graphc_class(optimizers, optimizer["class_name"],
                                                                              "optimizer"), "optimizer")}
-    loss = settings.get("loss")
-    model.compile(optimizer=optimizer, loss=_per_output(_graphc_loss, loss), metrics=settings.get("metrics"),
-                  loss_weights=settings.get("loss_weights"))
-    expected = _optimizer_state(model.optimizer, layers)
-    group = store.get("optimizer/vars")
-    count = len(group) if group is not None else 0
-    if expected is None or count != len(expected):
-        if count and expected is not None:
-            warnings.warn(f"the .keras file holds {count} optimizer variables where graphc's "
-                          f"{type(model.optimizer).__name__} has {len(expected)}: the optimizer starts afresh")
+    model.compile(optimizer=optimizer, loss=_per_output(_graphc_loss, settings.get("loss")),
+                  metrics=settings.get("metrics"), loss_weights=settings.get("loss_weights"))
+
+
+def _restore(optimizer, layers, values):
+    """Give ``optimizer`` the file's variables ``values`` (Keras' order): all of them, or those of an optimizer that
+    never ran; for any other number it starts afresh with a warning, as Keras does."""
+    expected = _optimizer_state(optimizer, layers)
+    if expected is not None and len(values) == sum(_built_before_slots(optimizer, v) for v in expected):
+        expected = expected[:len(values)]
+    if expected is None or len(values) != len(expected):
+        if values and expected is not None:
+            warnings.warn(f"the .keras file holds {len(values)} optimizer variables where graphc's "
+                          f"{type(optimizer).__name__} has {len(expected)}: the optimizer starts afresh")
         return
-    values = _read_vars(store, "optimizer/vars", [(v.name, v.shape) for v in expected], limit, "the optimizer")
+    for variable, value in zip(expected, values):
+        if value.shape != variable.shape:
+            raise CheckpointError(f"{WEIGHTS}: optimizer variable {variable.name} has shape {variable.shape}, the "
+                                  f"file holds shape {value.shape}")
     for variable, value in zip(expected, values):
         variable.value = value.astype(variable.dtype)
 

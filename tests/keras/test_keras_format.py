@@ -5,6 +5,7 @@ import io
 import json
 import os
 import sys
+import warnings
 import zipfile
 
 import numpy as np
@@ -155,6 +156,50 @@ def test_arrays_are_checked_against_the_config_before_building(tmp_path):
     path = rewrite(keras_file("mlp")[0], tmp_path / "shape.keras", weights=wrong_shape)
     with pytest.raises(CheckpointError, match=r"bias has shape \(3,\)"):
         saving.load_keras(path)
+
+
+def test_crafted_weight_files_are_refused_before_reading(tmp_path):
+    def sparse(store):  # declares 400 MB that the file does not hold (HDF5 would make them up from a fill value)
+        store.create_dataset("layers/dense/extra", shape=(10**8,), dtype="f4", chunks=True)
+    with pytest.raises(CheckpointError, match="arrays declare 40000.* bytes, more than"):
+        saving.load_keras(rewrite(keras_file("mlp")[0], tmp_path / "sparse.keras", weights=sparse))
+
+    def text(store):
+        del store["optimizer/vars/3"]
+        store["optimizer/vars/3"] = np.array([b"abc"])
+    with pytest.raises(CheckpointError, match="the optimizer has numbers"):
+        saving.load_keras(rewrite(keras_file("mlp")[0], tmp_path / "text.keras", weights=text))
+
+    def gap(store):
+        del store["optimizer/vars/2"]
+    with pytest.raises(CheckpointError, match="the optimizer has variables 0, 1, ..."):
+        saving.load_keras(rewrite(keras_file("mlp")[0], tmp_path / "gap.keras", weights=gap))
+    assert not saving.load_keras(tmp_path / "gap.keras", compile=False).compiled  # the weights alone are fine
+
+    def wrong_slot(store):
+        del store["optimizer/vars/2"]
+        store["optimizer/vars/2"] = np.zeros((7, 5), np.float32)
+    with pytest.raises(CheckpointError, match=r"dense/kernel/momentum has shape \(5, 7\), the file holds"):
+        saving.load_keras(rewrite(keras_file("mlp")[0], tmp_path / "slot.keras", weights=wrong_slot))
+
+
+def test_optimizer_state_of_another_length_starts_afresh_with_a_warning(tmp_path):
+    def unbuilt(store):  # as Keras writes an optimizer that never ran: just the iterations and the learning rate
+        for i in range(2, len(store["optimizer/vars"])):
+            del store[f"optimizer/vars/{i}"]
+        store["optimizer/vars/1"][()] = 0.25
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = saving.load_keras(rewrite(keras_file("mlp")[0], tmp_path / "unbuilt.keras", weights=unbuilt))
+    assert model.optimizer.learning_rate == 0.25 and all(not np.any(v.value) for v in model.optimizer.variables[2:])
+
+    def drop(store):
+        del store["optimizer/vars/9"]
+    path = rewrite(keras_file("mlp")[0], tmp_path / "fresh.keras", weights=drop)
+    with pytest.warns(UserWarning, match="holds 9 optimizer variables where graphc's Adam has 10"):
+        model = saving.load_keras(path)
+    assert int(model.optimizer.iterations.value) == 0
+    assert all(not np.any(v.value) for v in model.optimizer.variables[2:])
 
 
 def test_damaged_files_give_checkpoint_errors(tmp_path):
