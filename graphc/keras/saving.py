@@ -499,7 +499,7 @@ def _declared_weights(plan) -> dict:
     what the file's arrays are checked against before a crafted config can make the loader allocate."""
     shapes = {ref: plan.layers[ref[0]].input_shape for ref in plan.inputs}
     declared = {}
-    for layer, node, source in plan.calls:
+    for layer, node, source in plan.calls if plan.inputs else []:  # without inputs: unbuilt, no weights
         shape = [shapes[ref] for ref in source] if isinstance(source, list) else shapes[source]
         if layer.name not in declared:  # a shared layer's weights come from its first call
             declared[layer.name] = [(f"{layer.name}/{weight}", tuple(weight_shape))

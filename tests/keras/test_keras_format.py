@@ -112,6 +112,19 @@ def test_files_written_by_keras_give_keras_predictions(name):
     assert int(model.optimizer.iterations.value) == data["iterations"]
 
 
+def test_sequential_without_input_layer_takes_its_build_input_shape(tmp_path):
+    source, data = keras_file("mlp")
+    path = rewrite(source, tmp_path / "no_input.keras", config=lambda c: c["config"]["layers"].pop(0))
+    np.testing.assert_allclose(saving.load_keras(path).predict(data["x"], verbose=0), data["y"], rtol=1e-5,
+                               atol=1e-6)
+
+    def unbuilt(config):
+        config["config"]["layers"].pop(0)
+        config["config"].pop("build_input_shape")
+    with pytest.raises(CheckpointError, match=r"dense has weights \[\] but the file holds \['0', '1'\]"):
+        saving.load_keras(rewrite(source, tmp_path / "unbuilt.keras", config=unbuilt))
+
+
 def test_keras_optimizer_state_and_loss_object_are_read():
     path, _ = keras_file("convnet")
     model = saving.load_keras(path)
