@@ -40,7 +40,7 @@ import zipfile
 from runtime.atomic import atomic_path
 from runtime.checkpoint import MAX_DEFLATE_RATIO, MAX_INFLATED_BYTES, CheckpointError
 
-from . import layers as layers_module, losses, optimizers
+from . import layers as layers_module, losses, metrics as metrics_module, optimizers
 
 CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 KERAS_VERSION = "3.15.1"  # the Keras release whose files bench/keras_interop.py checks this module against
@@ -56,8 +56,8 @@ NEUTRAL = {"trainable": True, "dtype": "float32", "data_format": "channels_last"
            "weight_decay": None, "clipnorm": None, "global_clipnorm": None, "clipvalue": None, "use_ema": False,
            "ema_momentum": 0.99, "ema_overwrite_frequency": None, "loss_scale_factor": None,
            "gradient_accumulation_steps": None,
-           # losses
-           "reduction": "sum_over_batch_size", "ignore_class": None,
+           # losses and metrics
+           "reduction": "sum_over_batch_size", "ignore_class": None, "threshold": 0.5,
            # compile settings (run_eagerly, steps_per_execution and jit_compile change nothing computed)
            "weighted_metrics": None}
 COMPILE_IGNORED = ("run_eagerly", "steps_per_execution", "jit_compile")
@@ -562,7 +562,7 @@ def _compile(model, settings, layers):
                      "config": _arguments(optimizer["config"], _graphc_class(optimizers, optimizer["class_name"],
                                                                              "optimizer"), "optimizer")}
     model.compile(optimizer=optimizer, loss=_per_output(_graphc_loss, settings.get("loss")),
-                  metrics=settings.get("metrics"), loss_weights=settings.get("loss_weights"))
+                  metrics=_graphc_metrics(settings.get("metrics")), loss_weights=settings.get("loss_weights"))
 
 
 def _restore(optimizer, layers, values):
@@ -625,3 +625,22 @@ def _graphc_loss(loss):
     return losses.get({"class_name": loss["class_name"],
                        "config": _arguments(loss["config"], _graphc_class(losses, loss["class_name"], "loss"),
                                             "loss")})
+
+
+def _graphc_metrics(metrics):
+    """Keras' metrics entry with each metric as graphc names it: a name as is, a Keras metric object of graphc's
+    settings as its class in snake case (BinaryAccuracy -> binary_accuracy); lists and dicts by output kept."""
+    if isinstance(metrics, list):
+        return [_graphc_metrics(entry) for entry in metrics]
+    if not isinstance(metrics, dict):
+        return metrics
+    if "class_name" not in metrics:
+        return {name: _graphc_metrics(entry) for name, entry in metrics.items()}
+    name = _snake_case(metrics["class_name"])
+    settings = {key: value for key, value in metrics.get("config", {}).items()
+                if key != "name" and NEUTRAL.get(key, ...) != value}
+    if name not in metrics_module.METRICS or settings:
+        raise ValueError(f"the .keras file's metric {metrics['class_name']}{f' {settings}' if settings else ''} is "
+                         f"not one graphc has; "
+                         f"graphc's metrics: accuracy, {', '.join(metrics_module.METRICS)}")
+    return name

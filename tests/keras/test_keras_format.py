@@ -138,6 +138,22 @@ def test_keras_optimizer_state_and_loss_object_are_read():
     assert not uncompiled.compiled
 
 
+def test_keras_metric_objects_are_read_as_graphc_metrics(tmp_path):
+    def objects(config):
+        config["compile_config"]["metrics"] = [
+            {"module": "keras.metrics", "class_name": "CategoricalAccuracy",
+             "config": {"name": "acc", "dtype": "float32"}, "registered_name": None},
+            {"module": "keras.metrics", "class_name": "MeanSquaredError",
+             "config": {"name": "mean_squared_error", "dtype": "float32"}, "registered_name": None}, "mae"]
+    model = saving.load_keras(rewrite(keras_file("mlp")[0], tmp_path / "metrics.keras", config=objects))
+    assert model.metrics_names == ["loss", "categorical_accuracy", "mean_squared_error", "mae"]
+
+    def auc(config):
+        config["compile_config"]["metrics"] = [{"module": "keras.metrics", "class_name": "AUC", "config": {}}]
+    with pytest.raises(ValueError, match="metric AUC is not one graphc has; graphc's metrics: accuracy, "):
+        saving.load_keras(rewrite(keras_file("mlp")[0], tmp_path / "auc.keras", config=auc))
+
+
 def test_unknown_layer_is_named_with_the_supported_ones(tmp_path):
     def lstm(config):
         config["config"]["layers"][1]["class_name"] = "LSTM"
