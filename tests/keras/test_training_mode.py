@@ -68,3 +68,21 @@ def test_a_model_with_dropout_is_reproducible_from_the_seed():
 
     for a, b in zip(run(), run()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_inference_batch_norm_folds_into_the_dense_layers_gemm_epilogue():
+    """Dense -> BatchNormalization -> relu predicts with one GEMM whose epilogue applies bias, the moving
+    statistics' affine map and the relu (the per-channel scale is a vector kernel of its own)."""
+    clear_session()
+    model = keras.Sequential([keras.Input((6,)), layers.Dense(5), layers.BatchNormalization(),
+                              layers.Activation("relu")])
+    model.compile("sgd", "mse")
+    predict = model._step("predict")
+    computed = [n for n in predict.optimized_graph.nodes if n.op.name not in ("placeholder", "variable")]
+    assert [(n.op.name, len(n.shape)) for n in computed] == [("elementwise", 1), ("fused_matmul", 2)]
+    assert "Max(0" in str(computed[1].attrs["epilogue"])
+    x = np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32)
+    gamma, beta, mean, variance = model.layers[1].get_weights()
+    kernel, bias = model.layers[0].get_weights()
+    expected = np.maximum((x @ kernel + bias - mean) / np.sqrt(variance + 1e-3) * gamma + beta, 0)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)

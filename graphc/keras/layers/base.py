@@ -102,7 +102,7 @@ class Layer:
 
     # ---- weights ------------------------------------------------------------------------------
     def add_weight(self, name, value, regularizer=None, trainable=True):
-        variable = gc.variable(value, name=f"{self.name}/{name}")
+        variable = gc.variable(value, name=f"{self.name}/{name}", trainable=trainable)
         self.weights.append(variable)
         if not trainable:
             self._non_trainable.add(variable.id)
