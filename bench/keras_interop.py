@@ -63,6 +63,28 @@ def graphc_custom_loss(gk):
     return model, rng.normal(size=(8, 4)).astype("float32"), rng.normal(size=(8, 2)).astype("float32")
 
 
+def graphc_loss_class(gk):
+    """A Dense regression with a registered Loss subclass of its own setting; plain SGD."""
+    import graphc as gc
+    from graphc.keras.saving import register_keras_serializable
+
+    @register_keras_serializable(package="Interop")
+    class ScaledAbsolute(gk.losses.Loss):
+        def __init__(self, factor=1.0, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def call(self, y_true, y_pred):
+            return self.factor * gc.mean(gc.abs(y_true - y_pred), -1)
+
+        def get_config(self):
+            return {**super().get_config(), "factor": self.factor}
+    model = gk.models.Sequential([gk.layers.Input((3,)), gk.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss=ScaledAbsolute(3.0))
+    rng = np.random.default_rng(6)
+    return model, rng.normal(size=(8, 3)).astype("float32"), rng.normal(size=(8, 2)).astype("float32")
+
+
 def graphc_dropout_schedule(gk):
     """Dense, Dropout, Dense; SGD with Nesterov momentum on an ExponentialDecay schedule (no learning-rate
     variable). Dropout draws differ between the frameworks: predictions only."""
@@ -184,10 +206,23 @@ def main():
     def scaled_mse(y_true, y_pred):  # the Keras twin of graphc_custom_loss's function
         return 2.0 * keras.ops.mean(keras.ops.square(y_true - y_pred), axis=-1)
 
+    @keras.saving.register_keras_serializable(package="Interop")
+    class ScaledAbsolute(keras.losses.Loss):  # and of graphc_loss_class's class
+        def __init__(self, factor=1.0, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def call(self, y_true, y_pred):
+            return self.factor * keras.ops.mean(keras.ops.abs(y_true - y_pred), axis=-1)
+
+        def get_config(self):
+            return {**super().get_config(), "factor": self.factor}
+
     results = []
     with tempfile.TemporaryDirectory() as directory:
         for make, train_on in ((graphc_mlp, True), (graphc_convnet, True), (graphc_custom_loss, True),
-                               (graphc_functional, True), (graphc_dropout_schedule, False)):
+                               (graphc_loss_class, True), (graphc_functional, True),
+                               (graphc_dropout_schedule, False)):
             results.append(run(f"graphc -> Keras: {make.__name__}",
                                lambda: graphc_to_keras(make, keras, gk, directory, train_on)))
         for name, model, x, y in keras_models(keras):

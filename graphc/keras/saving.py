@@ -77,10 +77,11 @@ def _h5py():
 
 
 def register_keras_serializable(package="Custom", name=None):
-    """Decorator registering a custom loss ``f(y_true, y_pred)`` under Keras' name ``package>name`` (``name``:
-    the function's), as ``keras.saving.register_keras_serializable``: a model compiled with it saves the loss by that
-    name, and ``load_model`` finds it again (in Keras, register the same function under the same name)."""
-    if not isinstance(package, str) or ">" in package or not (name is None or isinstance(name, str) and ">" not in name):
+    """Decorator registering a custom loss -- a function ``f(y_true, y_pred)`` or a ``losses.Loss`` subclass --
+    under Keras' name ``package>name`` (``name``: its ``__name__``), as ``keras.saving.register_keras_serializable``:
+    a model compiled with it saves the loss by that name, and ``load_model`` finds it again (in Keras, register
+    the same loss under the same name)."""
+    if not all(isinstance(part, str) and ">" not in part for part in [package, *([] if name is None else [name])]):
         raise ValueError(f"register_keras_serializable: package and name must be strings without '>', "
                          f"got package={package!r}, name={name!r}")
 
@@ -276,7 +277,11 @@ def _per_output(convert, value):
 
 
 def _keras_loss(serialized):
-    """graphc's serialized loss as Keras writes it: a name, a registered function or a loss object entry."""
+    """graphc's serialized loss as Keras writes it: a name, a registered function, a loss object entry (of a
+    registered class: its registered name apart)."""
+    if isinstance(serialized, dict) and ">" in serialized["class_name"]:
+        return {"module": None, "class_name": serialized["class_name"].split(">", 1)[1],
+                "config": serialized["config"], "registered_name": serialized["class_name"]}
     if isinstance(serialized, dict):
         return _entry("keras.losses", serialized)
     if ">" in serialized:
@@ -617,11 +622,13 @@ def _graphc_class(module, class_name, what):
 
 
 def _graphc_loss(loss):
-    """graphc's loss for Keras' compile_config entry: a name, a registered function, or a loss object."""
+    """graphc's loss for Keras' compile_config entry: a name, a registered function or class, or a loss object."""
     if isinstance(loss, str):
         return losses.get(loss)
     if loss.get("class_name") == "function":
         return losses.get(loss["config"])
+    if ">" in str(loss.get("registered_name")):  # a registered class takes its own config
+        return losses.get({"class_name": loss["registered_name"], "config": loss["config"]})
     return losses.get({"class_name": loss["class_name"],
                        "config": _arguments(loss["config"], _graphc_class(losses, loss["class_name"], "loss"),
                                             "loss")})
@@ -641,6 +648,5 @@ def _graphc_metrics(metrics):
                 if key != "name" and NEUTRAL.get(key, ...) != value}
     if name not in metrics_module.METRICS or settings:
         raise ValueError(f"the .keras file's metric {metrics['class_name']}{f' {settings}' if settings else ''} is "
-                         f"not one graphc has; "
-                         f"graphc's metrics: accuracy, {', '.join(metrics_module.METRICS)}")
+                         f"not one graphc has; graphc's metrics: accuracy, {', '.join(metrics_module.METRICS)}")
     return name

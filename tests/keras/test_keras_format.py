@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.keras import Input, layers, models, optimizers, saving
+from graphc.keras import Input, layers, losses, models, optimizers, saving
 from runtime.checkpoint import CheckpointError
 
 h5py = pytest.importorskip("h5py")
@@ -339,6 +339,28 @@ def test_functional_round_trip_with_two_outputs_and_custom_loss(tmp_path):
     assert loaded.metrics_names == model.metrics_names
     for mine, theirs in zip(model.optimizer.variables, loaded.optimizer.variables):
         np.testing.assert_array_equal(mine.value, theirs.value)
+
+
+def test_registered_loss_class_round_trips_with_its_config(tmp_path):
+    @saving.register_keras_serializable(package="Tests")
+    class ScaledAbsolute(losses.Loss):
+        def __init__(self, factor=1.0, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def call(self, y_true, y_pred):
+            return self.factor * gc.mean(gc.abs(y_true - y_pred), -1)
+
+        def get_config(self):
+            return {**super().get_config(), "factor": self.factor}
+
+    model = models.Sequential([Input((3,)), layers.Dense(2)])
+    model.compile(optimizer="sgd", loss=ScaledAbsolute(3.0))
+    model.save(tmp_path / "c.keras")
+    entry = json.loads(zipfile.ZipFile(tmp_path / "c.keras").read("config.json"))["compile_config"]["loss"]
+    assert (entry["class_name"], entry["registered_name"]) == ("ScaledAbsolute", "Tests>ScaledAbsolute")
+    loaded = models.load_model(tmp_path / "c.keras")
+    assert type(loaded.loss) is ScaledAbsolute and loaded.loss.factor == 3.0
 
 
 def test_other_suffixes_are_refused(tmp_path):
