@@ -35,12 +35,12 @@ def graphc_mlp(gk):
 
 
 def graphc_convnet(gk):
-    """Rescaling, Conv2D, BatchNormalization, the poolings, Dense logits; centered RMSprop with momentum (three
-    groups of slots) and a SparseCategoricalCrossentropy(from_logits=True) loss object."""
+    """Rescaling, Conv2D, BatchNormalization, the poolings, Dense logits, a frozen Conv2D; centered RMSprop with
+    momentum (three groups of slots) and a SparseCategoricalCrossentropy(from_logits=True) loss object."""
     layers = gk.layers
     model = gk.models.Sequential([
         layers.Input((8, 8, 1)), layers.Rescaling(1 / 255), layers.Conv2D(4, 3, activation="relu"),
-        layers.BatchNormalization(), layers.MaxPooling2D(), layers.Conv2D(3, 2, padding="same"),
+        layers.BatchNormalization(), layers.MaxPooling2D(), layers.Conv2D(3, 2, padding="same", trainable=False),
         layers.AveragePooling2D(padding="same"), layers.Flatten(), layers.Dense(5)])
     model.compile(optimizer=gk.optimizers.RMSprop(0.01, momentum=0.5, centered=True),
                   loss=gk.losses.SparseCategoricalCrossentropy(from_logits=True))
