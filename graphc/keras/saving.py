@@ -222,7 +222,7 @@ def _walk(outputs):
 def _keras_order(inputs, outputs) -> list:
     """The layers of a functional model in Keras' ``model.layers`` order (``ops.function.map_graph``): by depth
     (distance from the outputs, the largest over a layer's calls) decreasing, ties in order of first visit of the
-    depth-first walk from the outputs; unused inputs come last at depth 0."""
+    depth-first walk from the outputs; inputs no output uses at depth 0, ahead of the outputs' layers."""
     order, first_visit = _walk(outputs)
     node_depth, layer_depth = {}, {}
     for tensor in reversed(order):
