@@ -172,3 +172,20 @@ def test_summary_of_a_graph_has_keras_connected_to_column():
     printed = []
     model.summary(print_fn=printed.append)
     assert printed[0] == KERAS_GRAPH_SUMMARY.rstrip("\n")
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".keras"])
+def test_a_two_input_model_trains_saves_and_loads(tmp_path, suffix):
+    image, extra = keras.Input((6,), name="image"), keras.Input((2,), name="extra")
+    merged = layers.Concatenate()([layers.Dense(4, activation="relu")(image), extra])
+    model = keras.Model([image, extra], layers.Dense(3, activation="softmax")(merged))
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    rng = np.random.default_rng(6)
+    x = {"image": rng.normal(size=(24, 6)).astype(np.float32), "extra": rng.normal(size=(24, 2)).astype(np.float32)}
+    labels = rng.integers(0, 3, 24)
+    history = model.fit(x, labels, epochs=3, batch_size=8, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    model.save(tmp_path / f"two_inputs{suffix}")
+    loaded = models.load_model(tmp_path / f"two_inputs{suffix}")
+    np.testing.assert_array_equal(loaded.predict([x["image"], x["extra"]], verbose=0), model.predict(x, verbose=0))
+    assert loaded.evaluate(x, labels, verbose=0) == pytest.approx(model.evaluate(x, labels, verbose=0))
