@@ -549,6 +549,14 @@ class Model:
                 "inputs": [tensor_keys[id(t)] for t in self._inputs],
                 "outputs": [tensor_keys[id(t)] for t in self._outputs], "nested": list(self._nested)}
 
+    def get_compile_config(self) -> dict:
+        """What ``compile`` was given, serialized (as Keras 3's ``get_compile_config``): optimizer, loss(es),
+        metrics and loss weights (None when all are 1)."""
+        self._settings()  # compile settings given before the model was built are resolved now
+        return {"optimizer": optimizers.serialize(self.optimizer), "loss": _serialized_losses(self.loss),
+                "metrics": _serialized_metrics(self._metric_identifiers),
+                "loss_weights": self._loss_weights if any(w != 1 for w in self._loss_weights) else None}
+
     def save(self, path):
         """Write the model to ``path``, atomically: ``.keras`` in Keras 3's format (Keras loads it), ``.npz`` in
         graphc's own format (architecture, weights, compile settings and optimizer state; for checkpoints)."""
@@ -559,12 +567,7 @@ class Model:
         arrays = {f"weight_{i}": w.value for i, w in enumerate(self.weights)}
         meta = {"format": MODEL_FORMAT, "version": 1, "model": self.get_config(), "compile": None}
         if self.compiled:
-            self._settings()
-            meta["compile"] = {
-                "optimizer": optimizers.serialize(self.optimizer),
-                "loss": _serialized_losses(self.loss),
-                "metrics": _serialized_metrics(self._metric_identifiers),
-                "loss_weights": self._loss_weights if any(w != 1 for w in self._loss_weights) else None}
+            meta["compile"] = self.get_compile_config()
             for param in self.trainable_weights:  # slots not created yet (never trained) are saved as zeros
                 self.optimizer._slots_for(param)
             arrays.update({f"optimizer_{i}": v.value for i, v in enumerate(self.optimizer.variables)})

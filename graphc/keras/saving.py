@@ -254,17 +254,13 @@ def _snake_case(class_name):
 
 def _compile_config(model):
     """Keras' compile_config of a compiled model: optimizer, loss(es), metrics and loss weights."""
-    from .models import _serialized_losses, _serialized_metrics
-    model._settings()  # compile settings given before the model was built are resolved now
-    weights = model._loss_weights
-    optimizer = optimizers.serialize(model.optimizer)
+    config = model.get_compile_config()
+    optimizer = config["optimizer"]
     rate = optimizer["config"].get("learning_rate")
     if isinstance(rate, dict):
         optimizer["config"]["learning_rate"] = _entry("keras.optimizers.schedules", rate)
-    return {"optimizer": _entry("keras.optimizers", optimizer),
-            "loss": _per_output(_keras_loss, _serialized_losses(model.loss)),
-            "metrics": _serialized_metrics(model._metric_identifiers) or None,
-            "loss_weights": weights if any(w != 1 for w in weights) else None}
+    return {"optimizer": _entry("keras.optimizers", optimizer), "loss": _per_output(_keras_loss, config["loss"]),
+            "metrics": config["metrics"] or None, "loss_weights": config["loss_weights"]}
 
 
 def _per_output(convert, value):
