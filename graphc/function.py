@@ -20,6 +20,7 @@ from .graph import shapes
 from .graph.graph import substitute_dims
 from .graph.shapes import bind_shape, find_dim, format_shape, frozen_dims, is_anonymous, unification_sites
 from .passes import optimize_graph, selected_schedule_passes
+from .passes.autocast import autocast, check_precision
 
 
 class ReferenceProgram:
@@ -36,13 +37,18 @@ class ReferenceProgram:
 
 def _compile_native(graph: Graph, schedule_passes=(), target=None, threads=None):
     from .lower.native import NativeProgram
+    stored = next((node for node in graph.nodes if node.dtype == "bfloat16"), None)
+    if stored is not None:  # the products of precision="mixed_bfloat16" read float32 and round as they pack
+        raise TypeError(f"the llvm backend has no bfloat16 tensors yet: {stored.op.display_name(stored)} "
+                        f"{stored.name} (at {stored.location}); use backend='reference', or "
+                        f"precision='mixed_bfloat16' for bfloat16 products")
     return NativeProgram(graph, target=target, threads=threads, schedule_passes=schedule_passes)
 
 
 BACKENDS = {"reference": ReferenceProgram, "llvm": _compile_native}
 
 
-def function(inputs, outputs, updates=None, backend="llvm", optimize=2, **options):
+def function(inputs, outputs, updates=None, backend="llvm", optimize=2, precision="float32", **options):
     """A callable computing ``outputs`` from arrays fed for ``inputs`` and then applying ``updates``.
 
     ``inputs`` is one placeholder or a list of them. ``outputs`` may be one tensor (the call returns
@@ -52,8 +58,11 @@ def function(inputs, outputs, updates=None, backend="llvm", optimize=2, **option
     then all are assigned together.
     ``optimize``: 0 (no passes), 1 (clean-up), 2 (clean-up and fusion), or a list
     of pass names to leave out (see ``graphc.passes.PIPELINE``).
+    ``precision``: "float32" (the default), or "mixed_bfloat16": products read their operands rounded to
+    bfloat16 and sum in float32; variables, softmax, losses and reductions stay float32 (graphc.passes.autocast).
     ``options`` go to the backend (``llvm``: ``threads``, ``target``).
     """
+    check_precision(precision)
     output_nodes, pack = _outputs(outputs)
     graph = _with_random_steps(Graph(_inputs(inputs), output_nodes, _updates(updates)))
     try:
@@ -63,7 +72,7 @@ def function(inputs, outputs, updates=None, backend="llvm", optimize=2, **option
     unified = unified_dims(graph)
     with frozen_dims():  # the dims are settled: passes and backends unify nothing new
         settled = substitute_dims(graph, unified)  # one symbol (or size) per class of unified dims
-        optimized = optimize_graph(settled, optimize)
+        optimized = autocast(optimize_graph(settled, optimize), precision)
         program = compile_backend(optimized, schedule_passes=selected_schedule_passes(optimize), **options)
     return Function(graph, optimized, program, pack, unified)
 

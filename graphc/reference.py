@@ -5,7 +5,7 @@ also checks that every op produced exactly the shape its shape rule promised.
 """
 import numpy as np
 
-from .graph import Graph
+from .graph import Graph, dtypes
 from .graph.shapes import evaluate_shape
 
 
@@ -23,12 +23,21 @@ def run(graph: Graph, feeds: list, dims: dict) -> tuple[list, list]:
             continue
         if node.op.name == "placeholder":
             raise ValueError(f"placeholder {node.name} was not fed")
-        result = np.asarray(node.op.reference(node, [values[i.id] for i in node.inputs], dims))
+        result = np.asarray(node.op.reference(node, _operands(node, values), dims))
         _check(node, result, dims)
         values[node.id] = result
     outputs = [np.array(values[n.id], dtype=n.dtype, order="C") for n in graph.outputs]
     updates = [np.array(values[new.id], dtype=var.dtype, order="C") for var, new in graph.updates]
     return outputs, updates
+
+
+def _operands(node, values) -> list:
+    """The input arrays of ``node``: a product marked ``precision=bfloat16`` (graphc.passes.autocast) reads
+    its two operands rounded to bfloat16, by ml_dtypes, and multiplies them in float32."""
+    arrays = [values[i.id] for i in node.inputs]
+    if node.attrs.get("precision") == "bfloat16":
+        arrays[:2] = [dtypes.round_to_bfloat16(a) for a in arrays[:2]]
+    return arrays
 
 
 def _check(node, result, dims):

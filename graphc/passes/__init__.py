@@ -3,6 +3,8 @@
 ``gc.function(..., optimize=...)`` takes a level (0: none, 1: clean-up only, 2: everything, the
 default) or a list of pass names to disable, so a wrong answer can be bisected to one pass. The
 same levels and names switch the native planner's schedule rewrites (SCHEDULE_PASSES).
+After the pipeline, at every level, ``autocast`` marks the products that ``gc.function(..., precision=)``
+computes from bfloat16 operands (graphc/passes/autocast.py).
 """
 from .cleanup import (eliminate_common_subexpressions, fold_constants, fold_transposes_into_matmul,
                       relu_mask_from_output, simplify, softmax_from_log_softmax, stable_log_softmax)
