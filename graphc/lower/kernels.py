@@ -5,6 +5,7 @@ adding `void name(T_out* out, T_in0* in0, ..., i64* dims, i32 tid, i32 nthreads)
 to `module` (GEMM kernels, those in SCRATCH, take one more pointer before `dims`: their packing scratch);
 see irutil.py for the calling convention.
 """
+from .collective import emit_allreduce, emit_allreduce_start, emit_allreduce_wait
 from .conv import conv_scratch_bytes_per_thread, conv_transpose_scratch_bytes_per_thread, emit_conv, emit_conv_transpose
 from .elementwise import emit_elementwise
 from .gather import emit_scatter_add, emit_take
@@ -42,6 +43,9 @@ EMITTERS = {
     "avg_pool2d": emit_avg_pool2d,
     "avg_pool2d_grad": emit_avg_pool2d_grad,
     "random": emit_random,
+    "allreduce": emit_allreduce,
+    "allreduce_start": emit_allreduce_start,
+    "allreduce_wait": emit_allreduce_wait,
 }
 
 # The GEMM-based emitters take a packing scratch: op name -> its bytes per thread (an int, or a sympy

@@ -24,6 +24,7 @@ from ..ops.shape import reshape_op
 from runtime.native import BARRIER
 
 from .irutil import I32, I64, ITEMSIZE, PTR
+from .collective import overlap_collectives
 from .kernels import EMITTERS, SCRATCH
 from .rows import RowKernel, distinct_buffers, emit_row_kernel, fuse_row_wise
 
@@ -361,6 +362,7 @@ SCHEDULE_REWRITES = {
     "update_in_place": _update_in_place,
     "fuse_row_wise": fuse_row_wise,
     "fuse_updates_into_producers": _fuse_updates_into_producers,
+    "overlap_collectives": overlap_collectives,  # after the fusions: it places starts and waits among their kernels
 }
 
 

@@ -2,6 +2,7 @@
 from .elementwise import (abs, add, cast, clip, cos, divide, equal, exp, expm1, floor_divide, greater, greater_equal,
                           less, less_equal, log, log1p, maximum, minimum, mod, multiply, negative, not_equal, power,
                           relu, sigmoid, sin, softplus, sqrt, square, stop_gradient, subtract, tanh, where)
+from .collective import allreduce
 from .conv import conv2d, conv_general
 from .indexing import gather, scatter_add, take
 from .linalg import dot, matmul
@@ -16,6 +17,7 @@ from .source import constant, placeholder, variable
 __all__ = [
     "abs",
     "add",
+    "allreduce",
     "argmax",
     "avg_pool2d",
     "batch_normalization",

@@ -29,6 +29,7 @@ SCHEDULE_PASSES = [
     ("update_in_place", 1),
     ("fuse_row_wise", 2),
     ("fuse_updates_into_producers", 2),
+    ("overlap_collectives", 1),  # MPI reductions proceed during the backward pass (graphc/lower/collective.py)
 ]
 PASS_NAMES = [name for name, _, _ in PIPELINE]
 SCHEDULE_PASS_NAMES = [name for name, _ in SCHEDULE_PASSES]
