@@ -29,6 +29,7 @@ from runtime.loop import (Batches, Callback, NonFiniteLossError, NonFiniteWeight
                           predict_loop, split_validation)
 
 from . import _state, layers as layers_module, losses, metrics as metrics_module, optimizers
+from .distribution import active as active_distribution
 from ._registry import name_of
 from .layers import InputLayer, KerasTensor
 
@@ -211,7 +212,10 @@ class Model:
             step_updates = None
             if kind == "train":
                 params = self.trainable_weights
-                step_updates = self.optimizer.updates(params, gc.grad(values[0], params)) + updates
+                gradients = gc.grad(values[0], params)
+                if active_distribution() is not None:  # hook: graphc.keras.distribution sums them over processes
+                    gradients = active_distribution().gradients(gradients)
+                step_updates = self.optimizer.updates(params, gradients) + updates
             function = self._function(inputs + targets + weights, values, step_updates)
             self._functions[key] = _NamedStep(function, names)
         return self._functions[key]
@@ -313,11 +317,12 @@ class Model:
         # Shuffling draws its seed from graphc.keras's generator, so set_random_seed makes fit reproducible.
         seed = int(_state.generator().integers(2**63))
         try:
-            self.history = fit_loop(train_step, data, None if isinstance(data, Batches) else ys, epochs=epochs,
-                                    batch_size=_batch_size(batch_size), shuffle=shuffle, seed=seed,
-                                    validation=validation, eval_step=eval_step, callbacks=callbacks,
-                                    verbose=_verbosity(verbose), initial_epoch=initial_epoch, owner=self,
-                                    validation_freq=validation_freq)
+            run = fit_loop if active_distribution() is None else active_distribution().fit_loop  # hook: shares
+            self.history = run(train_step, data, None if isinstance(data, Batches) else ys, epochs=epochs,
+                               batch_size=_batch_size(batch_size), shuffle=shuffle, seed=seed,
+                               validation=validation, eval_step=eval_step, callbacks=callbacks,
+                               verbose=_verbosity(verbose), initial_epoch=initial_epoch, owner=self,
+                               validation_freq=validation_freq)
         except (NonFiniteLossError, NonFiniteWeightsError) as error:
             error.add_note(f"{self.name}: the weights and optimizer state were restored to those at the "
                            f"start of epoch {error.epoch + 1}")
@@ -341,8 +346,9 @@ class Model:
             data, targets = Batches(x, steps, self._batch_check(None, "x")), None
         else:
             data, targets = self._data(x, y, sample_weight)
-        logs = evaluate_loop(self._dispatching("evaluate"), data, targets, _batch_size(batch_size),
-                             verbose=_verbosity(verbose))
+        run = evaluate_loop if active_distribution() is None else active_distribution().evaluate_loop  # hook
+        logs = run(self._dispatching("evaluate"), data, targets, _batch_size(batch_size),
+                   verbose=_verbosity(verbose))
         if return_dict:
             return logs
         values = [logs[name] for name in self.metrics_names]
