@@ -7,10 +7,12 @@ process's share of the data.
 MPI is started only in a process an MPI launcher started (mpiexec/mpirun, Slurm's srun, MPICH's hydra: they
 set one of LAUNCHER_VARIABLES) and only when mpi4py is installed. Anywhere else this is rank 0 of 1 process,
 ``broadcast_variables`` changes nothing and ``shard`` gives everything: programs behave exactly as without
-this module. MPI aborts the whole job when a process dies of an uncaught exception (mpi4py's default), so the
-others never wait in a collective for ever.
+this module. When a process dies of an uncaught exception, init's exception hook aborts the whole job
+(MPI_Abort), and mpiexec ends the job when a process is killed, so the others never wait in a collective
+for ever.
 """
 import os
+import sys
 
 import numpy as np
 
@@ -38,7 +40,21 @@ def _world():
         return None
     from .lower.collective import bind_mpi
     bind_mpi(MPI)
+    _abort_on_uncaught_exception(MPI.COMM_WORLD)
     return MPI.COMM_WORLD
+
+
+def _abort_on_uncaught_exception(comm):
+    """An uncaught exception in one process aborts the job (MPI_Abort): the others would otherwise wait in
+    their next collective for ever."""
+    report = sys.excepthook
+
+    def abort(kind, value, traceback):
+        report(kind, value, traceback)
+        print(f"graphc.distributed: process {comm.Get_rank()} of {comm.Get_size()} failed ({kind.__name__}); "
+              f"aborting every process", file=sys.stderr, flush=True)
+        comm.Abort(1)
+    sys.excepthook = abort
 
 
 def communicator():

@@ -1,0 +1,42 @@
+"""Keras fit with DataParallel in two MPI processes against one process: global batch 128 over 300 samples (a last
+batch of 44), rank 1 starting from other weights and another shuffling seed than rank 0's (both broadcast)."""
+import subprocess
+import sys
+
+import numpy as np
+
+from tests.distributed.conftest import HERE
+
+
+def _single_process(tmp_path, case):
+    """What ``case`` saves when run by a plain python (no MPI launcher: one process)."""
+    subprocess.run([sys.executable, f"{HERE}/cases.py", case, str(tmp_path)], check=True, timeout=120,
+                   capture_output=True)
+    return dict(np.load(tmp_path / "rank_0.npz"))
+
+
+def test_two_processes_train_as_one(mpirun, tmp_path_factory):
+    result = mpirun("keras_fit")
+    assert result.returncode == 0, result.stderr
+    first, second = result.ranks
+    single = _single_process(tmp_path_factory.mktemp("single"), "keras_single")
+    weights = sorted(k for k in single if k.startswith("weight_"))
+    assert len(weights) == 4
+    for key in weights + ["history_loss", "history_accuracy", "history_val_loss", "history_val_accuracy",
+                          "evaluation"]:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=f"{key} differs between the ranks")
+        np.testing.assert_allclose(first[key], single[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    printed = str(first["printed"])  # only rank 0 prints, the logs over both processes
+    assert printed.count("Epoch") == 2 and "val_loss" in printed and str(second["printed"]) == ""
+    checkpoints = sorted(p.name for p in result.directory.glob("checkpoint_*"))
+    assert checkpoints == ["checkpoint_0.npz"]
+
+
+def test_one_process_is_unchanged(tmp_path_factory):
+    """A DataParallel distribution in one process trains bit for bit as without it."""
+    with_distribution = _single_process(tmp_path_factory.mktemp("with"), "keras_fit")
+    without = _single_process(tmp_path_factory.mktemp("without"), "keras_single")
+    assert int(with_distribution["size"]) == 1
+    for key in without:
+        if key != "printed":
+            np.testing.assert_array_equal(with_distribution[key], without[key], err_msg=key)
