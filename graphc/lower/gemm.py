@@ -48,6 +48,16 @@ Design (BLIS-style, specialised for static N and K where they are known):
   when trans_b), and handed to the epilogue in the pieces its bits select.  B
   blocks are then packed at most _RUNTIME_N_BLOCK_COLS columns wide, so the
   workspace does not depend on N.
+* bfloat16 operands (spec.precision "bfloat16", a product the autocast pass
+  marked: graphc/passes/autocast.py): A and B are both packed, and the
+  packing rounds every float32 operand to bfloat16 (nearest even, NaN kept).
+  Where the target has AVX512-BF16 the packing also pairs k and k+1 of each
+  row of op(B) (and of op(A)) into one 32-bit lane, zero padding an odd K, and
+  the micro-kernel runs `vdpbf16ps` (two products per lane per instruction,
+  summed in float32); elsewhere it stores the rounded values as float32 and
+  the float32 micro-kernel runs: the same products, summed in another order.
+  A is packed a block of rows at a time (tile by tile, k-major), once per B
+  block.  The accumulators, the epilogue and its fusions are the float32 ones.
 * Threading: each of `nthreads` callers computes a disjoint block of C.  The
   N dimension is split in whole panels when there are at least `nthreads`
   panels (counted at run time when N is), otherwise the M dimension in whole
@@ -86,8 +96,8 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from llvmlite import ir
+from llvmlite.ir import types as ir_types
 
-from graphc.graph.dtypes import FLOATS
 from graphc.lower.irutil import (I1, I32, I64, IR_TYPES, ITEMSIZE, PTR, call_intrinsic, const, imin, intrinsic,
                                  itemsize_of, loop, splat)
 from graphc.lower.target import Target
@@ -125,6 +135,22 @@ PackA = Callable[[ir.IRBuilder, ir.Value, int, ir.Value, "int | ir.Value", dict]
 Prologue = Callable[[ir.IRBuilder, ir.Value, ir.Value, dict], None]
 
 
+class _BFloatType(ir_types._BaseFloatType):
+    """LLVM's ``bfloat``, which llvmlite's IR builder has no class for: the operand type of ``vdpbf16ps``."""
+    null = "0.0"
+    intrinsic_name = "bf16"
+
+    def __str__(self):
+        return "bfloat"
+
+
+_BFloatType._create_instance()
+# acc + a[2i] b[2i] + a[2i+1] b[2i+1] per float32 lane i: <16 x float> (<16 x float>, <32 x bfloat>, <32 x bfloat>)
+_BF16_DOT = "llvm.x86.avx512bf16.dpbf16ps.512"
+_BF16_PAIRS = ir.VectorType(_BFloatType(), 32)
+PRECISIONS = ("float32", "bfloat16")  # what the operands are rounded to before their float32 products
+
+
 @dataclass(frozen=True)
 class GemmSpec:
     dtype: str
@@ -135,10 +161,15 @@ class GemmSpec:
     trans_b: bool = False
     packs_a: bool = False  # op(A) exists only through a packer (an implicit GEMM such as a convolution)
     row_group: int = 0  # threads and row blocks take whole groups of this many rows (M is a multiple of it)
+    precision: str = "float32"  # "bfloat16": float32 operands rounded to bfloat16 as they are packed
 
     def __post_init__(self):
-        if self.dtype not in FLOATS:
+        if self.dtype not in ("float32", "float64"):
             raise ValueError(f"unsupported dtype {self.dtype!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown GEMM precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
+        if self.rounds and (self.dtype != "float32" or self.packs_a):
+            raise ValueError("bfloat16 operands need a float32 GEMM whose A is in memory")
         if ((self.N is not None and self.N < 1) or (self.K is not None and self.K < 1)
                 or (self.M is not None and self.M < 0)):
             raise ValueError(f"invalid GEMM shape M={self.M} N={self.N} K={self.K}")
@@ -146,7 +177,17 @@ class GemmSpec:
     @property
     def packs_b(self) -> bool:
         """Whether B is packed into the workspace (else read in place: a runtime K, B stored K x N)."""
-        return self.K is not None or self.trans_b
+        return self.K is not None or self.trans_b or self.rounds
+
+    @property
+    def rounds(self) -> bool:
+        """Whether the operands are rounded to bfloat16 (A and B are then both packed)."""
+        return self.precision == "bfloat16"
+
+
+def uses_bf16_dot(spec: GemmSpec, target: Target) -> bool:
+    """Whether the GEMM runs `vdpbf16ps` on k-pairs (bfloat16 operands on a target with AVX512-BF16)."""
+    return spec.rounds and target.has_feature("avx512bf16") and target.lanes("float32") == 16
 
 
 @dataclass(frozen=True)
@@ -182,7 +223,7 @@ def _max_rows_in_place(spec: GemmSpec) -> int:
     trans_a tiles read consecutive elements, and packed A tiles have a padded
     row stride (`_packed_a_stride`), so neither is limited.
     """
-    if spec.trans_a or spec.packs_a:
+    if spec.trans_a or spec.packs_a or spec.rounds:
         return _MAX_TILE_ROWS
     if spec.K is None:
         return _A_ROWS_PER_L1_SET  # unknown stride: one address register per row
@@ -273,6 +314,8 @@ def gemm_workspace_elems(spec: GemmSpec, target: Target, k=None):
         raise ValueError("a runtime K with packed panels sizes them by K: pass the run-time K as k")
     depth = spec.K if spec.K is not None else k
     packed_b = depth * blocking.block_cols if spec.packs_b else 0
+    if spec.rounds:  # the packed B block, then a packed block of rows of A (k-pairs take half as many elements)
+        return packed_b + blocking.block_rows * depth
     if spec.packs_a:
         return packed_b + blocking.tile.rows * (depth + _PACKED_A_PAD)
     if spec.K is None:
@@ -364,6 +407,7 @@ class _GemmEmitter:
         self.element = IR_TYPES[spec.dtype]
         self.align = ITEMSIZE[spec.dtype]
         self.vector = ir.VectorType(self.element, self.tile.lanes)
+        self.pairs = uses_bf16_dot(spec, target)  # packed rows hold k-pairs of bfloat16, summed by vdpbf16ps
         self.epilogue = epilogue
         self.builder = ir.IRBuilder(function.append_basic_block("entry"))
 
@@ -440,6 +484,7 @@ class _GemmEmitter:
     # -- top level ----------------------------------------------------------
 
     def emit(self) -> None:
+        self.k_steps = self._packed_rows()
         thread = self._thread_range()
         if self.prologue is not None:
             self.prologue(self.builder, thread.row_begin, thread.row_end, self.args)
@@ -447,6 +492,8 @@ class _GemmEmitter:
         workspace_elems = 0  # B read in place: nothing packed
         if self.spec.K is not None:
             workspace_elems = gemm_workspace_elems(self.spec, self.target)
+        elif self.spec.rounds:  # K deep panels of B and K deep tiles of a block of rows of A
+            workspace_elems = self._mul(self.K, self.blocking.block_cols + self.blocking.block_rows)
         elif self.spec.packs_b and not self.spec.packs_a:  # K deep panels, K known at run time
             workspace_elems = self._mul(self.K, self.blocking.block_cols)
         elif self.spec.packs_a:  # a packed A tile only: the K deep panels of B are read in place
@@ -460,6 +507,14 @@ class _GemmEmitter:
         else:
             self._emit_blocks(thread, packed_a, packed_b)
         self.builder.ret_void()
+
+    def _packed_rows(self) -> ir.Value:
+        """Rows of a packed panel or A tile: K, or ceil(K/2) k-pairs for vdpbf16ps."""
+        if not self.pairs:
+            return self.K
+        if self.spec.K is not None:
+            return const((self.spec.K + 1) // 2)
+        return self.builder.lshr(self._add(self.K, 1), const(1))
 
     def _thread_range(self) -> _ThreadRange:
         """Split N in whole panels if there are >= nthreads panels, else M in
@@ -512,7 +567,10 @@ class _GemmEmitter:
                 block_rows = imin(b, const(blocking.block_rows), b.sub(thread.row_end, ic))
                 if self.spec.row_group:  # tiles run past the block's end: only its own rows are finished
                     self.row_limit = b.add(ic, block_rows)
-                self._emit_pack_partial_a_tile(ic, block_rows, packed_a)
+                if self.spec.rounds:
+                    self._emit_pack_a_block(ic, block_rows, packed_a)
+                else:
+                    self._emit_pack_partial_a_tile(ic, block_rows, packed_a)
                 self._emit_block_product(jc, block_cols, ic, block_rows, packed_a, packed_b)
 
     def _emit_packed_a_blocks(self, thread: _ThreadRange, packed_a: ir.Value, packed_b: ir.Value) -> None:
@@ -603,7 +661,7 @@ class _GemmEmitter:
                            packed_b: ir.Value) -> None:
         """Pack B[:, jc:jc+block_cols] as consecutive K x width panels."""
         def pack_panel(jr, col, width):
-            panel = self._gep(packed_b, self._mul(jr, self.K))
+            panel = self._gep(packed_b, self._mul(jr, self.k_steps))
             self._emit_pack_b_panel(col, panel, width)
         self._emit_for_each_panel(block_cols, jc, "pack_b", pack_panel)
 
@@ -619,19 +677,21 @@ class _GemmEmitter:
                 last_row = b.sub(self.N, const(1))
             else:
                 mask = self._lane_mask(width.last)
-        with loop(b, const(0), self.K, 1, "pack_b.k") as k_loop:
-            k = k_loop.index
-            dst_row = self._gep(panel, self._mul(k, padded))
+        def row_of_b(k):
             if self.spec.trans_b:
-                self._emit_pack_b_row_transposed(col, k, dst_row, width, last_row)
-            else:
-                self._emit_pack_b_row(col, k, dst_row, width, mask)
+                return self._pack_b_row_transposed(col, k, width, last_row)
+            return self._pack_b_row(col, k, width, mask)
+        with loop(b, const(0), self.k_steps, 1, "pack_b.k") as k_loop:
+            dst_row = self._gep(panel, self._mul(k_loop.index, padded))
+            for offset, value in self._packed(row_of_b, k_loop.index):
+                b.store(value, self._gep(dst_row, const(offset)), align=self.align)
 
-    def _emit_pack_b_row(self, col, k, dst_row, width: _PanelWidth, mask) -> None:
-        """B is K x N: row k of the panel is a contiguous piece of row k of B."""
+    def _pack_b_row(self, col, k, width: _PanelWidth, mask) -> list:
+        """B is K x N: row k of the panel is a contiguous piece of row k of B, as (offset, vector) pairs."""
         b = self.builder
         lanes = self.tile.lanes
         src_row = self._gep(self.args["B"], b.add(self._mul(k, self.N), col))
+        row = []
         for v in range(width.vectors):
             start = v * lanes
             source = self._gep(src_row, const(start))
@@ -640,14 +700,16 @@ class _GemmEmitter:
             else:
                 # Right edge: load only the columns that exist, zeros elsewhere.
                 vector = self._masked_load_vector(source, width.last, mask)
-            b.store(vector, self._gep(dst_row, const(start)), align=self.align)
+            row.append((start, vector))
+        return row
 
-    def _emit_pack_b_row_transposed(self, col, k, dst_row, width: _PanelWidth, last_row) -> None:
-        """B is N x K: element j of row k of the panel is B[col + j, k].  In a
-        run-time edge vector, columns past N read row N-1 and store 0."""
+    def _pack_b_row_transposed(self, col, k, width: _PanelWidth, last_row) -> list:
+        """B is N x K: element j of row k of the panel is B[col + j, k], as (j, value) pairs.  In a
+        run-time edge vector, columns past N read row N-1 and are 0."""
         b = self.builder
         zero = ir.Constant(self.element, 0.0)
         edge_start = (width.vectors - 1) * self.tile.lanes
+        row = []
         for j in range(width.padded):
             if j < edge_start or (isinstance(width.last, int) and j < edge_start + width.last):
                 offset = b.add(self._mul(self._add(col, j), self.K), k)
@@ -659,7 +721,32 @@ class _GemmEmitter:
                 source_row = imin(b, self._add(col, j), last_row)
                 offset = b.add(self._mul(source_row, self.K), k)
                 value = b.select(valid, self._load_scalar(self._gep(self.args["B"], offset)), zero)
-            b.store(value, self._gep(dst_row, const(j)), align=self.align)
+            row.append((j, value))
+        return row
+
+    def _packed(self, row_of, step: ir.Value) -> list:
+        """What a packer stores as its packed row `step`, from `row_of(k)`: row k of the operand as (offset,
+        float32 value) pairs.  That row as it is; with bfloat16 operands rounded (float32 bits whose lower
+        half is zero); for vdpbf16ps rows 2 step and 2 step + 1 rounded and paired in one 32-bit lane (k in
+        the lower half, the bfloat16 element order), the second zero past an odd K."""
+        if not self.spec.rounds:
+            return row_of(step)
+        b = self.builder
+        if not self.pairs:
+            return [(offset, b.bitcast(_bf16_bits(b, value), value.type)) for offset, value in row_of(step)]
+        first = b.mul(step, const(2))
+        second = b.add(first, const(1))
+        odd = self.spec.K is None or self.spec.K % 2 == 1
+        if odd:  # the last pair of an odd K reads row K-1 twice and zeroes its second half
+            exists = b.icmp_signed("<", second, self.K)
+            second = b.select(exists, second, first)
+        paired = []
+        for (offset, low), (_, high) in zip(row_of(first), row_of(second)):
+            high_bits = _bf16_bits(b, high)
+            if odd:
+                high_bits = b.select(exists, high_bits, ir.Constant(high_bits.type, None))
+            paired.append((offset, b.or_(high_bits, b.lshr(_bf16_bits(b, low), _int_constant(high_bits.type, 16)))))
+        return paired
 
     def _tiles_all_full(self) -> bool:
         """Whether every row tile is known to lie inside M (a static M of whole tiles, counted from row 0)."""
@@ -685,8 +772,16 @@ class _GemmEmitter:
         with b.if_then(in_block):
             self._emit_pack_a_tile(partial_row, packed_a)
 
+    def _emit_pack_a_block(self, ic: ir.Value, block_rows: ir.Value, packed_a: ir.Value) -> None:
+        """Pack rows ic..ic+block_rows-1 of op(A) (bfloat16 operands: A is never read in place), one row
+        tile after another: the tile of row ic + t starts t * (packed rows) elements in."""
+        b = self.builder
+        with loop(b, const(0), block_rows, self.tile.rows, "pack_a.tile") as tiles:
+            tile_buffer = self._gep(packed_a, self._mul(tiles.index, self.k_steps))
+            self._emit_pack_a_tile(b.add(ic, tiles.index), tile_buffer)
+
     def _emit_pack_a_tile(self, row: ir.Value, tile_buffer: ir.Value) -> None:
-        """tile_buffer[k, r] = op(A)[row + r, k], zero for rows >= M."""
+        """tile_buffer[k, r] = op(A)[row + r, k], zero for rows >= M (as `_packed` stores them)."""
         b = self.builder
         rows = self.tile.rows
         zero = ir.Constant(self.element, 0.0)
@@ -697,14 +792,14 @@ class _GemmEmitter:
             valid.append(b.icmp_signed("<", row_r, self.M))
             # Rows past M read row M-1 (in bounds) and are then replaced by 0.
             source_rows.append(imin(b, row_r, last_row))
-        with loop(b, const(0), self.K, 1, "pack_a.k") as k_loop:
-            k = k_loop.index
-            dst = self._gep(tile_buffer, self._mul(k, rows))
-            for r in range(rows):
-                source = self._gep(self.args["A"], self._a_offset(source_rows[r], k))
-                value = self._load_scalar(source)
-                b.store(b.select(valid[r], value, zero), self._gep(dst, const(r)),
-                        align=self.align)
+
+        def column_of_a(k):
+            return [(r, b.select(valid[r], self._load_scalar(
+                self._gep(self.args["A"], self._a_offset(source_rows[r], k))), zero)) for r in range(rows)]
+        with loop(b, const(0), self.k_steps, 1, "pack_a.k") as k_loop:
+            dst = self._gep(tile_buffer, self._mul(k_loop.index, rows))
+            for r, value in self._packed(column_of_a, k_loop.index):
+                b.store(value, self._gep(dst, const(r)), align=self.align)
 
     def _a_offset(self, row: ir.Value, k: ir.Value) -> ir.Value:
         """Element offset of op(A)[row, k] in the stored A."""
@@ -724,7 +819,7 @@ class _GemmEmitter:
         if not self.spec.packs_b:
             stride = self.spec.N if self.spec.N is not None else self.N
             return _BPanel(self._gep(self.args["B"], col), stride, in_place=True)
-        return _BPanel(self._gep(packed_b, self._mul(jr, self.K)), width.padded, in_place=False)
+        return _BPanel(self._gep(packed_b, self._mul(jr, self.k_steps)), width.padded, in_place=False)
 
     def _emit_row_tiles(self, ic, block_rows, packed_a, panel, col, width: _PanelWidth) -> None:
         """Run the kernel for every row tile of the block against one B panel:
@@ -735,7 +830,11 @@ class _GemmEmitter:
         with loop(b, const(0), block_rows, rows, "ir") as tiles:
             ir_ = tiles.index
             row = b.add(ic, ir_)
-            if self._tiles_all_full():
+            if self.spec.rounds:  # the block's tiles, packed by _emit_pack_a_block
+                a_tile = _ATile(self._gep(packed_a, self._mul(ir_, self.k_steps)), list(range(rows)), rows,
+                                rows_may_exceed_m=not self._tiles_all_full())
+                self._emit_micro_kernel(a_tile, panel, row, col, width)
+            elif self._tiles_all_full():
                 self._emit_micro_kernel(self._a_in_place(row), panel, row, col, width)
             elif self.spec.M is not None and self.spec.M < rows:
                 self._emit_micro_kernel(self._a_partial(row, packed_a), panel, row, col, width)
@@ -805,12 +904,21 @@ class _GemmEmitter:
         b_vectors = []
         for v in range(vectors):
             source = self._gep(b_row, const(v * lanes))
-            b_vectors.append(self._masked_load_vector(source, width.last, edge_mask)
-                             if panel.in_place and not width.is_full(v) else self._load_vector(source))
+            if self.pairs:
+                b_vectors.append(b.load(source, typ=_BF16_PAIRS, align=self.align))
+            else:
+                b_vectors.append(self._masked_load_vector(source, width.last, edge_mask)
+                                 if panel.in_place and not width.is_full(v) else self._load_vector(source))
         a_column = self._gep(a_tile.base, self._mul(k, a_tile.k_stride))
         sums = []
         for r in range(self.tile.rows):
-            a_value = splat(b, self._load_scalar(self._offset(a_column, a_tile.row_offsets[r])), lanes)
+            a_source = self._offset(a_column, a_tile.row_offsets[r])
+            if self.pairs:  # one k-pair of row r, in every lane
+                a_pair = splat(b, b.load(a_source, typ=I32, align=self.align), lanes)
+                sums.append([b.call(_bf16_dot(b.module), [accs[r][v], b.bitcast(a_pair, _BF16_PAIRS), b_vectors[v]])
+                             for v in range(vectors)])
+                continue
+            a_value = splat(b, self._load_scalar(a_source), lanes)
             sums.append([call_intrinsic(b, "llvm.fma", a_value, b_vectors[v], accs[r][v])
                          for v in range(vectors)])
         for acc_row, sum_row in zip(accs, sums):
@@ -818,7 +926,7 @@ class _GemmEmitter:
                 acc.add_incoming(total, k_loop)
         k_next = self._add(k, 1)
         k.add_incoming(k_next, k_loop)
-        latch = b.cbranch(b.icmp_signed("<", k_next, self.K), k_loop, done)
+        latch = b.cbranch(b.icmp_signed("<", k_next, self.k_steps), k_loop, done)
         latch.set_metadata("llvm.loop", self._no_unroll_loop_id())
 
         b.position_at_end(done)
@@ -903,6 +1011,32 @@ class _GemmEmitter:
                 shift = ir.Constant(ir.VectorType(I32, lanes), [lane + piece for lane in range(lanes)])
                 rests = [b.select(taken, b.shuffle_vector(rest, rest, shift), rest) for rest in rests]
             piece //= 2
+
+
+def _bf16_dot(module: ir.Module) -> ir.Function:
+    """The `vdpbf16ps` intrinsic, declared (once) with its full type: llvmlite cannot name it."""
+    if _BF16_DOT in module.globals:
+        return module.globals[_BF16_DOT]
+    accumulators = ir.VectorType(ir.FloatType(), 16)
+    return ir.Function(module, ir.FunctionType(accumulators, [accumulators, _BF16_PAIRS, _BF16_PAIRS]), name=_BF16_DOT)
+
+
+def _int_constant(typ: ir.Type, value: int) -> ir.Constant:
+    """`value` as an i32 or an <n x i32> constant of every lane."""
+    return ir.Constant(typ, [value] * typ.count if isinstance(typ, ir.VectorType) else value)
+
+
+def _bf16_bits(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
+    """The bits of float32 `value` (scalar or vector) rounded to bfloat16, nearest even, in the upper half
+    (the lower half zero), as ml_dtypes rounds: past bfloat16's largest finite value to infinity, and a NaN
+    stays a NaN (quieted, so a payload in the dropped bits cannot turn it into an infinity)."""
+    typ = ir.VectorType(I32, value.type.count) if isinstance(value.type, ir.VectorType) else I32
+    bits = builder.bitcast(value, typ)
+    odd = builder.and_(builder.lshr(bits, _int_constant(typ, 16)), _int_constant(typ, 1))
+    nearest = builder.add(builder.add(bits, _int_constant(typ, 0x7FFF)), odd)
+    quiet = builder.or_(bits, _int_constant(typ, 0x00400000))
+    nan = builder.fcmp_unordered("uno", value, value)
+    return builder.and_(builder.select(nan, quiet, nearest), _int_constant(typ, -0x10000))
 
 
 def emit_gemm(module: ir.Module, name: str, spec: GemmSpec, target: Target,

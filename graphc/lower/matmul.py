@@ -20,11 +20,13 @@ from ..ops.expr import arg
 
 def gemm_spec(node) -> GemmSpec:
     """The GEMM of one matrix of the (possibly batched) product. A symbolic N or K, and a static 0 (an
-    empty product: nothing to write, or C = epilogue(0)), are read at run time."""
+    empty product: nothing to write, or C = epilogue(0)), are read at run time. A product the autocast pass
+    marked ``precision=bfloat16`` rounds its operands to bfloat16 as it packs them."""
     m, n = node.shape[-2:]
     return GemmSpec(node.dtype, m if isinstance(m, int) else None,
                     *(d if isinstance(d, int) and d > 0 else None for d in (n, _depth(node))),
-                    node.attrs["transpose_a"], node.attrs["transpose_b"])
+                    node.attrs["transpose_a"], node.attrs["transpose_b"],
+                    precision=node.attrs.get("precision", "float32"))
 
 
 def _depth(node):

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import llvmlite.binding as llvm
 
-from graphc.graph.dtypes import FLOATS
 from graphc.lower.irutil import lanes_for
 
 # Features of a Haswell-class CPU (the AVX2 + FMA baseline).  LLVM compiles for
@@ -35,9 +34,13 @@ class Target:
 
     def lanes(self, dtype: str) -> int:
         """Elements of `dtype` ('float32' or 'float64') per vector register."""
-        if dtype not in FLOATS:
+        if dtype not in ("float32", "float64"):
             raise ValueError(f"unsupported dtype {dtype!r}")
         return lanes_for(self, dtype)
+
+    def has_feature(self, name: str) -> bool:
+        """Whether the target's CPU has feature ``name`` (LLVM's spelling: 'avx512bf16', 'fma')."""
+        return f"+{name}" in self.features.split(",")
 
     def create_target_machine(self) -> llvm.TargetMachine:
         """An O3 target machine whose code can be loaded by MCJIT."""
