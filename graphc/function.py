@@ -7,11 +7,14 @@ schedule_passes, **options)`` returns a program whose ``run(feeds, dims)`` gives
 new_variable_values)``, ``new_variable_values`` being None when the program
 assigned the updates itself.
 """
+import ctypes
 import numbers
 import reprlib
 
 import numpy as np
 import sympy
+
+from runtime.native import ProgramError
 
 from . import reference
 from .graph import Graph, GraphError, Node, dtypes
@@ -196,40 +199,204 @@ class Function:
         self._checked_dims = set()
 
     def __call__(self, *arrays):
+        return self._pack(self._run(arrays))
+
+    def _run(self, arrays) -> list:
+        """One call: the output arrays in the graph's order, the updates applied."""
         feeds, dims = self.check_inputs(arrays)
         outputs, new_values = self.program.run(feeds, dims)
         if new_values is not None:
             for (variable, _), value in zip(self.optimized_graph.updates, new_values):
                 variable.storage[...] = value
-        return self._pack(outputs)
+        return outputs
 
     def check_inputs(self, arrays):
         """Arrays converted to the placeholders' dtypes, and the symbolic dims their shapes bind.
 
         Raises ValueError naming the input for a wrong count, shape or dtype, or a value its dtype cannot hold.
         """
+        self._check_count(arrays)
+        feeds, dims, classes = [], {}, {}
+        for placeholder, array in zip(self.graph.inputs, arrays):
+            feed = self._converted(placeholder, array)
+            self._bind(placeholder, feed.shape, dims, classes)
+            feeds.append(feed)
+        return feeds, self._settled(dims, classes)
+
+    def _check_count(self, arrays):
         inputs = self.graph.inputs
         if len(arrays) != len(inputs):
             names = ", ".join(i.name for i in inputs)
             raise ValueError(f"expected {len(inputs)} input(s) ({names}), got {len(arrays)}")
-        feeds, dims, classes = [], {}, {}
-        for placeholder, array in zip(inputs, arrays):
-            array = np.asarray(array)
-            problem = dtypes.feed_problem(array, placeholder.dtype)
-            if problem:
-                raise ValueError(f"input {placeholder.name}: {problem}")
-            if self._unified and len(array.shape) == len(placeholder.shape):
-                self._check_unified(placeholder, array.shape, classes)
-            problem = bind_shape(placeholder.shape, array.shape, dims)
-            if problem:
-                raise ValueError(f"input {placeholder.name} {format_shape(placeholder.shape)}: {problem}")
-            feed = np.asarray(array, dtype=placeholder.dtype, order="C")  # ascontiguousarray turns 0-d into 1-d
-            feeds.append(feed if feed.flags.aligned else feed.copy())
+
+    @staticmethod
+    def _converted(placeholder, array) -> np.ndarray:
+        """``array`` in the placeholder's dtype, C-contiguous and aligned; ValueError if a value would change."""
+        array = np.asarray(array)
+        problem = dtypes.feed_problem(array, placeholder.dtype)
+        if problem:
+            raise ValueError(f"input {placeholder.name}: {problem}")
+        feed = np.asarray(array, dtype=placeholder.dtype, order="C")  # ascontiguousarray turns 0-d into 1-d
+        return feed if feed.flags.aligned else feed.copy()
+
+    def _bind(self, placeholder, shape, dims, classes):
+        """Bind the symbolic dims of ``placeholder``'s shape to ``shape`` in ``dims``; ValueError if it does not fit."""
+        if self._unified and len(shape) == len(placeholder.shape):
+            self._check_unified(placeholder, shape, classes)
+        problem = bind_shape(placeholder.shape, shape, dims)
+        if problem:
+            raise ValueError(f"input {placeholder.name} {format_shape(placeholder.shape)}: {problem}")
+
+    def _settled(self, dims, classes) -> dict:
+        """``dims`` with the symbol the compiled graph uses for each class of unified dims, slices checked."""
         for representative, (value, *_) in classes.items():
-            dims.setdefault(representative, value)  # the symbol the compiled graph uses for the class
+            dims.setdefault(representative, value)
         if self._slice_checks:
             self._check_slices(dims)
-        return feeds, dims
+        return dims
+
+    def run_steps(self, index_batches, *arrays, batched=None, stop_on_non_finite=None):
+        """Call the function once per batch of row indices, all in one native call: the same numbers, bit for
+        bit, as ``[self(*[a[idx] for a in arrays]) for idx in index_batches]`` with the batched inputs.
+
+        ``index_batches``: a 2-D integer array (steps, rows), or a sequence of 1-D integer arrays (of any
+        lengths: a shorter last batch; any order, repeats allowed; negative indices count from the end, as
+        numpy's). ``arrays``: one per input, in order. A batched input is given whole (every sample along
+        axis 0) and each step reads the rows its batch names, ``array[idx]``; the other inputs are passed
+        whole to every step. ``batched``: the batched inputs, by placeholder name or position (default:
+        every input). ``stop_on_non_finite``: an output (its position, or its key for dict outputs), a
+        float32 scalar such as a loss; the run ends after the first step where it is NaN or infinite.
+
+        Returns the outputs as a call does (one array, a list or a dict), each of the steps run stacked:
+        (steps, *shape). An output whose shape depends on the batch size needs batches of one size.
+        The updates apply after each step, as separate calls would. Everything is checked before any step
+        runs (ValueError naming the input and shapes; IndexError for an index out of range). A step that
+        fails (a bad index inside the graph: IndexError; ProgramError) ends the run: steps after it never
+        run, and the variables hold the updates of every step up to and including the failing one, which is
+        what calling the steps one by one leaves when that call raises; the error's ``step`` attribute (and
+        a note) says which step (0-based). The native backend gathers the rows natively into the step's
+        input buffers; another backend calls the step once per batch.
+        """
+        self._check_count(arrays)
+        inputs = self.graph.inputs
+        batched = self._batched_positions(batched)
+        feeds = [self._converted(placeholder, array) for placeholder, array in zip(inputs, arrays)]
+        rows = _sample_count(inputs, feeds, batched)
+        indices, sizes = _flat_indices(index_batches, rows, [inputs[i].name for i in batched])
+        runs = _equal_size_runs(sizes)
+        dims = {size: self._batch_dims(feeds, batched, size) for _, _, size in runs}
+        stacks = self._stacked_outputs(dims, len(sizes))
+        stop = self._stop_output(stop_on_non_finite, stacks)
+        ran = offset = 0
+        try:
+            for start, end, size in runs:
+                run = indices[offset:offset + (end - start) * size].reshape(end - start, size)
+                offset += run.size
+                ran += self._run_equal(feeds, batched, run, dims[size], [s[start:end] for s in stacks], stop, start)
+                if ran < end:
+                    break
+        except BaseException as error:
+            step = getattr(error, "step", None)
+            error.add_note(f"run_steps: step {step} (0-based) failed after steps 0 to {step - 1} completed; the "
+                           f"variables hold the updates of steps 0 to {step}" if step is not None else
+                           f"run_steps: stopped after steps 0 to {ran - 1} had completed")
+            raise
+        return self._pack([stack[:ran] for stack in stacks])
+
+    def _batched_positions(self, batched) -> list:
+        """The positions of the inputs named in ``batched`` (names or positions; None: all), in order."""
+        inputs = self.graph.inputs
+        if batched is None:
+            return list(range(len(inputs)))
+        names = [i.name for i in inputs]
+        positions = set()
+        for entry in ([batched] if isinstance(batched, (str, int)) else batched):
+            if isinstance(entry, str) and entry in names:
+                positions.add(names.index(entry))
+            elif isinstance(entry, (int, np.integer)) and not isinstance(entry, bool) and 0 <= entry < len(inputs):
+                positions.add(int(entry))
+            else:
+                raise ValueError(f"run_steps: batched names {entry!r}, which is not an input; the inputs are "
+                                 f"{', '.join(f'{k}: {n}' for k, n in enumerate(names))}")
+        return sorted(positions)
+
+    def _batch_dims(self, feeds, batched, size) -> dict:
+        """The dims a call binds when the batched inputs hold ``size`` rows (ValueError as a call's)."""
+        dims, classes = {}, {}
+        for k, (placeholder, feed) in enumerate(zip(self.graph.inputs, feeds)):
+            shape = (size, *feed.shape[1:]) if k in batched else feed.shape
+            try:
+                self._bind(placeholder, shape, dims, classes)
+            except ValueError as error:
+                if k in batched:
+                    error.add_note(f"run_steps: input {placeholder.name} is batched: each step reads {size} of "
+                                   f"the rows of its array of shape {feed.shape}")
+                raise
+        return self._settled(dims, classes)
+
+    def _stacked_outputs(self, dims: dict, steps: int) -> list:
+        """One array (steps, *shape) per output; ValueError if an output's shape differs between batch sizes."""
+        stacks = []
+        for k, node in enumerate(self.optimized_graph.outputs):
+            by_size = {size: shapes.evaluate_shape(node.shape, bound) for size, bound in dims.items()}
+            if len(set(by_size.values())) > 1:
+                raise ValueError(f"run_steps: output {k} ({node.name}) has shape {format_shape(node.shape)}, which "
+                                 f"differs between batches of different sizes ({', '.join(map(str, by_size))} rows); "
+                                 f"stack such outputs by running each size of batch on its own")
+            stacks.append(np.empty((steps, *next(iter(by_size.values()))), dtype=node.dtype))
+        return stacks
+
+    def _stop_output(self, which, stacks) -> int:
+        """The position of the output ``stop_on_non_finite`` names (-1 for None); it must be a float32 scalar."""
+        if which is None:
+            return -1
+        packed = self._pack(list(range(len(stacks))))  # the outputs' positions, as a call returns the outputs
+        position = packed.get(which) if isinstance(packed, dict) else which
+        if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position < len(stacks):
+            raise ValueError(f"run_steps: stop_on_non_finite={which!r} names no output (the outputs: "
+                             f"{', '.join(map(repr, packed)) if isinstance(packed, dict) else len(stacks)})")
+        if stacks[position].shape[1:] != () or stacks[position].dtype != np.float32:
+            raise ValueError(f"run_steps: stop_on_non_finite names output {which!r} of shape "
+                             f"{stacks[position].shape[1:]} and dtype {stacks[position].dtype}; it must be a "
+                             f"float32 scalar (a loss)")
+        return position
+
+    def _run_equal(self, feeds, batched, indices, dims, stacks, stop, first) -> int:
+        """Steps ``first``, ... on batches of one size (``indices``: (steps, rows)), their outputs into
+        ``stacks``; returns how many ran. A failing step raises with its number in ``error.step``."""
+        executable = getattr(self.program, "executable", None)
+        if executable is None:
+            return self._run_one_by_one(feeds, batched, indices, stacks, stop, first)
+        buffers = {k: np.empty((indices.shape[1], *feeds[k].shape[1:]), feeds[k].dtype) for k in batched}
+        step_feeds = [buffers.get(k, feed) for k, feed in enumerate(feeds)]
+        ordered = tuple(dims[symbol] for symbol in self.program.schedule.dims)
+        words = [ctypes.addressof(word) for word, _ in self.program._index_status._words]
+        try:
+            ran = executable.run_steps(step_feeds, ordered, [(buffers[k], feeds[k]) for k in batched], indices,
+                                       stacks, stop, words)
+        except ProgramError as error:
+            error.step += first
+            raise
+        try:
+            self.program._index_status.check(dims)  # a take or scatter_add met a bad index: IndexError
+        except IndexError as error:
+            error.step = first + ran - 1
+            raise
+        return ran
+
+    def _run_one_by_one(self, feeds, batched, indices, stacks, stop, first) -> int:
+        """What ``_run_equal`` does, for a backend without native steps: a call per batch."""
+        for step, rows in enumerate(indices):
+            try:
+                outputs = self._run([feed[rows] if k in batched else feed for k, feed in enumerate(feeds)])
+            except Exception as error:
+                error.step = first + step
+                raise
+            for stack, output in zip(stacks, outputs):
+                stack[step] = output
+            if stop >= 0 and not np.isfinite(stacks[stop][step]):
+                return step + 1
+        return len(indices)
 
     def _check_unified(self, placeholder, shape, classes):
         """Unified dims must agree: each axis of ``placeholder`` declared with an anonymous dim that met
@@ -287,3 +454,59 @@ class Function:
         """Jupyter shows a compiled function as its graph (the autodiff stage), when Graphviz is installed."""
         from .viz.dot import svg
         return svg(self)
+
+
+def _sample_count(inputs, feeds, batched) -> int:
+    """The number of samples (rows along axis 0) the batched inputs share; ValueError naming them otherwise."""
+    rows = {}
+    for k in batched:
+        if feeds[k].ndim == 0:
+            raise ValueError(f"run_steps: input {inputs[k].name} is batched, so it needs a sample axis (axis 0), "
+                             f"but it is a scalar; leave it out of batched to pass it whole to every step")
+        rows[inputs[k].name] = feeds[k].shape[0]
+    if len(set(rows.values())) > 1:
+        raise ValueError(f"run_steps: the batched inputs must have the same number of rows: "
+                         f"{', '.join(f'{name} has {n}' for name, n in rows.items())}")
+    return next(iter(rows.values()), 0)
+
+
+def _flat_indices(index_batches, rows: int, names: list) -> tuple:
+    """(every batch's indices in one int64 array, negative ones wrapped as numpy does; the batch sizes), checked:
+    a batch of indices out of range for ``rows`` rows is an IndexError before anything runs."""
+    if not names:
+        raise ValueError("run_steps: no input is batched, so the index batches would select nothing")
+    if isinstance(index_batches, np.ndarray) and index_batches.ndim == 2:
+        batches = [index_batches.reshape(-1)]
+        sizes = [index_batches.shape[1]] * index_batches.shape[0]
+    else:
+        batches = [np.asarray(batch) for batch in index_batches]
+        sizes = [batch.size for batch in batches]
+        for k, batch in enumerate(batches):
+            if batch.ndim != 1:
+                raise ValueError(f"run_steps: index batch {k} has shape {batch.shape}; each batch must be a 1-D "
+                                 f"array of row indices")
+    if not sizes or 0 in sizes:
+        raise ValueError(f"run_steps: index_batches {'is empty' if not sizes else f'has an empty batch ({sizes.index(0)})'}; "
+                         f"each step needs at least one row")
+    flat = np.concatenate(batches) if len(batches) > 1 else batches[0]
+    if flat.dtype.kind not in "iu":
+        raise ValueError(f"run_steps: row indices must be integers, got dtype {flat.dtype}")
+    outside = (flat < -rows) | (flat >= rows)
+    if outside.any():
+        position = int(np.argmax(outside))
+        batch = int(np.searchsorted(np.cumsum(sizes), position, side="right"))
+        raise IndexError(f"run_steps: index batch {batch} holds {flat[position]}, out of range for the {rows} rows "
+                         f"of {', '.join(names)} (valid: {-rows} to {rows - 1}); no step ran")
+    flat = flat.astype(np.int64)
+    return np.where(flat < 0, flat + rows, flat), sizes
+
+
+def _equal_size_runs(sizes: list) -> list:
+    """(first step, end step, batch size) of each run of consecutive batches of one size."""
+    runs = []
+    for step, size in enumerate(sizes):
+        if runs and runs[-1][2] == size:
+            runs[-1][1] = step + 1
+        else:
+            runs.append([step, step + 1, size])
+    return [tuple(run) for run in runs]

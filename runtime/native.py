@@ -14,14 +14,23 @@ native call (``run_step``), so an exception such as KeyboardInterrupt can land b
 call, never inside it; a forked child starts its own helper threads on its first call; and a barrier
 wait that cannot complete (its threads live in another process) ends the call with ``ProgramError``
 instead of spinning for ever.
+
+``Executable.run_steps`` runs one step after another in a single native call (``run_steps`` below, a small
+program of its own): before each step it copies the step's rows of the batched inputs into their buffers
+(a row gather) and points the output slots at that step's row of the stacked outputs; after it, it stops
+early when the step met a bad index, its threads failed, or a watched output is not finite.
 """
 import atexit
+import contextlib
 import ctypes
+import functools
 import os
+import string
 import threading
 import weakref
 from dataclasses import dataclass
 
+import llvmlite.binding as llvm
 import numpy as np
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_void_p)
@@ -33,6 +42,16 @@ ALIGNMENT = 64  # bytes: every temporary starts on a cache line (and a full AVX-
 BARRIER = {"arrived": 0, "generation": 1, "failed": 2, "pid": 3, "spins_before_yield": 4}
 SPINS_BEFORE_YIELD = 1 << 12  # a waiting thread spins this long before it gives the core away...
 SPINS_BEFORE_YIELD_OVERSUBSCRIBED = 1  # ...or at once when there are more threads than cores to run them
+
+
+# A run of steps is described to the native ``run_steps`` by one int64 array: these fields, then from field
+# RECORDS on a record per batched input [gather buffer, full array, bytes per row], per output [slot, base of
+# the stacked outputs, bytes per step] and per watched status word [address] (what a bad index sets).
+PLAN = {"steps": 0, "rows": 1, "indices": 2, "slots": 3, "dims": 4, "barrier": 5, "nthreads": 6, "program": 7,
+        "run_step": 8, "control": 9, "call": 10, "gathers": 11, "outputs": 12, "watches": 13, "stop": 14}
+RECORDS = 16
+GATHER, OUTPUT = 3, 3  # fields per record
+NO_BAD_INDEX = -1  # a status word while its kernel met no bad index (all ones, graphc/lower/gather.py)
 
 
 class ProgramError(RuntimeError):
@@ -98,6 +117,53 @@ class Executable:
         self._barrier_address = self._barrier.ctypes.data
 
     def run(self, feeds: list, dims: tuple) -> list:
+        with self._turn():
+            slots, dims_array, outputs = self.bind(feeds, dims)
+            self._call_all(slots.ctypes.data, dims_array.ctypes.data)
+        return outputs
+
+    def run_steps(self, feeds: list, dims: tuple, gathers: list, indices: np.ndarray, outputs: list, stop: int = -1,
+                  watches: tuple = ()) -> int:
+        """Run ``len(indices)`` steps at ``dims`` in one native call, as many ``run`` calls would; return how many
+        steps ran (fewer when the run stopped early).
+
+        feeds: one array per input, as for ``run``. A batched input's array is the buffer that each step s
+        first fills with the rows ``indices[s]`` (an int64 (steps, rows) array, every index in range) of a
+        source array: ``gathers`` lists these (buffer, source) pairs, C-contiguous, of one dtype and row shape.
+        outputs: one array per output of shape (steps, *shape): step s writes row s.
+        The run stops after the first step that met a bad index (a status word in ``watches``, addresses of
+        int64 words, is not all ones: the caller reports it), or whose output number ``stop`` (a float32
+        scalar; -1: none) is NaN or infinite. A barrier that failed raises ProgramError, its ``step`` the
+        failing step.
+        """
+        with self._turn():
+            slots, dims_array = self._point(feeds, [stack[:1] for stack in outputs], dims)
+            records = [[buffer.ctypes.data, source.ctypes.data, buffer[0].nbytes] for buffer, source in gathers]
+            records += [[slot, stack.ctypes.data if stack.size else 0, stack[0].nbytes]
+                        for (slot, _, _), stack in zip(self.layout.outputs, outputs)]
+            workers = self._helpers()
+            header = {"steps": len(indices), "rows": indices.shape[1], "indices": indices.ctypes.data,
+                      "slots": slots.ctypes.data, "dims": dims_array.ctypes.data, "barrier": self._barrier_address,
+                      "nthreads": self.threads, "program": self._addresses["program"],
+                      "run_step": 0 if workers is None else self._addresses["run_step"],
+                      "control": 0 if workers is None else workers.control_address,
+                      "call": 0 if workers is None else workers.call_address,
+                      "gathers": len(gathers), "outputs": len(outputs), "watches": len(watches), "stop": stop}
+            fields = [0] * RECORDS
+            for name, value in header.items():
+                fields[PLAN[name]] = int(value)
+            plan = np.array(fields + [int(v) for record in records for v in record] + list(watches), dtype=np.int64)
+            ran = _run_steps()[0](plan.ctypes.data)
+            try:
+                self._check_barrier()
+            except ProgramError as error:
+                error.step = ran - 1  # the step whose barrier failed
+                raise
+        return ran
+
+    @contextlib.contextmanager
+    def _turn(self):
+        """Hold the program for one call: calls from other threads wait; a call from inside a call raises."""
         caller = threading.get_ident()
         if self._caller == caller:
             raise ProgramError("a graphc function was called again while this thread was inside a call to it "
@@ -105,11 +171,9 @@ class Executable:
         with self._lock:
             self._caller = caller
             try:
-                slots, dims_array, outputs = self.bind(feeds, dims)
-                self._call_all(slots.ctypes.data, dims_array.ctypes.data)
+                yield
             finally:
                 self._caller = None
-        return outputs
 
     def bind(self, feeds: list, dims: tuple) -> tuple:
         """Fill the slot table for a call on ``feeds`` at ``dims`` without running the program.
@@ -118,22 +182,25 @@ class Executable:
         arrays). The caller keeps ``feeds`` alive while it uses the table; the next ``run`` or ``bind``
         overwrites the table. A profiler calls the kernels one by one on it (from one thread).
         """
+        outputs = [np.empty(shape_of(dims), dtype=dtype) for _, shape_of, dtype in self.layout.outputs]
+        return (*self._point(feeds, outputs, dims), outputs)
+
+    def _point(self, feeds: list, outputs: list, dims: tuple) -> tuple:
+        """Point the slot table at ``feeds``, ``outputs`` and the temporaries for ``dims``; return the table and
+        dims as an int64 array."""
         if self._broken:
             raise ProgramError(self._broken)
         layout = self.layout
         for slot, array in zip(layout.inputs, feeds):
             self._slots[slot] = array.ctypes.data
-        outputs = []
-        for slot, shape_of, dtype in layout.outputs:
-            array = np.empty(shape_of(dims), dtype=dtype)
+        for (slot, _, _), array in zip(layout.outputs, outputs):
             self._slots[slot] = array.ctypes.data if array.size else 0
-            outputs.append(array)
         arena, offsets = self._arena(dims)
         base = arena.ctypes.data
         for (slot, _), offset in zip(layout.temps, offsets):
             self._slots[slot] = base + offset
         dims_array = np.array(dims, dtype=np.int64) if dims else np.zeros(1, dtype=np.int64)
-        return self._slots, dims_array, outputs
+        return self._slots, dims_array
 
     def _arena(self, dims: tuple):
         """One allocation holding every temporary for these dims; reused while the dims repeat."""
@@ -152,13 +219,21 @@ class Executable:
         return cached
 
     def _call_all(self, slots_address: int, dims_address: int):
-        if self.threads == 1:  # no barrier wait: nothing can fail
+        workers = self._helpers()
+        if workers is None:  # one thread: no barrier wait, nothing can fail
             self._entry(slots_address, dims_address, 0, 1, self._barrier_address)
             return
-        if self._workers is None:
-            self._workers = _Workers(self._addresses, self.threads, self._barrier, self._keepalive)
         # One native call: the helpers start and thread 0 runs; it returns when every thread is done.
-        self._workers.run_step(slots_address, dims_address)
+        workers.run_step(slots_address, dims_address)
+        self._check_barrier()
+
+    def _helpers(self):
+        """The helper threads (started on first use), or None for a program on one thread."""
+        if self.threads > 1 and self._workers is None:
+            self._workers = _Workers(self._addresses, self.threads, self._barrier, self._keepalive)
+        return self._workers
+
+    def _check_barrier(self):
         if self._barrier[BARRIER["failed"]]:
             self._workers = None  # they are not in this process: nothing to stop
             self._broken = ("a graphc program's helper threads are not in this process (it was forked in a way "
@@ -207,9 +282,9 @@ class _Workers:
         self._control = np.zeros(8, dtype=np.int64)  # [step count, stop, sleeping] + padding to a cache line
         self._start = _START(addresses["start_step"])
         self._run_step = _RUN_STEP(addresses["run_step"])
-        self._control_address = self._control.ctypes.data
+        self.control_address = self._control.ctypes.data
         self._call = np.zeros(2, dtype=np.uintp)  # [slot table, dims]
-        self._call_address, self._barrier_address = self._call.ctypes.data, barrier.ctypes.data
+        self.call_address, self._barrier_address = self._call.ctypes.data, barrier.ctypes.data
         memory = (_WORKER(addresses["worker"]), self._control, self._call, barrier, keepalive)
         self._threads = [threading.Thread(target=_work, args=(tid, threads, memory), daemon=True,
                                           name=f"graphc-{tid}") for tid in range(1, threads)]
@@ -221,12 +296,12 @@ class _Workers:
             raise
 
     def run_step(self, slots_address: int, dims_address: int):
-        self._run_step(self._control_address, self._call_address, slots_address, dims_address, self.threads,
+        self._run_step(self.control_address, self.call_address, slots_address, dims_address, self.threads,
                        self._barrier_address)
 
     def stop(self):
         self._control[1] = 1
-        self._start(self._control_address)
+        self._start(self.control_address)
         for thread in self._threads:
             if thread.ident is not None:  # started
                 thread.join(timeout=5)
@@ -250,3 +325,210 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 def _work(tid: int, threads: int, memory: tuple):
     worker, control, call, barrier, _machine_code = memory
     worker(control.ctypes.data, call.ctypes.data, tid, threads, barrier.ctypes.data)
+
+
+# ---- many steps in one native call -----------------------------------------------------------------
+# run_steps(plan) -> the number of steps run: for each step s, gather its rows into the batched inputs'
+# buffers, point the output slots at row s of the stacked outputs, run the step (on one thread, or
+# announcing it to the helpers), then stop early, after step s, if a barrier wait failed, a status word
+# says a kernel met a bad index, or the watched output (plan "stop" >= 0: a float32 scalar) is NaN or inf.
+_RUN_STEPS_IR = string.Template("""
+declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
+declare float @llvm.fabs.f32(float)
+
+define internal i64 @field(ptr %plan, i64 %i) alwaysinline {
+  %at = getelementptr i64, ptr %plan, i64 %i
+  %value = load i64, ptr %at
+  ret i64 %value
+}
+
+define internal ptr @pointer(ptr %plan, i64 %i) alwaysinline {
+  %at = getelementptr i64, ptr %plan, i64 %i
+  %value = load ptr, ptr %at
+  ret ptr %value
+}
+
+; step s's rows of every batched input: buffer[j] = source[indices[s * rows + j]], row by row
+define internal void @gather(ptr %plan, i64 %s) {
+entry:
+  %count = call i64 @field(ptr %plan, i64 ${gathers})
+  %rows = call i64 @field(ptr %plan, i64 ${rows})
+  %indices = call ptr @pointer(ptr %plan, i64 ${indices})
+  %first = mul i64 %s, %rows
+  %step_indices = getelementptr i64, ptr %indices, i64 %first
+  br label %input
+input:
+  %g = phi i64 [0, %entry], [%g.next, %input.done]
+  %inputs.left = icmp slt i64 %g, %count
+  br i1 %inputs.left, label %input.body, label %exit
+input.body:
+  %record.g = mul i64 %g, ${gather_fields}
+  %record = add i64 %record.g, ${records}
+  %buffer = call ptr @pointer(ptr %plan, i64 %record)
+  %record.1 = add i64 %record, 1
+  %source = call ptr @pointer(ptr %plan, i64 %record.1)
+  %record.2 = add i64 %record, 2
+  %row_bytes = call i64 @field(ptr %plan, i64 %record.2)
+  br label %row
+row:
+  %j = phi i64 [0, %input.body], [%j.next, %row.body]
+  %rows.left = icmp slt i64 %j, %rows
+  br i1 %rows.left, label %row.body, label %input.done
+row.body:
+  %index.at = getelementptr i64, ptr %step_indices, i64 %j
+  %index = load i64, ptr %index.at
+  %from.offset = mul i64 %index, %row_bytes
+  %from = getelementptr i8, ptr %source, i64 %from.offset
+  %to.offset = mul i64 %j, %row_bytes
+  %to = getelementptr i8, ptr %buffer, i64 %to.offset
+  call void @llvm.memcpy.p0.p0.i64(ptr %to, ptr %from, i64 %row_bytes, i1 false)
+  %j.next = add i64 %j, 1
+  br label %row
+input.done:
+  %g.next = add i64 %g, 1
+  br label %input
+exit:
+  ret void
+}
+
+; the address of step s's row of output o's stacked array
+define internal ptr @output_row(ptr %plan, i64 %o, i64 %s) alwaysinline {
+  %gathers = call i64 @field(ptr %plan, i64 ${gathers})
+  %skip = mul i64 %gathers, ${gather_fields}
+  %outputs = add i64 %skip, ${records}
+  %record.o = mul i64 %o, ${output_fields}
+  %record = add i64 %outputs, %record.o
+  %record.1 = add i64 %record, 1
+  %base = call ptr @pointer(ptr %plan, i64 %record.1)
+  %record.2 = add i64 %record, 2
+  %stride = call i64 @field(ptr %plan, i64 %record.2)
+  %offset = mul i64 %s, %stride
+  %row = getelementptr i8, ptr %base, i64 %offset
+  ret ptr %row
+}
+
+define internal void @point_outputs(ptr %plan, ptr %slots, i64 %s) {
+entry:
+  %count = call i64 @field(ptr %plan, i64 ${outputs})
+  %gathers = call i64 @field(ptr %plan, i64 ${gathers})
+  %skip = mul i64 %gathers, ${gather_fields}
+  %records = add i64 %skip, ${records}
+  br label %output
+output:
+  %o = phi i64 [0, %entry], [%o.next, %output.body]
+  %left = icmp slt i64 %o, %count
+  br i1 %left, label %output.body, label %exit
+output.body:
+  %record.o = mul i64 %o, ${output_fields}
+  %record = add i64 %records, %record.o
+  %slot = call i64 @field(ptr %plan, i64 %record)
+  %row = call ptr @output_row(ptr %plan, i64 %o, i64 %s)
+  %slot.at = getelementptr ptr, ptr %slots, i64 %slot
+  store ptr %row, ptr %slot.at
+  %o.next = add i64 %o, 1
+  br label %output
+exit:
+  ret void
+}
+
+; whether the run must end after step s
+define internal i1 @stopped(ptr %plan, i64 %s) {
+entry:
+  %barrier = call ptr @pointer(ptr %plan, i64 ${barrier})
+  %failed.at = getelementptr i64, ptr %barrier, i64 ${failed}
+  %failed = load atomic i64, ptr %failed.at acquire, align 8
+  %broken = icmp ne i64 %failed, 0
+  br i1 %broken, label %yes, label %words
+words:
+  %count = call i64 @field(ptr %plan, i64 ${watches})
+  %gathers = call i64 @field(ptr %plan, i64 ${gathers})
+  %outputs = call i64 @field(ptr %plan, i64 ${outputs})
+  %skip.g = mul i64 %gathers, ${gather_fields}
+  %skip.o = mul i64 %outputs, ${output_fields}
+  %skip = add i64 %skip.g, %skip.o
+  %first = add i64 %skip, ${records}
+  br label %word
+word:
+  %w = phi i64 [0, %words], [%w.next, %word.good]
+  %left = icmp slt i64 %w, %count
+  br i1 %left, label %word.body, label %watched
+word.body:
+  %record = add i64 %first, %w
+  %status.at = call ptr @pointer(ptr %plan, i64 %record)
+  %status = load i64, ptr %status.at
+  %bad = icmp ne i64 %status, ${no_bad_index}
+  br i1 %bad, label %yes, label %word.good
+word.good:
+  %w.next = add i64 %w, 1
+  br label %word
+watched:
+  %stop = call i64 @field(ptr %plan, i64 ${stop})
+  %none = icmp slt i64 %stop, 0
+  br i1 %none, label %no, label %loss
+loss:
+  %value.at = call ptr @output_row(ptr %plan, i64 %stop, i64 %s)
+  %value = load float, ptr %value.at
+  %magnitude = call float @llvm.fabs.f32(float %value)
+  %finite = fcmp olt float %magnitude, 0x7FF0000000000000
+  br i1 %finite, label %no, label %yes
+yes:
+  ret i1 1
+no:
+  ret i1 0
+}
+
+define i64 @run_steps(ptr %plan) {
+entry:
+  %steps = call i64 @field(ptr %plan, i64 ${steps})
+  %slots = call ptr @pointer(ptr %plan, i64 ${slots})
+  %dims = call ptr @pointer(ptr %plan, i64 ${dims})
+  %barrier = call ptr @pointer(ptr %plan, i64 ${barrier})
+  %nthreads.64 = call i64 @field(ptr %plan, i64 ${nthreads})
+  %nthreads = trunc i64 %nthreads.64 to i32
+  %program = call ptr @pointer(ptr %plan, i64 ${program})
+  %run_step = call ptr @pointer(ptr %plan, i64 ${run_step})
+  %control = call ptr @pointer(ptr %plan, i64 ${control})
+  %call = call ptr @pointer(ptr %plan, i64 ${call})
+  %alone = icmp eq ptr %run_step, null
+  br label %step
+step:
+  %s = phi i64 [0, %entry], [%s.next, %next]
+  %left = icmp slt i64 %s, %steps
+  br i1 %left, label %prepare, label %done
+prepare:
+  call void @gather(ptr %plan, i64 %s)
+  call void @point_outputs(ptr %plan, ptr %slots, i64 %s)
+  br i1 %alone, label %one, label %many
+one:
+  call void %program(ptr %slots, ptr %dims, i32 0, i32 1, ptr %barrier)
+  br label %check
+many:
+  call void %run_step(ptr %control, ptr %call, ptr %slots, ptr %dims, i32 %nthreads, ptr %barrier)
+  br label %check
+check:
+  %s.next = add i64 %s, 1
+  %stop = call i1 @stopped(ptr %plan, i64 %s)
+  br i1 %stop, label %early, label %next
+next:
+  br label %step
+early:
+  ret i64 %s.next
+done:
+  ret i64 %steps
+}
+""").substitute(**PLAN, records=RECORDS, gather_fields=GATHER, output_fields=OUTPUT, failed=BARRIER["failed"],
+                no_bad_index=NO_BAD_INDEX)
+_RUN_STEPS = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
+
+
+@functools.cache
+def _run_steps():
+    """The native ``run_steps``, compiled once per process for the host (it only moves memory and calls)."""
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    module = llvm.parse_assembly(_RUN_STEPS_IR)
+    module.verify()
+    machine = llvm.Target.from_default_triple().create_target_machine()
+    engine = llvm.create_mcjit_compiler(module, machine)
+    engine.finalize_object()
+    return _RUN_STEPS(engine.get_function_address("run_steps")), engine
