@@ -195,8 +195,9 @@ class Model:
             self._resolve_compile_settings(*pending)
 
     def _function(self, inputs, outputs, updates=None):
+        from .mixed_precision import global_policy  # the policy in force when the function is built
         options = {} if self._backend is None else {"backend": self._backend}
-        return gc.function(inputs, outputs, updates=updates, **options)
+        return gc.function(inputs, outputs, updates=updates, precision=global_policy().name, **options)
 
     def _step(self, kind, weighted=False):
         """The compiled function of ``kind`` ('train', 'evaluate'; 'predict', 'forward' = predict in training
