@@ -15,9 +15,8 @@ MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shuti
 
 @pytest.fixture
 def mpirun(tmp_path):
-    """``mpirun(case, processes=2, timeout=120)`` runs ``cases.py case <dir>`` in ``processes`` processes of one
-    thread each and returns the CompletedProcess, with ``result.ranks``: what each rank saved (rank_<r>.npz), and
-    ``result.directory``: where."""
+    """``mpirun(case, processes=2, timeout=120)`` runs ``cases.py case <dir>`` in ``processes`` processes and returns
+    the CompletedProcess, with ``result.ranks``: what each rank saved (rank_<r>.npz), and ``result.directory``."""
     pytest.importorskip("mpi4py")
     if MPIEXEC is None:
         pytest.skip("mpiexec is not installed (pip install -e '.[mpi]')")
@@ -25,8 +24,10 @@ def mpirun(tmp_path):
     def run(case, processes=2, timeout=120):
         # Open MPI refuses to start as root without these: set here, for the tests only.
         env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-                   OMPI_MCA_rmaps_base_oversubscribe="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=REPO)
-        command = [MPIEXEC, "-n", str(processes), sys.executable, os.path.join(HERE, "cases.py"), case,
+                   OPENBLAS_NUM_THREADS="1", PYTHONPATH=REPO)
+        # A core each (so graphc runs one thread per process), or all on the cores there are.
+        placement = ["--bind-to", "core"] if len(os.sched_getaffinity(0)) >= processes else ["--oversubscribe"]
+        command = [MPIEXEC, "-n", str(processes), *placement, sys.executable, os.path.join(HERE, "cases.py"), case,
                    str(tmp_path)]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
         result.directory = tmp_path
