@@ -22,6 +22,9 @@ the place for an owner to restore its last good weights -- and then
 ``fit_loop`` raises NonFiniteLossError. ``EarlyStopping`` with
 ``restore_best_weights=True`` restores the best weights at that point too.
 
+A step can also run many batches in one call: ``fit_loop``'s ``train_steps`` hook (see there) runs a chunk
+of an epoch's batches of arrays at once, natively, with the same numbers and the same NaN rule.
+
 A step can also write NaN/inf weights while its loss stays finite (the loss
 is computed before the update, e.g. with a huge learning rate), or overflow an
 optimizer's state while the weights stay finite (Adam's velocity at inf makes
@@ -37,6 +40,7 @@ variables), or else ``owner.get_weights()`` (named "weight 0", "weight 1",
 import itertools
 import math
 import os
+import time
 import types
 import warnings
 
@@ -301,7 +305,8 @@ class _CallbackList:
 
 def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=None,
              validation=None, eval_step=None, callbacks=None, verbose=1,
-             initial_epoch=0, owner=None, stream=None, validation_freq=1):
+             initial_epoch=0, owner=None, stream=None, validation_freq=1,
+             train_steps=None, steps_per_execution=1):
     """Train for epochs ``initial_epoch .. epochs-1``; return the History.
 
     ``x`` and ``y`` are arrays (see the module docstring), or ``x`` is a
@@ -315,7 +320,17 @@ def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=No
     the same batches, also when resuming at ``initial_epoch``. ``seed=None``
     draws a fresh seed. Raises NonFiniteLossError on a NaN/Inf loss and
     NonFiniteWeightsError when an epoch ends with NaN/Inf in the owner's state.
+
+    ``train_steps(x, y, index_batches) -> {name: one value per step}`` runs ``train_step`` on the batches
+    ``x[idx]``, ``y[idx]`` of every index array of ``index_batches`` in one call, and stops after the first
+    step whose loss is NaN or infinite (its values end there). With it and array data, an epoch's batches
+    go through it ``steps_per_execution`` at a time; None: the whole epoch in one call, or with verbose=1
+    chunks that take about half the progress bar's interval (0.1 s), so the line keeps moving. The numbers,
+    the history and the NaN rule are those of a call per batch. A callback with batch-level hooks
+    (``on_batch_begin``/``on_batch_end``) sees every batch as it runs, so then every batch is a call of
+    ``train_step``, as with ``steps_per_execution=1``.
     """
+    _check_steps_per_execution(steps_per_execution)
     batches = x if isinstance(x, Batches) else _ArrayBatches(x, y, batch_size, shuffle, seed)
     validate = _validation_epochs(validation_freq)
     if validation is not None:
@@ -330,6 +345,8 @@ def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=No
     callbacks, history = _with_history(callbacks)
     callbacks = _CallbackList(callbacks, owner, {"epochs": epochs, "steps": steps, "verbose": verbose})
 
+    chunked = (train_steps is not None and isinstance(batches, _ArrayBatches) and steps_per_execution != 1
+               and not _has_batch_hooks(callbacks.callbacks))
     callbacks.call("on_train_begin", {})
     logs = {}
     for epoch in range(initial_epoch, epochs):
@@ -337,7 +354,11 @@ def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=No
         write_epoch_header(epoch, epochs, verbose, stream)
         bar = ProgressBar(steps, verbose=verbose, stream=stream)
         try:
-            logs, batches_done = _train_epoch(train_step, batches.epoch(epoch), callbacks, owner, bar)
+            if chunked:
+                chunk = steps_per_execution or (None if verbose == 1 else steps)
+                logs, batches_done = _train_epoch_in_chunks(train_steps, batches, epoch, chunk, owner, bar)
+            else:
+                logs, batches_done = _train_epoch(train_step, batches.epoch(epoch), callbacks, owner, bar)
         except _NonFiniteLoss as stop:
             _stop_on_nan(callbacks, bar, {"epoch": epoch, "batch": stop.batch, "loss": stop.loss})
             raise NonFiniteLossError(stop.loss, epoch, epochs, stop.batch, steps, history) from None
@@ -463,6 +484,47 @@ def _train_epoch(train_step, batches, callbacks, owner, bar):
     return totals.result(), batch + 1
 
 
+def _train_epoch_in_chunks(train_steps, batches, epoch, chunk, owner, bar):
+    """Run one epoch of array batches through ``train_steps``, ``chunk`` batches a call (None: as many as took
+    half the bar's interval in the previous call, starting with one); return ``(epoch_logs, batches_run)``."""
+    totals = _WeightedMeans()
+    order = batches.order(epoch)
+    first, size = 0, chunk or 1
+    while first < batches.steps:
+        end = min(first + size, batches.steps)
+        index_batches = batches.index_batches(order, first, end)
+        started = time.perf_counter()
+        values = train_steps(batches.x, batches.y, index_batches)
+        names, ran = list(values), len(next(iter(values.values())))
+        for step in range(ran):
+            metrics = {name: values[name][step] for name in names}
+            loss = metrics.get("loss")
+            if loss is not None and not math.isfinite(loss):
+                raise _NonFiniteLoss(float(loss), first + step)
+            totals.add(metrics, len(index_batches[step]))
+        first = end
+        bar.update(first, totals.result())
+        if owner.stop_training:
+            break
+        if chunk is None:
+            size = max(1, int(bar.interval / 2 / max((time.perf_counter() - started) / ran, 1e-9)))
+    return totals.result(), first
+
+
+def _has_batch_hooks(callbacks):
+    """Whether a callback has batch-level hooks: its class overrides them, or it was given them (LambdaCallback)."""
+    hooks = ("on_batch_begin", "on_batch_end")
+    return any(name in vars(callback) or getattr(type(callback), name, None) is not getattr(Callback, name)
+               for callback in callbacks for name in hooks)
+
+
+def _check_steps_per_execution(steps_per_execution):
+    if steps_per_execution is not None and (not isinstance(steps_per_execution, (int, np.integer))
+                                            or isinstance(steps_per_execution, bool) or steps_per_execution < 1):
+        raise ValueError(f"steps_per_execution must be a positive integer or None (a whole epoch per call), "
+                         f"got {steps_per_execution!r}")
+
+
 class Batches:
     """Batches ``(xb, yb)`` from a Python iterable or generator, as Keras' ``fit(generator)``.
 
@@ -505,6 +567,19 @@ class _ArrayBatches(Batches):
         order = _epoch_order(self.num_samples, self.shuffle, self.seed, epoch)
         for index, size in _batch_indices(order, self.num_samples, self.batch_size):
             yield _take(self.x, index), None if self.y is None else _take(self.y, index), size
+
+    def order(self, epoch) -> np.ndarray:
+        """The order in which ``epoch`` visits the samples (as ``epoch`` does)."""
+        order = _epoch_order(self.num_samples, self.shuffle, self.seed, epoch)
+        return np.arange(self.num_samples) if order is None else order
+
+    def index_batches(self, order, first, end):
+        """The sample indices of batches ``first`` to ``end - 1`` in ``order``: a (batches, batch_size) array,
+        or a list of arrays when the epoch's shorter last batch is among them."""
+        rows = order[first * self.batch_size:end * self.batch_size]
+        if len(rows) == (end - first) * self.batch_size:
+            return rows.reshape(end - first, self.batch_size)
+        return [rows[start:start + self.batch_size] for start in range(0, len(rows), self.batch_size)]
 
 
 class _WeightedMeans:

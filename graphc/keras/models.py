@@ -25,8 +25,8 @@ import numpy as np
 
 import graphc as gc
 from runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from runtime.loop import (Batches, Callback, NonFiniteLossError, NonFiniteWeightsError, evaluate_loop, fit_loop,
-                          predict_loop, split_validation)
+from runtime.loop import (Batches, Callback, NonFiniteLossError, NonFiniteWeightsError, _check_steps_per_execution,
+                          evaluate_loop, fit_loop, predict_loop, split_validation)
 
 from . import _state, layers as layers_module, losses, metrics as metrics_module, optimizers
 from .distribution import active as active_distribution
@@ -159,11 +159,21 @@ class Model:
         return [values[id(t)] for t in self._inputs], [values[id(t)] for t in self._outputs], updates
 
     # ---- compiling ---------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, backend=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, backend=None,
+                steps_per_execution=None):
         """Choose optimizer, loss(es), metrics and loss weights; the functions are compiled on first use.
         With several outputs ``loss`` and ``metrics`` may be lists (one entry per output) or dicts by output
         name; one loss (or a flat list of metrics) applies to every output. ``backend`` is passed to
-        ``gc.function`` (None: graphc's default backend)."""
+        ``gc.function`` (None: graphc's default backend).
+
+        ``steps_per_execution``: how many of fit's training batches (of array data) run in one native call,
+        their rows gathered natively from the arrays (``gc.Function.run_steps``). None (graphc's default;
+        Keras' is 1): a whole epoch, or with verbose=1 chunks of about 0.05 s so that the progress line keeps
+        moving. Every choice gives the same weights and history, bit for bit. A callback with batch-level
+        hooks (``on_batch_begin/end``, Keras' ``on_train_batch_begin/end``) still sees every batch: fit then
+        calls the step once per batch (runtime.loop.fit_loop). evaluate and predict make a call per batch."""
+        _check_steps_per_execution(steps_per_execution)
+        self._steps_per_execution = steps_per_execution
         self.optimizer = optimizers.get(optimizer)
         self.loss = loss if loss is None or isinstance(loss, (list, dict)) else losses.get(loss)
         self._metric_identifiers = metrics
@@ -314,6 +324,7 @@ class Model:
                 raise ValueError(f"{self.name}.fit: validation_split cannot be used with a generator of batches")
             (data, ys), validation = split_validation(data, ys, validation_split)
         train_step, eval_step = self._dispatching("train"), self._dispatching("evaluate")
+        train_steps = None if isinstance(data, Batches) else self._dispatching_steps()
         callbacks = [_KeepLastGoodState(), *(callbacks or [])]
         # Shuffling draws its seed from graphc.keras's generator, so set_random_seed makes fit reproducible.
         seed = int(_state.generator().integers(2**63))
@@ -323,7 +334,8 @@ class Model:
                                batch_size=_batch_size(batch_size), shuffle=shuffle, seed=seed,
                                validation=validation, eval_step=eval_step, callbacks=callbacks,
                                verbose=_verbosity(verbose), initial_epoch=initial_epoch, owner=self,
-                               validation_freq=validation_freq)
+                               validation_freq=validation_freq, train_steps=train_steps,
+                               steps_per_execution=self._steps_per_execution)
         except (NonFiniteLossError, NonFiniteWeightsError) as error:
             error.add_note(f"{self.name}: the weights and optimizer state were restored to those at the "
                            f"start of epoch {error.epoch + 1}")
@@ -405,6 +417,14 @@ class Model:
         def step(xs, ys):
             return self._step(kind, weighted=len(ys) > len(self._loss_outputs()))(*xs, *ys)
         return step
+
+    def _dispatching_steps(self):
+        """``(xs, ys, index_batches) -> {name: per-step values}`` for fit_loop's multi-step hook: the train step run
+        natively over the batches of the whole arrays, ending after a non-finite loss."""
+        def steps(xs, ys, index_batches):
+            step = self._step("train", weighted=len(ys) > len(self._loss_outputs()))
+            return step.run_steps(index_batches, *xs, *ys)
+        return steps
 
     def _require_compiled(self, what):
         if not self.compiled:
@@ -985,6 +1005,10 @@ class _NamedStep:
 
     def __call__(self, *arrays):
         return {name: float(value) for name, value in zip(self.names, self.function(*arrays))}
+
+    def run_steps(self, index_batches, *arrays):
+        """``{name: one value per step}`` over the batches (Function.run_steps), ending after a non-finite loss."""
+        return dict(zip(self.names, self.function.run_steps(index_batches, *arrays, stop_on_non_finite=0)))
 
 
 class _KeepLastGoodState(Callback):
