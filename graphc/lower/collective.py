@@ -12,9 +12,9 @@ JIT linker and the handles as the external table ``graphc_mpi_handles``, so the 
 in every process and cacheable. Both ABIs pass a handle in one 64-bit register. MPI's default error handler
 aborts the job when a call fails.
 
-``overlap_collectives`` (a schedule rewrite) splits each allreduce into a start placed right after the
-kernel completing its operand and a wait placed right before the first kernel reading its result, so the
-reduction of one gradient proceeds while the backward pass computes the next (PyTorch DDP's overlap). The
+``overlap_collectives`` (a schedule rewrite) splits each allreduce into a start, moved up to right after the
+kernel completing its operand, and a wait, moved down past every kernel that does not need its result, so
+the reduction of one gradient proceeds while the backward pass computes the next (PyTorch DDP's overlap). The
 optimizer update of a reduced gradient then reads the reduced buffer after the wait: it does not ride in
 the GEMM epilogue that produced the raw gradient.
 """
@@ -50,10 +50,11 @@ def _operand_infer(inputs, attrs):
     return inputs[0].shape, inputs[0].dtype
 
 
-# The halves of a split allreduce: scheduling records, never in a user's graph (so no reference, no vjp).
-# attrs["request"] names the MPI_Request the pair shares.
+# The halves of a split allreduce and the MPI_Request they share (a temporary of its own, 8 bytes: a pointer
+# in Open MPI, an int in MPICH): scheduling records, never in a user's graph (so no reference, no vjp).
 start_op = Op("allreduce_start", _operand_infer, None, None, kind="collective")
 wait_op = Op("allreduce_wait", _operand_infer, None, None, kind="collective")
+request_op = Op("mpi_request", lambda inputs, attrs: ((1,), "int64"), None, None, kind="collective")
 
 
 def emit_allreduce(module, name, node, target, dim_index) -> ir.Function:
@@ -65,19 +66,22 @@ def emit_allreduce(module, name, node, target, dim_index) -> ir.Function:
 
 
 def emit_allreduce_start(module, name, node, target, dim_index) -> ir.Function:
-    """Start out = the sum over the processes of in (MPI_Iallreduce); in and out stay untouched until the wait."""
-    kb = KernelBuilder.create(module, name, 1, dim_index)
+    """Start out = the sum over the processes of in (MPI_Iallreduce; arguments: out, in, the request); in and
+    out stay untouched until the wait."""
+    kb = KernelBuilder.create(module, name, 2, dim_index)
     with kb.only_thread_zero():
-        _call(kb, "MPI_Iallreduce", node, _global(module, node.attrs["request"], 1))
+        _call(kb, "MPI_Iallreduce", node, kb.inputs[1])
     return kb.finish()
 
 
 def emit_allreduce_wait(module, name, node, target, dim_index) -> ir.Function:
-    """Wait for the reduction its start began (arguments: no output, the operand, the result: kept alive)."""
-    kb = KernelBuilder.create(module, name, 2, dim_index)
+    """Wait for the reduction its start began (arguments: no output, the operand and the result, kept alive
+    until here, and the request)."""
+    kb = KernelBuilder.create(module, name, 3, dim_index)
     wait = _declare(module, "MPI_Wait", [PTR, PTR])
+    status = kb.variable(ir.ArrayType(I64, 8))  # MPI_Status: 24 bytes in Open MPI, 20 in MPICH
     with kb.only_thread_zero():
-        kb.builder.call(wait, [_global(module, node.attrs["request"], 1), _global(module, "graphc_mpi_status", 8)])
+        kb.builder.call(wait, [kb.inputs[2], status])
     return kb.finish()
 
 
@@ -106,35 +110,45 @@ def _declare(module, name, arguments) -> ir.Function:
     return module.globals.get(name) or ir.Function(module, ir.FunctionType(I32, arguments), name=name)
 
 
-def _global(module, name, words) -> ir.GlobalVariable:
-    """A zeroed module-internal array of ``words`` i64 (an MPI_Request, an MPI_Status), created once."""
-    if name not in module.globals:
-        variable = ir.GlobalVariable(module, ir.ArrayType(I64, words), name)
-        variable.linkage = "internal"
-        variable.initializer = ir.Constant(variable.value_type, None)
-    return module.globals[name]
-
-
 def overlap_collectives(schedule):
-    """Each allreduce kernel becomes a start right after the last kernel writing its operand and a wait right
-    before the first later kernel that touches its result or overwrites its operand."""
+    """Each allreduce kernel becomes a start and a wait; then the kernels are reordered, dependencies kept, so
+    that every start runs as soon as its operand is complete and every wait as late as possible: after all the
+    work that does not need its result (the rest of the backward pass), before the work that does (the update).
+    Allreduces fused into a row kernel (bias gradients, in its last phase) stay blocking."""
     from .program import Kernel
+    priority = {}
     for kernel in [k for k in schedule.kernels if isinstance(k, Kernel) and k.node.op.name == "allreduce"]:
-        kernels = schedule.kernels
-        index = kernels.index(kernel)
-        operand, result = kernel.inputs[0], kernel.out
-        ready = max((i for i in range(index) if _touches(kernels[i], [result], [operand])), default=-1) + 1
-        needed = next((i for i in range(index + 1, len(kernels)) if _touches(kernels[i], [result], [operand])),
-                      len(kernels))
-        node, attrs = kernel.node, {"request": f"{kernel.name}_request"}
-        start = Kernel(f"{kernel.name}_start", apply(start_op, node.inputs, attrs), result, [operand])
-        wait = Kernel(f"{kernel.name}_wait", apply(wait_op, [*node.inputs, node], attrs), None, [operand, result])
-        schedule.kernels = (kernels[:ready] + [start] + kernels[ready:index] + kernels[index + 1:needed] + [wait]
-                            + kernels[needed:])
+        index = schedule.kernels.index(kernel)
+        node, (operand,) = kernel.node, kernel.inputs
+        request = schedule.new_buffer("temp", apply(request_op, []))
+        start = Kernel(f"{kernel.name}_start", apply(start_op, node.inputs), kernel.out, [operand, request])
+        wait = Kernel(f"{kernel.name}_wait", apply(wait_op, [*node.inputs, node]), None, [operand, kernel.out, request])
+        schedule.kernels[index:index + 1] = [start, wait]
+        priority[id(start)], priority[id(wait)] = 0, 2
+    if priority:
+        schedule.kernels = _list_schedule(schedule.kernels, lambda k: priority.get(id(k), 1))
 
 
-def _touches(kernel, used, written) -> bool:
-    """Whether ``kernel`` reads or writes a buffer of ``used``, or writes one of ``written``."""
-    outputs = {id(b) for b in kernel.outputs}
-    return any(id(b) in outputs | {id(r) for r in kernel.reads} for b in used) or any(id(b) in outputs
-                                                                                       for b in written)
+def _list_schedule(kernels, priority) -> list:
+    """``kernels`` in a dependency-respecting order that runs, among the kernels whose dependencies have run,
+    the one of lowest (priority, original position) first. Besides what they read and write, a later kernel
+    that touches a reduction's result or overwrites its operand depends on the reduction's wait (the start
+    comes right before it): MPI writes the one and reads the other until then."""
+    from .rows import _dependencies
+    needs = [set(d) for d in _dependencies(kernels)]
+    for w, wait in enumerate(kernels):
+        if wait.node is None or wait.node.op is not wait_op:
+            continue
+        operand, result, _ = wait.inputs
+        for i in range(w + 1, len(kernels)):
+            written = {id(b) for b in kernels[i].outputs}
+            if id(operand) in written or id(result) in written | {id(b) for b in kernels[i].reads}:
+                needs[i].add(w)
+    done, order = set(), []
+    while len(order) < len(kernels):
+        ready = [i for i in range(len(kernels)) if i not in done and needs[i] <= done]
+        chosen = min(ready, key=lambda i: (priority(kernels[i]), i))
+        done.add(chosen)
+        order.append(kernels[chosen])
+    return order
+

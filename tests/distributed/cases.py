@@ -71,7 +71,8 @@ def keras_fit(rank, data_parallel=True):
         evaluation = model.evaluate(x[300:], y[300:], batch_size=32, verbose=0)
     saved = {f"weight_{i}": w for i, w in enumerate(model.get_weights())}
     saved.update({f"history_{name}": np.array(values) for name, values in history.history.items()})
-    saved.update(evaluation=np.array(evaluation), printed=np.array(output.getvalue()))
+    kernels = [k.name for k in model.graphc_function().program.schedule.kernels]
+    saved.update(evaluation=np.array(evaluation), printed=np.array(output.getvalue()), kernels=np.array(kernels))
     return saved
 
 

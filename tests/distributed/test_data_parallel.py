@@ -26,6 +26,10 @@ def test_two_processes_train_as_one(mpirun, tmp_path_factory):
                           "evaluation"]:
         np.testing.assert_array_equal(first[key], second[key], err_msg=f"{key} differs between the ranks")
         np.testing.assert_allclose(first[key], single[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    kernels = list(first["kernels"])  # the first layer's weight gradient is reduced while the next is computed
+    starts, waits = ([i for i, k in enumerate(kernels) if k.endswith(end)] for end in ("_start", "_wait"))
+    products = [i for i, k in enumerate(kernels) if "matmul" in k]
+    assert len(starts) == len(waits) == 2 and starts[0] < products[-1] < starts[1] < waits[0], kernels
     printed = str(first["printed"])  # only rank 0 prints, the logs over both processes
     assert printed.count("Epoch") == 2 and "val_loss" in printed and str(second["printed"]) == ""
     checkpoints = sorted(p.name for p in result.directory.glob("checkpoint_*"))
@@ -37,6 +41,7 @@ def test_one_process_is_unchanged(tmp_path_factory):
     with_distribution = _single_process(tmp_path_factory.mktemp("with"), "keras_fit")
     without = _single_process(tmp_path_factory.mktemp("without"), "keras_single")
     assert int(with_distribution["size"]) == 1
+    np.testing.assert_array_equal(with_distribution["kernels"], without["kernels"])
     for key in without:
-        if key != "printed":
+        if key not in ("printed", "kernels"):
             np.testing.assert_array_equal(with_distribution[key], without[key], err_msg=key)
