@@ -45,11 +45,13 @@ SPINS_BEFORE_YIELD_OVERSUBSCRIBED = 1  # ...or at once when there are more threa
 
 
 # A run of steps is described to the native ``run_steps`` by one int64 array: these fields, then from field
-# RECORDS on a record per batched input [gather buffer, full array, bytes per row], per output [slot, base of
-# the stacked outputs, bytes per step] and per watched status word [address] (what a bad index sets).
+# RECORDS on a record per batched input [gather buffer, full array, bytes per row], then (from field
+# "output_records") per output [slot, base of the stacked outputs, bytes per step], then (from field
+# "watch_records") per watched status word [address] (what a bad index sets).
 PLAN = {"steps": 0, "rows": 1, "indices": 2, "slots": 3, "dims": 4, "barrier": 5, "nthreads": 6, "program": 7,
-        "run_step": 8, "control": 9, "call": 10, "gathers": 11, "outputs": 12, "watches": 13, "stop": 14}
-RECORDS = 16
+        "run_step": 8, "control": 9, "call": 10, "gathers": 11, "outputs": 12, "watches": 13, "stop": 14,
+        "output_records": 15, "watch_records": 16}
+RECORDS = 17
 GATHER, OUTPUT = 3, 3  # fields per record
 NO_BAD_INDEX = -1  # a status word while its kernel met no bad index (all ones, graphc/lower/gather.py)
 
@@ -148,7 +150,9 @@ class Executable:
                       "run_step": 0 if workers is None else self._addresses["run_step"],
                       "control": 0 if workers is None else workers.control_address,
                       "call": 0 if workers is None else workers.call_address,
-                      "gathers": len(gathers), "outputs": len(outputs), "watches": len(watches), "stop": stop}
+                      "gathers": len(gathers), "outputs": len(outputs), "watches": len(watches), "stop": stop,
+                      "output_records": RECORDS + GATHER * len(gathers),
+                      "watch_records": RECORDS + GATHER * len(gathers) + OUTPUT * len(outputs)}
             fields = [0] * RECORDS
             for name, value in header.items():
                 fields[PLAN[name]] = int(value)
@@ -393,9 +397,7 @@ exit:
 
 ; the address of step s's row of output o's stacked array
 define internal ptr @output_row(ptr %plan, i64 %o, i64 %s) alwaysinline {
-  %gathers = call i64 @field(ptr %plan, i64 ${gathers})
-  %skip = mul i64 %gathers, ${gather_fields}
-  %outputs = add i64 %skip, ${records}
+  %outputs = call i64 @field(ptr %plan, i64 ${output_records})
   %record.o = mul i64 %o, ${output_fields}
   %record = add i64 %outputs, %record.o
   %record.1 = add i64 %record, 1
@@ -410,9 +412,7 @@ define internal ptr @output_row(ptr %plan, i64 %o, i64 %s) alwaysinline {
 define internal void @point_outputs(ptr %plan, ptr %slots, i64 %s) {
 entry:
   %count = call i64 @field(ptr %plan, i64 ${outputs})
-  %gathers = call i64 @field(ptr %plan, i64 ${gathers})
-  %skip = mul i64 %gathers, ${gather_fields}
-  %records = add i64 %skip, ${records}
+  %records = call i64 @field(ptr %plan, i64 ${output_records})
   br label %output
 output:
   %o = phi i64 [0, %entry], [%o.next, %output.body]
@@ -441,12 +441,7 @@ entry:
   br i1 %broken, label %yes, label %words
 words:
   %count = call i64 @field(ptr %plan, i64 ${watches})
-  %gathers = call i64 @field(ptr %plan, i64 ${gathers})
-  %outputs = call i64 @field(ptr %plan, i64 ${outputs})
-  %skip.g = mul i64 %gathers, ${gather_fields}
-  %skip.o = mul i64 %outputs, ${output_fields}
-  %skip = add i64 %skip.g, %skip.o
-  %first = add i64 %skip, ${records}
+  %first = call i64 @field(ptr %plan, i64 ${watch_records})
   br label %word
 word:
   %w = phi i64 [0, %words], [%w.next, %word.good]
