@@ -255,9 +255,9 @@ class Function:
             self._check_slices(dims)
         return dims
 
-    def run_steps(self, index_batches, *arrays, batched=None, stop_on_non_finite=None):
-        """Call the function once per batch of row indices, all in one native call: the same numbers, bit for
-        bit, as ``[self(*[a[idx] for a in arrays]) for idx in index_batches]`` with the batched inputs.
+    def run_steps(self, index_batches, *arrays, batched=None, stop_on_non_finite=None, progress=None):
+        """Call the function once per batch of row indices, in one native call: the same numbers, bit for bit,
+        as ``[self(*[a[idx] for a in arrays]) for idx in index_batches]`` with the batched inputs.
 
         ``index_batches``: a 2-D integer array (steps, rows), or a sequence of 1-D integer arrays (of any
         lengths: a shorter last batch; any order, repeats allowed; negative indices count from the end, as
@@ -266,6 +266,10 @@ class Function:
         whole to every step. ``batched``: the batched inputs, by placeholder name or position (default:
         every input). ``stop_on_non_finite``: an output (its position, or its key for dict outputs), a
         float32 scalar such as a loss; the run ends after the first step where it is NaN or infinite.
+        ``progress(steps_done, outputs_so_far)``, if given, is called before the first native call and after
+        each, and returns how many steps the next native call runs (0 ends the run there): a training loop
+        shows progress and stops between them. Batches of another size (a shorter last one) always start a
+        new native call.
 
         Returns the outputs as a call does (one array, a list or a dict), each of the steps run stacked:
         (steps, *shape). An output whose shape depends on the batch size needs batches of one size.
@@ -283,25 +287,36 @@ class Function:
         feeds = [self._converted(placeholder, array) for placeholder, array in zip(inputs, arrays)]
         rows = _sample_count(inputs, feeds, batched)
         indices, sizes = _flat_indices(index_batches, rows, [inputs[i].name for i in batched])
-        runs = _equal_size_runs(sizes)
-        dims = {size: self._batch_dims(feeds, batched, size) for _, _, size in runs}
+        dims = {size: self._batch_dims(feeds, batched, size) for size in dict.fromkeys(sizes)}
         stacks = self._stacked_outputs(dims, len(sizes))
         stop = self._stop_output(stop_on_non_finite, stacks)
-        ran = offset = 0
+        done = self._run_chunks(feeds, batched, indices, sizes, dims, stacks, stop,
+                                progress or (lambda done, outputs: len(sizes)))
+        return self._pack([stack[:done] for stack in stacks])
+
+    def _run_chunks(self, feeds, batched, indices, sizes, dims, stacks, stop, progress) -> int:
+        """run_steps' native calls, as many steps each as ``progress`` asks; returns how many steps ran."""
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        run_end = [end for start, end, _ in _equal_size_runs(sizes) for _ in range(start, end)]  # per step
+        done = 0
         try:
-            for start, end, size in runs:
-                run = indices[offset:offset + (end - start) * size].reshape(end - start, size)
-                offset += run.size
-                ran += self._run_equal(feeds, batched, run, dims[size], [s[start:end] for s in stacks], stop, start)
-                if ran < end:
+            count = progress(0, self._pack([stack[:0] for stack in stacks]))
+            while done < len(sizes) and count > 0:
+                end = min(done + count, run_end[done])
+                rows = sizes[done]
+                run = indices[offsets[done]:offsets[end]].reshape(end - done, rows)
+                ran = self._run_equal(feeds, batched, run, dims[rows], [s[done:end] for s in stacks], stop, done)
+                done += ran
+                count = progress(done, self._pack([stack[:done] for stack in stacks]))
+                if done < end:  # the watched output was not finite
                     break
         except BaseException as error:
             step = getattr(error, "step", None)
             error.add_note(f"run_steps: step {step} (0-based) failed after steps 0 to {step - 1} completed; the "
                            f"variables hold the updates of steps 0 to {step}" if step is not None else
-                           f"run_steps: stopped after steps 0 to {ran - 1} had completed")
+                           f"run_steps: stopped after steps 0 to {done - 1} had completed")
             raise
-        return self._pack([stack[:ran] for stack in stacks])
+        return done
 
     def _batched_positions(self, batched) -> list:
         """The positions of the inputs named in ``batched`` (names or positions; None: all), in order."""

@@ -321,14 +321,15 @@ def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=No
     draws a fresh seed. Raises NonFiniteLossError on a NaN/Inf loss and
     NonFiniteWeightsError when an epoch ends with NaN/Inf in the owner's state.
 
-    ``train_steps(x, y, index_batches) -> {name: one value per step}`` runs ``train_step`` on the batches
-    ``x[idx]``, ``y[idx]`` of every index array of ``index_batches`` in one call, and stops after the first
-    step whose loss is NaN or infinite (its values end there). With it and array data, an epoch's batches
-    go through it ``steps_per_execution`` at a time; None: the whole epoch in one call, or with verbose=1
-    chunks that take about half the progress bar's interval (0.1 s), so the line keeps moving. The numbers,
-    the history and the NaN rule are those of a call per batch. A callback with batch-level hooks
-    (``on_batch_begin``/``on_batch_end``) sees every batch as it runs, so then every batch is a call of
-    ``train_step``, as with ``steps_per_execution=1``.
+    ``train_steps(x, y, index_batches, progress)`` runs ``train_step`` on the batches ``x[idx]``, ``y[idx]`` of
+    every index array of ``index_batches`` (an epoch) in native chunks (gc.Function.run_steps), stopping after
+    the first step whose loss is NaN or infinite. Before its first chunk and after each it calls
+    ``progress(steps_done, {name: one value per step done})``, which returns the size of the next
+    chunk (0: stop). With it and array data, an epoch's batches go through it ``steps_per_execution`` at a
+    time; None: the whole epoch in one chunk, or with verbose=1 chunks that take about half the progress
+    bar's interval (0.1 s), so that the line keeps moving. The numbers, the history and the NaN rule are those
+    of a call per batch. A callback with batch-level hooks (``on_batch_begin``/``on_batch_end``) sees every
+    batch as it runs, so then every batch is a call of ``train_step``, as with ``steps_per_execution=1``.
     """
     _check_steps_per_execution(steps_per_execution)
     batches = x if isinstance(x, Batches) else _ArrayBatches(x, y, batch_size, shuffle, seed)
@@ -485,30 +486,38 @@ def _train_epoch(train_step, batches, callbacks, owner, bar):
 
 
 def _train_epoch_in_chunks(train_steps, batches, epoch, chunk, owner, bar):
-    """Run one epoch of array batches through ``train_steps``, ``chunk`` batches a call (None: as many as took
-    half the bar's interval in the previous call, starting with one); return ``(epoch_logs, batches_run)``."""
-    totals = _WeightedMeans()
-    order = batches.order(epoch)
-    first, size = 0, chunk or 1
-    while first < batches.steps:
-        end = min(first + size, batches.steps)
-        index_batches = batches.index_batches(order, first, end)
-        started = time.perf_counter()
-        values = train_steps(batches.x, batches.y, index_batches)
-        names, ran = list(values), len(next(iter(values.values())))
-        for step in range(ran):
-            metrics = {name: values[name][step] for name in names}
+    """Run one epoch of array batches through ``train_steps``; return ``(epoch_logs, batches_run)``."""
+    index_batches = batches.index_batches(epoch)
+    chunks = _Chunks(chunk, owner, bar, [len(rows) for rows in index_batches])
+    train_steps(batches.x, batches.y, index_batches, chunks)
+    return chunks.totals.result(), chunks.done
+
+
+class _Chunks:
+    """train_steps' ``progress``: after each native call it takes in the new steps' metrics as ``_train_epoch``
+    does (raising _NonFiniteLoss at a non-finite loss) and updates the bar; it asks for ``chunk`` steps a call
+    (None: as many as took half the bar's interval in the previous call, starting with one), none once the owner
+    stops training."""
+
+    def __init__(self, chunk, owner, bar, sizes):
+        self.chunk, self.owner, self.bar, self.sizes = chunk, owner, bar, sizes
+        self.totals, self.done, self.started = _WeightedMeans(), 0, time.perf_counter()
+
+    def __call__(self, done, values) -> int:
+        for step in range(self.done, done):
+            metrics = {name: steps[step] for name, steps in values.items()}
             loss = metrics.get("loss")
             if loss is not None and not math.isfinite(loss):
-                raise _NonFiniteLoss(float(loss), first + step)
-            totals.add(metrics, len(index_batches[step]))
-        first = end
-        bar.update(first, totals.result())
-        if owner.stop_training:
-            break
-        if chunk is None:
-            size = max(1, int(bar.interval / 2 / max((time.perf_counter() - started) / ran, 1e-9)))
-    return totals.result(), first
+                raise _NonFiniteLoss(float(loss), step)
+            self.totals.add(metrics, self.sizes[step])
+        now, ran, self.done = time.perf_counter(), done - self.done, done
+        if ran:
+            self.bar.update(done, self.totals.result())
+        if self.owner.stop_training:
+            return 0
+        size = self.chunk or (1 if not ran else max(1, int(self.bar.interval / 2 * ran / max(now - self.started, 1e-9))))
+        self.started = now
+        return size
 
 
 def _has_batch_hooks(callbacks):
@@ -568,18 +577,14 @@ class _ArrayBatches(Batches):
         for index, size in _batch_indices(order, self.num_samples, self.batch_size):
             yield _take(self.x, index), None if self.y is None else _take(self.y, index), size
 
-    def order(self, epoch) -> np.ndarray:
-        """The order in which ``epoch`` visits the samples (as ``epoch`` does)."""
+    def index_batches(self, epoch):
+        """The sample indices of every batch of ``epoch``, in the order ``epoch`` visits them: a (steps,
+        batch_size) array, or a list of arrays ending in a shorter last batch."""
         order = _epoch_order(self.num_samples, self.shuffle, self.seed, epoch)
-        return np.arange(self.num_samples) if order is None else order
-
-    def index_batches(self, order, first, end):
-        """The sample indices of batches ``first`` to ``end - 1`` in ``order``: a (batches, batch_size) array,
-        or a list of arrays when the epoch's shorter last batch is among them."""
-        rows = order[first * self.batch_size:end * self.batch_size]
-        if len(rows) == (end - first) * self.batch_size:
-            return rows.reshape(end - first, self.batch_size)
-        return [rows[start:start + self.batch_size] for start in range(0, len(rows), self.batch_size)]
+        order = np.arange(self.num_samples) if order is None else order
+        full = self.num_samples // self.batch_size
+        batches = order[:full * self.batch_size].reshape(full, self.batch_size)
+        return batches if full == self.steps else [*batches, order[full * self.batch_size:]]
 
 
 class _WeightedMeans:

@@ -419,11 +419,11 @@ class Model:
         return step
 
     def _dispatching_steps(self):
-        """``(xs, ys, index_batches) -> {name: per-step values}`` for fit_loop's multi-step hook: the train step run
-        natively over the batches of the whole arrays, ending after a non-finite loss."""
-        def steps(xs, ys, index_batches):
+        """``(xs, ys, index_batches, progress)`` for fit_loop's multi-step hook: the train step run natively over the
+        batches of the whole arrays, ending after a non-finite loss."""
+        def steps(xs, ys, index_batches, progress):
             step = self._step("train", weighted=len(ys) > len(self._loss_outputs()))
-            return step.run_steps(index_batches, *xs, *ys)
+            step.run_steps(index_batches, *xs, *ys, progress=progress)
         return steps
 
     def _require_compiled(self, what):
@@ -1006,9 +1006,11 @@ class _NamedStep:
     def __call__(self, *arrays):
         return {name: float(value) for name, value in zip(self.names, self.function(*arrays))}
 
-    def run_steps(self, index_batches, *arrays):
-        """``{name: one value per step}`` over the batches (Function.run_steps), ending after a non-finite loss."""
-        return dict(zip(self.names, self.function.run_steps(index_batches, *arrays, stop_on_non_finite=0)))
+    def run_steps(self, index_batches, *arrays, progress):
+        """Function.run_steps over the batches, ending after a non-finite loss; ``progress`` sees ``{name: one value
+        per step done}``."""
+        self.function.run_steps(index_batches, *arrays, stop_on_non_finite=0,
+                                progress=lambda done, values: progress(done, dict(zip(self.names, values))))
 
 
 class _KeepLastGoodState(Callback):

@@ -115,14 +115,18 @@ def test_steps_per_execution_must_be_a_positive_integer_or_none(value):
 
 # ---- fit_loop's chunks -----------------------------------------------------------------------------
 def recorded_fit(verbose, steps_per_execution, seconds_per_step=0.0, steps=40):
-    """fit_loop over ``steps`` batches with a train_steps that takes ``seconds_per_step`` a step; the size of every
-    call of it."""
+    """fit_loop over ``steps`` batches with a train_steps that takes ``seconds_per_step`` a step and runs the chunks
+    its ``progress`` asks for, as gc.Function.run_steps does; the size of every chunk."""
     calls = []
 
-    def train_steps(x, y, index_batches):
-        calls.append(len(index_batches))
-        time.sleep(seconds_per_step * len(index_batches))
-        return {"loss": np.full(len(index_batches), 0.5, np.float32)}
+    def train_steps(x, y, index_batches, progress):
+        done, count = 0, progress(0, {"loss": np.zeros(0, np.float32)})
+        while done < len(index_batches) and count > 0:
+            count = min(count, len(index_batches) - done)
+            calls.append(count)
+            time.sleep(seconds_per_step * count)
+            done += count
+            count = progress(done, {"loss": np.full(done, 0.5, np.float32)})
 
     def train_step(xb, yb):
         raise AssertionError("every batch should go through train_steps")

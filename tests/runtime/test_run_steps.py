@@ -61,6 +61,24 @@ def test_run_steps_gives_the_bits_of_a_call_per_batch_shuffled_with_a_partial_la
     assert_same_state(called, stepped)
 
 
+def test_progress_sizes_each_native_call_and_can_end_the_run_early():
+    x, y = data()
+    batches = batches_of(np.random.default_rng(6).permutation(ROWS), 64)  # 64, 64, 64, 64, 44 rows
+    called, stepped = mlp_step(), mlp_step()
+    expected = [called(x[rows], y[rows])[0] for rows in batches[:4]]
+    seen = []
+
+    def progress(done, outputs):
+        seen.append((done, outputs[0].copy()))
+        return {0: 3, 3: 2}.get(done, 0)  # 3 steps, then 2 (1: the batches change size after it), then stop
+    loss, _ = stepped.run_steps(batches, x, y, progress=progress)
+    np.testing.assert_array_equal(loss, expected)
+    assert [done for done, _ in seen] == [0, 3, 4]
+    for done, so_far in seen:
+        np.testing.assert_array_equal(so_far, expected[:done])
+    assert_same_state(called, stepped)  # step 4 never ran
+
+
 def test_a_2d_index_array_repeated_and_negative_indices_as_numpy_reads_them():
     x, y = data()
     indices = np.array([[0, -1, 5, 5], [299, -300, 7, 0], [3, 3, 3, 3]])
