@@ -114,15 +114,21 @@ class Loss:
         self.name = name or type(self).__name__
         self.reduction = reduction
 
-    def __call__(self, y_true, y_pred):
-        """Per-sample values for graph tensors (what the model uses); for arrays, Keras' eager result: the mean
-        over the batch, computed at once by the reference backend."""
-        if isinstance(y_true, gc.Node) or isinstance(y_pred, gc.Node):
-            return self.call(y_true, y_pred)
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """Per-sample values (times ``sample_weight``) for graph tensors (what the model uses); for arrays, Keras'
+        eager result: the sum of the (weighted) per-sample values over the batch size, computed at once by the
+        reference backend."""
+        if any(isinstance(v, gc.Node) for v in (y_true, y_pred, sample_weight)):
+            values = self.call(y_true, y_pred)
+            return values if sample_weight is None else values * sample_weight
         y_true, y_pred = np.asarray(y_true), np.asarray(y_pred, dtype=np.float32)
         y_true = y_true.astype(np.int64 if y_true.dtype.kind in "biu" else np.float32)
         t, p = gc.placeholder(y_true.shape, str(y_true.dtype)), gc.placeholder(y_pred.shape)
-        return gc.function([t, p], gc.mean(self.call(t, p)), backend="reference")(y_true, y_pred)
+        values = self.call(t, p)
+        weights = np.ones(values.shape, np.float32) if sample_weight is None else np.broadcast_to(
+            np.asarray(sample_weight, np.float32), values.shape)
+        w = gc.placeholder(weights.shape)
+        return gc.function([t, p, w], gc.mean(values * w), backend="reference")(y_true, y_pred, weights)
 
     def call(self, y_true, y_pred):
         raise NotImplementedError(f"{type(self).__name__} must define call(y_true, y_pred)")

@@ -29,20 +29,22 @@ METRICS = {**{f.__name__: f for f in (categorical_accuracy, sparse_categorical_a
            **losses.LOSSES}
 
 
-def accuracy_for(loss, output_units):
+def accuracy_for(sparse, output_units):
     """The accuracy that 'accuracy' means, chosen as Keras 3 does from the shapes of targets and outputs:
     binary for one output unit (threshold 0.5, also for logits, as Keras), sparse categorical for integer
-    labels (a sparse loss), else categorical."""
+    labels (``sparse``: targets of one axis less than the outputs), else categorical."""
     if output_units == 1:
         return binary_accuracy
-    return sparse_categorical_accuracy if losses.target_kind(loss) == "sparse" else categorical_accuracy
+    return sparse_categorical_accuracy if sparse else categorical_accuracy
 
 
-def get(identifier, loss, output_units):
+def get(identifier, loss, output_units, sparse=None):
     """``(name, metric)`` for a metric name (or alias 'mse', 'mae') or function; 'accuracy' / 'acc' (any case)
-    pick the variant that fits ``loss`` and the number of output units."""
+    pick the variant that fits the targets -- integer labels when ``sparse``, by default when ``loss`` takes
+    them -- and the number of output units."""
     if isinstance(identifier, str) and identifier.lower() in ("accuracy", "acc"):
-        return identifier, accuracy_for(loss, output_units)
+        sparse = losses.target_kind(loss) == "sparse" if sparse is None else sparse
+        return identifier, accuracy_for(sparse, output_units)
     try:
         metric = lookup(METRICS, identifier, "metric", losses.ALIASES)
     except ValueError:

@@ -278,3 +278,12 @@ def test_bad_input():
         losses.mean_absolute_error(gc.placeholder(("batch",)), gc.placeholder(("batch", 4, 3)))
     with pytest.raises(ValueError, match="does not match y_pred shape"):
         losses.categorical_crossentropy(gc.placeholder(("batch", 3)), gc.placeholder(("batch", 4)))
+
+
+def test_a_loss_object_on_arrays_takes_keras_sample_weight():
+    y_true = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 0.0]], np.float32)
+    y_pred = np.array([[0.5, 1.0], [1.0, 0.0], [0.0, 0.0]], np.float32)
+    per_sample = ((y_true - y_pred) ** 2).mean(axis=1)
+    weights = np.array([1.0, 0.0, 2.0], np.float32)
+    assert losses.MeanSquaredError()(y_true, y_pred, sample_weight=weights) == pytest.approx((per_sample * weights).mean())
+    assert losses.MeanSquaredError()(y_true, y_pred) == pytest.approx(per_sample.mean())

@@ -8,9 +8,10 @@ from .base import Layer
 
 
 class Dropout(Layer):
-    """In training mode each element is zeroed with probability ``rate`` and the others are divided by
-    1 - rate (``gc.dropout``, counter-based: every step draws a fresh mask, reproducible from the seed);
-    in inference mode the inputs pass unchanged.
+    """In training mode each element is zeroed with probability ``rate`` and the others are multiplied by
+    1 / (1 - rate), rounded to the input's dtype (Keras divides: at most 1 ulp apart); ``gc.dropout``,
+    counter-based: every step draws a fresh mask, reproducible from the seed. In inference mode the inputs pass
+    unchanged.
 
     ``seed`` None draws the layer's seed from graphc.keras's generator when the layer is made, so
     ``utils.set_random_seed`` makes a model's masks reproducible. ``noise_shape`` (batch, ...) with None for
