@@ -1,8 +1,9 @@
 """Compile LLVM IR to native code in-process (MCJIT) or to relocatable objects.
 
-`compile_module` is the normal path.  `emit_object` + `load_object` split it
-in two so that an on-disk cache can store the object bytes and skip LLVM's
-optimizer and code generator on the next run.
+`compile_module` compiles one module in memory (tests, assembly listings).
+`emit_objects` + `load_objects` split it in two so that an on-disk cache can
+store the object bytes and skip LLVM's optimizer and code generator on the
+next run; a program is several objects (one per kernel) linked on loading.
 """
 from __future__ import annotations
 
@@ -89,19 +90,21 @@ def compile_module(source: IRInput, target: Target) -> CompiledModule:
     return CompiledModule(engine, target, optimized_ir)
 
 
-def emit_object(source: IRInput, target: Target) -> bytes:
-    """Optimize `source` and return relocatable object code for `target`."""
+def emit_objects(sources: list, target: Target) -> list:
+    """Optimize each of `sources` (modules or IR texts, compiled apart) into relocatable object code for `target`."""
     tm = target.create_target_machine()
-    return tm.emit_object(_optimized_module(source, tm))
+    return [tm.emit_object(_optimized_module(source, tm)) for source in sources]
 
 
-def load_object(object_code: bytes, target: Target) -> CompiledModule:
-    """Load object code produced by `emit_object` into a fresh engine."""
+def load_objects(object_codes: list, target: Target) -> CompiledModule:
+    """Load object code produced by `emit_objects` into one fresh engine, which links their symbols: a function
+    one object declares is the one another defines."""
     tm = target.create_target_machine()
     empty = llvm.parse_assembly("")
     empty.triple = tm.triple
     empty.data_layout = str(tm.target_data)
     engine = llvm.create_mcjit_compiler(empty, tm)
-    engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
+    for object_code in object_codes:
+        engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
     engine.finalize_object()
     return CompiledModule(engine, target, optimized_ir=None)

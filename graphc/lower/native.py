@@ -10,7 +10,7 @@ from runtime import cache
 from runtime.native import Executable, SlotLayout, available_cores
 
 from .gather import IndexStatus
-from .jit import compile_module, emit_object, load_object
+from .jit import compile_module, emit_objects, load_objects
 from .program import SCHEDULE_REWRITES, emit_program, plan
 from .target import host_target
 
@@ -24,23 +24,40 @@ class NativeProgram:
         self.schedule = plan(graph, schedule_passes)
         self._ir_text = None
         # Keyed on the schedule and the code generator's source, so a cached program skips emitting IR too.
-        key = cache.cache_key(self.schedule.fingerprint(), _generator_version(), self.target.triple,
-                              self.target.cpu, self.target.features)
-        object_code = cache.load(key)
-        self.from_cache = object_code is not None
-        if object_code is None:
-            object_code = emit_object(self.ir_text, self.target)
-            cache.store(key, object_code)
-        self._compiled = load_object(object_code, self.target)
+        key = self._cache_key(self.schedule.fingerprint())
+        objects = _unbundle(cache.load(key))
+        self.from_cache = objects is not None
+        if objects is None:
+            objects = self._compile_kernels()
+            cache.store(key, _bundle(objects))
+        self._compiled = load_objects(objects, self.target)
         addresses = {name: self._compiled.address(name) for name in ("program", "worker", "start_step", "run_step")}
         self.executable = Executable(addresses, self._layout(), self.threads, keepalive=self._compiled)
         self._index_status = IndexStatus(self.schedule, self._compiled)
+
+    def _cache_key(self, text: str) -> str:
+        """The cache key of what ``text`` (a schedule's fingerprint or a module's IR) compiles to on this target
+        with this code generator and pass pipeline (lower/*.py)."""
+        return cache.cache_key(text, _generator_version(), self.target.triple, self.target.cpu, self.target.features)
+
+    def _compile_kernels(self) -> list:
+        """The object code of each kernel's module and of the entry's: from the cache where a program compiled
+        the same module before, else compiled (and cached) now."""
+        texts = [str(module) for module in emit_program(self.schedule, self.target, separate=True)]
+        keys = [self._cache_key(text) for text in texts]
+        objects = [cache.load(key) for key in keys]
+        missing = [i for i, found in enumerate(objects) if found is None]
+        for i, object_code in zip(missing, emit_objects([texts[i] for i in missing], self.target)):
+            objects[i] = object_code
+            cache.store(keys[i], object_code)
+        return objects
 
     @property
     def ir_text(self) -> str:
         """The LLVM IR of the whole program, as graphc generated it (built on demand after a cache hit)."""
         if self._ir_text is None:
-            self._ir_text = str(emit_program(self.schedule, self.target))
+            (module,) = emit_program(self.schedule, self.target)
+            self._ir_text = str(module)
         return self._ir_text
 
     def run(self, feeds, dims):
@@ -74,7 +91,7 @@ class NativeProgram:
         for kernel in schedule.kernels:
             if kernel.scratch is not None:
                 sizes.setdefault(kernel.scratch.slot, []).append(kernel.scratch_bytes(self.target, self.threads))
-        temps = [(slot, _as_function(symbols, sympy.Max(*exprs))) for slot, exprs in sizes.items()]
+        temps = [(slot, _largest(symbols, exprs)) for slot, exprs in sizes.items()]
         outputs = [(b.slot, _as_function(symbols, sympy.Tuple(*b.node.shape)), b.node.dtype)
                    for b in schedule.outputs]
         inputs = {b.node.id: b.slot for b in by_kind.get("input", [])}
@@ -103,11 +120,47 @@ def _generator_version() -> str:
 
 
 def _as_function(symbols, expr):
-    """A fast Python function of the dims tuple (sympy.lambdify over plain ints)."""
-    function = sympy.lambdify(symbols, sympy.sympify(expr), modules="math")
+    """A fast Python function of the dims tuple (sympy.lambdify over plain ints; a constant needs no lambdify)."""
+    return _lambdified(tuple(symbols), sympy.sympify(expr))
+
+
+@functools.lru_cache(maxsize=1024)
+def _lambdified(symbols, expr):
+    """_as_function's work, once per expression: the buffers of a program (and of a model's train and evaluate
+    programs) share a few sizes, and each lambdify compiles Python source."""
+    if not expr.free_symbols:
+        value = tuple(int(v) for v in expr) if isinstance(expr, sympy.Tuple) else int(expr)
+        return lambda dims: value
+    function = sympy.lambdify(symbols, expr, modules="math")
     if isinstance(expr, sympy.Tuple):
         return lambda dims: tuple(int(v) for v in function(*dims))
     return lambda dims: int(function(*dims))
+
+
+def _largest(symbols, exprs):
+    """The largest of ``exprs`` at the dims tuple, each evaluated apart: cheaper to build than sympy.Max, which
+    compares symbolic sizes pairwise (milliseconds per slot), and the same number."""
+    functions = [_as_function(symbols, expr) for expr in exprs]
+    if len(functions) == 1:
+        return functions[0]
+    return lambda dims: max(function(dims) for function in functions)
+
+
+def _bundle(objects: list) -> bytes:
+    """Several object files as one cache entry: each one's length (8 bytes, little-endian), then its bytes."""
+    return b"".join(len(o).to_bytes(8, "little") + o for o in objects)
+
+
+def _unbundle(data: bytes | None) -> list | None:
+    """The object files of a _bundle, or None for no entry (or one that does not split exactly: rebuilt)."""
+    if data is None:
+        return None
+    objects, at = [], 0
+    while at + 8 <= len(data):
+        length = int.from_bytes(data[at:at + 8], "little")
+        objects.append(data[at + 8:at + 8 + length])
+        at += 8 + length
+    return objects if objects and at == len(data) else None
 
 
 def _split_functions(text, start_pattern, end_pattern) -> dict:

@@ -1,7 +1,7 @@
 """Lowering a whole graph to one native program: buffers, a kernel schedule, and the entry point.
 
     plan(graph)            -> Schedule: one kernel per computing node, a buffer per value
-    emit_program(schedule) -> llvmlite module: the kernels + ``program(slots, dims, tid, nthreads, barrier)``
+    emit_program(schedule) -> llvmlite module(s): the kernels + ``program(slots, dims, tid, nthreads, barrier)``
 
 Buffers are numbered slots in a pointer table the runtime fills per call
 (inputs, outputs, variables, constants, temporaries). ``reshape`` is free: its
@@ -42,7 +42,10 @@ class Buffer:
 
     @property
     def nbytes(self):
-        return size(self.node.shape) * ITEMSIZE[self.node.dtype]
+        """An int, or a sympy expression of the dims. The shape's dims are canonical already, so their product
+        needs no sympy.simplify (shapes.size's), whose first call in a process costs ~0.3 s of imports."""
+        elements = sympy.Mul(*self.node.shape)
+        return (int(elements) if elements.is_Integer else elements) * ITEMSIZE[self.node.dtype]
 
 
 @dataclass(eq=False)
@@ -373,7 +376,7 @@ def _share_memory(schedule):
     last_read = {key: max(indexes) for key, indexes in readers.items()}
     free = []
     scratch_slot = None
-    sizes = {}  # (shape, dtype) -> bytes: a symbolic size is simplified by sympy once per shape, not per test
+    sizes = {}  # (shape, dtype) -> bytes: a symbolic size is built once per shape, not per test
 
     def nbytes(buffer):
         key = (tuple(buffer.node.shape), buffer.node.dtype)
@@ -437,10 +440,18 @@ def _label(node) -> str:
 
 
 # ---- emission ------------------------------------------------------------------------------
-def emit_program(schedule: Schedule, target) -> ir.Module:
+def emit_program(schedule: Schedule, target, separate=False) -> list:
+    """The kernels and the entry point ``program``, with the helper threads' loop: one module (what a reader
+    sees and LLVM parses as the program) or, ``separate``, one module per kernel and then the entry's, which
+    declares them. native.py compiles the separate modules, each on its own, and caches each kernel's object
+    code: a kernel that another program compiled before (a model's evaluate program shares its forward GEMM
+    with the train program) is loaded instead of compiled."""
     module = ir.Module(name="graphc_program")
     dim_index = schedule.dim_index
-    functions = [_emit_kernel(module, k, target, dim_index) for k in schedule.kernels]
+    kernel_modules = [ir.Module(name=k.name) if separate else module for k in schedule.kernels]
+    functions = [_emit_kernel(m, k, target, dim_index) for m, k in zip(kernel_modules, schedule.kernels)]
+    if separate:
+        functions = [ir.Function(module, f.function_type, name=f.name) for f in functions]  # declarations
     barrier = _emit_barrier(module)
     entry = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I32, I32, PTR]), name="program")
     slots, dims, tid, nthreads, state = entry.args
@@ -462,7 +473,7 @@ def emit_program(schedule: Schedule, target) -> ir.Module:
     builder.position_at_end(abandon)
     builder.ret_void()
     _emit_worker(module, entry, barrier)
-    return module
+    return kernel_modules + [module] if separate else [module]
 
 
 def _emit_worker(module, entry, barrier):

@@ -12,7 +12,7 @@ import pytest
 from llvmlite import ir
 
 from graphc.lower.gemm import GemmSpec, emit_gemm, gemm_workspace_elems, store_to_c
-from graphc.lower.jit import compile_module, emit_object, load_object
+from graphc.lower.jit import compile_module, emit_objects, load_objects
 from graphc.lower.target import Target, avx2_target, host_target
 
 ODD_MS = (1, 7, 129)
@@ -258,11 +258,16 @@ def test_compile_module_from_text_and_introspection():
         compiled.address("missing")
 
 
-def test_object_code_round_trip():
+def test_object_code_round_trip_links_objects():
+    """Objects compiled apart are linked on loading: add_two calls the add_one another object defines."""
     target = host_target()
-    loaded = load_object(emit_object(ADD_ONE_IR, target), target)
-    add_one = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double)(loaded.address("add_one"))
-    assert add_one(-1.0) == 0.0
+    add_two_ir = ('declare double @add_one(double)\n'
+                  'define double @add_two(double %x) {\n  %y = call double @add_one(double %x)\n'
+                  '  %z = call double @add_one(double %y)\n  ret double %z\n}\n')
+    loaded = load_objects(emit_objects([ADD_ONE_IR, add_two_ir], target), target)
+    signature = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double)
+    assert signature(loaded.address("add_one"))(-1.0) == 0.0
+    assert signature(loaded.address("add_two"))(-1.0) == 1.0
 
 
 @pytest.mark.parametrize("target_name", sorted(TARGETS))
