@@ -9,8 +9,10 @@ shuffled from one seed, rank 0's) into near-equal contiguous shares, one per pro
 step sums each gradient times its share's weight (its samples / the global batch's) over the processes with
 ``gc.allreduce``, so every process applies the gradient of the global batch's mean loss and the weights stay
 the same, bit for bit, on every process (rank 0's at the start: they are broadcast). A last partial batch is
-weighted the same way. The epoch's logs and ``evaluate``'s results are sample-weighted means over all
-processes; only rank 0 prints progress and writes checkpoints. With one process nothing changes.
+weighted the same way (``train_on_batch`` weighs every process's batch alike). The epoch's logs and
+``evaluate``'s results are sample-weighted means over all processes; only rank 0 prints progress and writes
+checkpoints. A process that fails (a NaN loss raises in the process that sees it) aborts the whole job
+(graphc.distributed). With one process nothing changes.
 """
 import numpy as np
 
@@ -27,8 +29,9 @@ class DataParallel:
     ``DataParallel``, whose devices are here the processes mpiexec started)."""
 
     def __init__(self):
-        # This process's share of the current global batch: what its gradients weigh in the sum.
-        self.share = gc.variable(np.float32(1.0), name="data_parallel_share", trainable=False)
+        # This process's share of the current global batch: what its gradients weigh in the sum (fit sets it
+        # for every batch; train_on_batch's batches, one per process, weigh alike).
+        self.share = gc.variable(np.float32(1 / distributed.size()), name="data_parallel_share", trainable=False)
 
     def gradients(self, gradients) -> list:
         """The gradients of the global batch's mean loss, from this process's gradients of its share's mean."""

@@ -27,6 +27,7 @@ from llvmlite import ir
 from ..graph.shapes import size
 from ..ops.registry import Op, apply
 from .irutil import I32, I64, PTR, KernelBuilder
+from .rows import _dependencies
 
 # The handles graphc_mpi_handles holds, in order: the communicator, the reduction, a datatype per dtype.
 HANDLES = ("comm", "sum", "float32", "float64", "int32", "int64")
@@ -115,14 +116,14 @@ def overlap_collectives(schedule):
     that every start runs as soon as its operand is complete and every wait as late as possible: after all the
     work that does not need its result (the rest of the backward pass), before the work that does (the update).
     Allreduces fused into a row kernel (bias gradients, in its last phase) stay blocking."""
-    from .program import Kernel
     priority = {}
-    for kernel in [k for k in schedule.kernels if isinstance(k, Kernel) and k.node.op.name == "allreduce"]:
-        index = schedule.kernels.index(kernel)
+    for kernel in [k for k in schedule.kernels if k.node is not None and k.node.op.name == "allreduce"]:
+        index, Kernel = schedule.kernels.index(kernel), type(kernel)  # program.Kernel (program imports this module)
         node, (operand,) = kernel.node, kernel.inputs
         request = schedule.new_buffer("temp", apply(request_op, []))
         start = Kernel(f"{kernel.name}_start", apply(start_op, node.inputs), kernel.out, [operand, request])
-        wait = Kernel(f"{kernel.name}_wait", apply(wait_op, [*node.inputs, node]), None, [operand, kernel.out, request])
+        wait = Kernel(f"{kernel.name}_wait", apply(wait_op, [*node.inputs, node]), None,
+                      [operand, kernel.out, request])
         schedule.kernels[index:index + 1] = [start, wait]
         priority[id(start)], priority[id(wait)] = 0, 2
     if priority:
@@ -134,7 +135,6 @@ def _list_schedule(kernels, priority) -> list:
     the one of lowest (priority, original position) first. Besides what they read and write, a later kernel
     that touches a reduction's result or overwrites its operand depends on the reduction's wait (the start
     comes right before it): MPI writes the one and reads the other until then."""
-    from .rows import _dependencies
     needs = [set(d) for d in _dependencies(kernels)]
     for w, wait in enumerate(kernels):
         if wait.node is None or wait.node.op is not wait_op:
