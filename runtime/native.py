@@ -138,25 +138,10 @@ class Executable:
         scalar; -1: none) is NaN or infinite. A barrier that failed raises ProgramError, its ``step`` the
         failing step.
         """
+        indices = np.ascontiguousarray(indices, dtype=np.int64)
         with self._turn():
             slots, dims_array = self._point(feeds, [stack[:1] for stack in outputs], dims)
-            records = [[buffer.ctypes.data, source.ctypes.data, buffer[0].nbytes] for buffer, source in gathers]
-            records += [[slot, stack.ctypes.data if stack.size else 0, stack[0].nbytes]
-                        for (slot, _, _), stack in zip(self.layout.outputs, outputs)]
-            workers = self._helpers()
-            header = {"steps": len(indices), "rows": indices.shape[1], "indices": indices.ctypes.data,
-                      "slots": slots.ctypes.data, "dims": dims_array.ctypes.data, "barrier": self._barrier_address,
-                      "nthreads": self.threads, "program": self._addresses["program"],
-                      "run_step": 0 if workers is None else self._addresses["run_step"],
-                      "control": 0 if workers is None else workers.control_address,
-                      "call": 0 if workers is None else workers.call_address,
-                      "gathers": len(gathers), "outputs": len(outputs), "watches": len(watches), "stop": stop,
-                      "output_records": RECORDS + GATHER * len(gathers),
-                      "watch_records": RECORDS + GATHER * len(gathers) + OUTPUT * len(outputs)}
-            fields = [0] * RECORDS
-            for name, value in header.items():
-                fields[PLAN[name]] = int(value)
-            plan = np.array(fields + [int(v) for record in records for v in record] + list(watches), dtype=np.int64)
+            plan = self._plan(slots, dims_array, gathers, indices, outputs, stop, watches)
             ran = _run_steps()[0](plan.ctypes.data)
             try:
                 self._check_barrier()
@@ -164,6 +149,26 @@ class Executable:
                 error.step = ran - 1  # the step whose barrier failed
                 raise
         return ran
+
+    def _plan(self, slots, dims_array, gathers, indices, outputs, stop, watches) -> np.ndarray:
+        """The int64 array that tells the native ``run_steps`` what to run (PLAN, then the records)."""
+        workers = self._helpers()
+        header = {"steps": len(indices), "rows": indices.shape[1], "indices": indices.ctypes.data,
+                  "slots": slots.ctypes.data, "dims": dims_array.ctypes.data, "barrier": self._barrier_address,
+                  "nthreads": self.threads, "program": self._addresses["program"],
+                  "run_step": 0 if workers is None else self._addresses["run_step"],
+                  "control": 0 if workers is None else workers.control_address,
+                  "call": 0 if workers is None else workers.call_address,
+                  "gathers": len(gathers), "outputs": len(outputs), "watches": len(watches), "stop": stop,
+                  "output_records": RECORDS + GATHER * len(gathers),
+                  "watch_records": RECORDS + GATHER * len(gathers) + OUTPUT * len(outputs)}
+        fields = [0] * RECORDS
+        for name, value in header.items():
+            fields[PLAN[name]] = int(value)
+        records = [[buffer.ctypes.data, source.ctypes.data, buffer[0].nbytes] for buffer, source in gathers]
+        records += [[slot, stack.ctypes.data if stack.size else 0, stack[0].nbytes]
+                    for (slot, _, _), stack in zip(self.layout.outputs, outputs)]
+        return np.array(fields + [int(v) for record in records for v in record] + list(watches), dtype=np.int64)
 
     @contextlib.contextmanager
     def _turn(self):

@@ -3,12 +3,13 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.lower.target import avx2_target
 from graphc.viz.examples import glorot_uniform, rmsprop_updates
 
 ROWS, FEATURES, HIDDEN, CLASSES = 300, 7, 33, 5
 
 
-def mlp_step(threads=1, backend="llvm"):
+def mlp_step(threads=1, backend="llvm", **options):
     """The seed model's kind of step, small: Dense(relu) -> Dense(softmax), cross-entropy, RMSprop, accuracy."""
     rng = np.random.default_rng(0)
     x = gc.placeholder(("batch", FEATURES), name="x")
@@ -19,7 +20,7 @@ def mlp_step(threads=1, backend="llvm"):
     probabilities = gc.softmax(gc.relu(x @ w1 + b1) @ w2 + b2)
     loss = gc.mean(gc.categorical_crossentropy(y, probabilities))
     accuracy = gc.mean(gc.cast(gc.equal(gc.argmax(probabilities, -1), gc.argmax(y, -1)), "float32"))
-    options = {"threads": threads} if backend == "llvm" else {}
+    options = {"threads": threads, **options} if backend == "llvm" else {}
     return gc.function([x, y], [loss, accuracy], updates=rmsprop_updates(params, gc.grad(loss, params)),
                        backend=backend, **options)
 
@@ -77,6 +78,15 @@ def test_progress_sizes_each_native_call_and_can_end_the_run_early():
     for done, so_far in seen:
         np.testing.assert_array_equal(so_far, expected[:done])
     assert_same_state(called, stepped)  # step 4 never ran
+
+
+def test_a_program_for_an_avx2_only_cpu_runs_its_steps_the_same():
+    x, y = data()
+    batches = batches_of(np.random.default_rng(7).permutation(ROWS), 100)
+    called, stepped = (mlp_step(2, target=avx2_target()) for _ in range(2))
+    expected = [called(x[rows], y[rows])[0] for rows in batches]
+    np.testing.assert_array_equal(stepped.run_steps(batches, x, y)[0], expected)
+    assert_same_state(called, stepped)
 
 
 def test_a_2d_index_array_repeated_and_negative_indices_as_numpy_reads_them():
