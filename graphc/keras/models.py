@@ -193,9 +193,10 @@ class Model:
                         for entry in _per_output(loss, names, "loss", self.name)]
         if isinstance(metrics, (list, tuple)) and not (metrics and all(isinstance(m, (list, tuple)) for m in metrics)):
             metrics = [metrics] * len(names)  # one flat list: the same metrics for every output
-        self._metrics = [[metrics_module.get(m, loss, t.shape[-1]) for m in _as_list(entry or [])]
-                         for entry, loss, t in zip(_per_output(metrics, names, "metrics", self.name), self._losses,
-                                                   self._outputs)]
+        self._metrics = [_as_list(entry or []) for entry in _per_output(metrics, names, "metrics", self.name)]
+        for entry, loss, t in zip(self._metrics, self._losses, self._outputs):
+            for m in entry:
+                metrics_module.get(m, loss, t.shape[-1])  # unknown names fail now; 'accuracy' resolves in _step
         self._loss_weights = [1.0 if w is None else float(w)
                               for w in _per_output(loss_weights, names, "loss_weights", self.name)]
 
@@ -257,7 +258,9 @@ class Model:
             if several:
                 loss_names.append(f"{output_name}_loss")
                 loss_values.append(value)
-            for metric_name, metric in self._metrics[k]:
+            sparse = dtype.startswith("int") and len(shape) == len(output.shape) - 1  # integer labels
+            for identifier in self._metrics[k]:
+                metric_name, metric = metrics_module.get(identifier, loss, output.shape[-1], sparse)
                 names.append(prefix + metric_name)
                 values.append(gc.mean(metric(y_true, output)))
         total += [penalty for layer in self.layers for penalty in layer.regularization_losses()]
@@ -313,9 +316,9 @@ class Model:
             if sample_weight is not None:
                 raise ValueError(f"{self.name}.fit: sample_weight cannot be used with a generator of batches; "
                                  f"yield (x, y, sample_weight) batches instead")
-            data = Batches(x, steps_per_epoch, self._batch_check(class_weight, "x"))
+            data = Batches(x, steps_per_epoch, self._batch_check(class_weight, "the generator"))
         else:
-            data, ys = self._data(x, y, sample_weight, class_weight)
+            data, ys = self._data(x, y, sample_weight)
         validation = None
         if validation_data is not None:
             validation = self._validation(validation_data)
@@ -323,6 +326,8 @@ class Model:
             if isinstance(data, Batches):
                 raise ValueError(f"{self.name}.fit: validation_split cannot be used with a generator of batches")
             (data, ys), validation = split_validation(data, ys, validation_split)
+        if not isinstance(data, Batches):
+            ys = self._class_weighted(ys, class_weight)  # the training part only, as Keras
         train_step, eval_step = self._dispatching("train"), self._dispatching("evaluate")
         train_steps = None if isinstance(data, Batches) else self._dispatching_steps()
         callbacks = [_KeepLastGoodState(), *(callbacks or [])]
@@ -344,7 +349,7 @@ class Model:
 
     def _validation(self, validation_data):
         if _is_batch_source(validation_data, None) and not isinstance(validation_data, tuple):
-            return Batches(validation_data, None, self._batch_check(None, "validation_data"))
+            return Batches(validation_data, None, self._batch_check(None, "the validation_data generator"))
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise ValueError("validation_data must be a pair (x_val, y_val) or a triple (x_val, y_val, "
                              "sample_weight_val)")
@@ -356,7 +361,7 @@ class Model:
         or a dict; ``x`` may be a generator of batches as in ``fit``."""
         self._require_compiled("evaluate")
         if _is_batch_source(x, y):
-            data, targets = Batches(x, steps, self._batch_check(None, "x")), None
+            data, targets = Batches(x, steps, self._batch_check(None, "the generator")), None
         else:
             data, targets = self._data(x, y, sample_weight)
         run = evaluate_loop if active_distribution() is None else active_distribution().evaluate_loop  # hook
@@ -394,13 +399,13 @@ class Model:
                 variable.value = value
             raise FloatingPointError(f"{self.name}.train_on_batch: {bad} became NaN or infinite (loss {logs['loss']}); "
                                      f"the weights and optimizer state were put back")
-        return _batch_result(logs, self.metrics_names, return_dict)
+        return _batch_result(logs, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         """Loss (and metrics) of one batch in inference mode."""
         self._require_compiled("test_on_batch")
         xs, ys = self._data(x, y, sample_weight)
-        return _batch_result(self._dispatching("evaluate")(xs, ys), self.metrics_names, return_dict)
+        return _batch_result(self._dispatching("evaluate")(xs, ys), return_dict)
 
     def predict_on_batch(self, x):
         return _outputs(self._step("predict")(*self._checked_inputs(x)), self._nested[1])
@@ -453,10 +458,15 @@ class Model:
             raise ValueError(f"{self.name}: no input data ({where} is None)")
         self._build_from(x)
         arrays = self._by_name(x, self._input_names(), "inputs", where)
-        for array, tensor, name in zip(arrays, self._inputs, self._input_names()):
+        for k, (array, tensor, name) in enumerate(zip(arrays, self._inputs, self._input_names())):
             label = where if len(arrays) == 1 else f"{where}[{name!r}]"
             if array.dtype.kind not in "biuf":
                 raise ValueError(f"{self.name}: {label} must hold numbers, got dtype {array.dtype}")
+            if tensor.dtype.startswith("int") and array.dtype.kind == "f":
+                if not np.array_equal(array, np.round(array)):
+                    raise ValueError(f"{self.name}: input {name!r} takes {tensor.dtype} values (indices), got "
+                                     f"{label} with non-integral values")
+                arrays[k] = array = array.astype(tensor.dtype)  # as Keras casts
             if array.ndim < 1 or array.shape[1:] != tensor.shape[1:]:
                 what = "inputs" if len(arrays) == 1 else f"input {name!r}"
                 raise ValueError(f"{self.name} expects {what} of shape {tensor.shape}, got {label} of shape "
@@ -468,20 +478,19 @@ class Model:
 
     def _data(self, x, y, sample_weight=None, class_weight=None, where=None):
         """(inputs, targets [+ per-sample weights]) as the lists of arrays the functions take, checked."""
-        xs = self._checked_inputs(x, "x" if where is None else f"{where} x")
+        xs = self._checked_inputs(x, "x" if where is None else f"x of {where}")
         self._settings()
         self._require_loss()
         names = [n for n, loss in zip(self._output_names(), self._losses) if loss is not None]
         if y is None:
-            raise ValueError(f"{self.name}: no targets ({'y' if where is None else where + ' y'} is None)")
-        ys = self._by_name(y, names, "outputs with a loss", "y" if where is None else f"{where} y")
+            raise ValueError(f"{self.name}: no targets ({'y' if where is None else 'y of ' + where} is None)")
+        ys = self._by_name(y, names, "outputs with a loss", "y" if where is None else f"y of {where}")
         ys = [self._checked_targets(array, k) for k, array in zip(self._loss_outputs(), ys)]
         for label, array in [("x", xs[0]), *(("y", a) for a in ys)]:
             if len(array) != len(xs[0]):
                 raise ValueError(f"{self.name}: x has {len(xs[0])} samples but {label} has {len(array)}; they must "
                                  f"have the same first dimension")
-        weights = self._sample_weights(ys, sample_weight, class_weight, len(xs[0]))
-        return xs, ys + weights
+        return xs, self._class_weighted(ys + self._sample_weights(ys, sample_weight, len(xs[0])), class_weight)
 
     def _loss_outputs(self) -> list:
         return [k for k, loss in enumerate(self._losses) if loss is not None]
@@ -523,27 +532,32 @@ class Model:
                              f"and dtype {y.dtype}")
         return y.astype(spec[1], copy=False)
 
-    def _sample_weights(self, ys, sample_weight, class_weight, samples) -> list:
-        """One float32 weight per sample and output with a loss ([] when neither argument is given)."""
-        if sample_weight is None and class_weight is None:
+    def _sample_weights(self, ys, sample_weight, samples) -> list:
+        """One float32 weight per sample and output with a loss ([] without ``sample_weight``)."""
+        if sample_weight is None:
             return []
-        weights = np.ones(samples, np.float32)
-        if sample_weight is not None:
-            sample_weight = np.asarray(sample_weight, dtype=np.float32)
-            if sample_weight.shape != (samples,):
-                raise ValueError(f"{self.name}: sample_weight must have one weight per sample, shape ({samples},), "
-                                 f"got {sample_weight.shape}")
-            weights = weights * sample_weight
-        if class_weight is not None:
-            if len(ys) != 1:
-                raise ValueError(f"{self.name}: class_weight is only supported for models with one output")
-            weights = weights * _class_weights(class_weight, ys[0])
-        return [weights] * len(ys)
+        sample_weight = np.asarray(sample_weight, dtype=np.float32)
+        if sample_weight.shape != (samples,):
+            raise ValueError(f"{self.name}: sample_weight must have one weight per sample, shape ({samples},), "
+                             f"got {sample_weight.shape}")
+        return [sample_weight] * len(ys)
+
+    def _class_weighted(self, ys, class_weight) -> list:
+        """The targets ``ys`` followed by each sample's weight from ``class_weight`` ({class: weight}), its class
+        being its label; Keras' errors for several outputs and for sample weights given as well."""
+        if class_weight is None:
+            return ys
+        if len(self._loss_outputs()) != 1:
+            raise ValueError(f"{self.name}: class_weight is only supported for models with one output")
+        if len(ys) > 1:
+            raise ValueError(f"{self.name}: class_weight and sample_weight cannot be used at the same time (as in "
+                             f"Keras): fold the class weights into sample_weight")
+        return [ys[0], _class_weights(class_weight, ys[0])]
 
     def _batch_check(self, class_weight, label):
         """How fit and evaluate check each batch a generator yields, before its step runs."""
         def check(batch, number):
-            where = f"batch {number} of {label}"
+            where = f"batch {number} of {label}"  # e.g. "x of batch 3 of the generator"
             if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
                 raise ValueError(f"{self.name}: {where} must be a tuple (x, y) or (x, y, sample_weight), got "
                                  f"{type(batch).__name__}")
@@ -836,26 +850,26 @@ def _class_weights(class_weight, y):
     argmax of a one-hot row, or 0/1 for one binary unit."""
     if not isinstance(class_weight, dict):
         raise ValueError(f"class_weight must be a dict {{class index: weight}}, got {type(class_weight).__name__}")
+    for cls in class_weight:
+        if not isinstance(cls, (int, np.integer)) or isinstance(cls, bool):
+            raise ValueError(f"class_weight keys must be integer class labels, got {cls!r}")
     if y.ndim == 2 and y.shape[1] > 1:
         labels = y.argmax(axis=1)
     else:
         labels = np.rint(y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y).astype(np.int64)
-    table = np.ones(max([*class_weight, int(labels.max(initial=0))]) + 1, np.float32)
-    for cls, weight in class_weight.items():
-        if not isinstance(cls, (int, np.integer)) or cls < 0:
-            raise ValueError(f"class_weight keys must be class indices (non-negative integers), got {cls!r}")
-        table[cls] = weight
-    return table[labels]
+    classes, where = np.unique(labels, return_inverse=True)  # a class class_weight leaves out weighs 1, as Keras
+    return np.array([class_weight.get(int(c), 1.0) for c in classes], np.float32)[where.reshape(-1)]
 
 
 def _outputs(values, nested):
     return values if nested or not isinstance(values, list) else values[0]
 
 
-def _batch_result(logs, names, return_dict):
+def _batch_result(logs, return_dict):
+    """A one-batch method's result as Keras: the logs, or their values (loss first) -- a number if just the loss."""
     if return_dict:
         return logs
-    values = [logs[name] for name in names]
+    values = list(logs.values())
     return values[0] if len(values) == 1 else values
 
 

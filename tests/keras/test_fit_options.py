@@ -104,9 +104,10 @@ def test_generator_batches_are_checked_before_their_step():
         yield x[:4], y[:4]
         yield x[4:, :2], y[4:]
 
-    with pytest.raises(ValueError, match=r"expects inputs of shape \(None, 3\), got batch 1 of x x of shape \(4, 2\)"):
+    with pytest.raises(ValueError, match=r"expects inputs of shape \(None, 3\), got x of batch 1 of the generator "
+                                         r"of shape \(4, 2\)"):
         model.fit(bad(), epochs=1, verbose=0)
-    with pytest.raises(ValueError, match="batch 0 of x must be a tuple"):
+    with pytest.raises(ValueError, match="batch 0 of the generator must be a tuple"):
         model.fit(iter([x]), epochs=1, verbose=0)
     with pytest.raises(ValueError, match="x has 4 samples but y has 3"):
         model.fit(iter([(x[:4], y[:3])]), epochs=1, verbose=0)
@@ -178,3 +179,72 @@ def test_llvm_backend_runs_the_weighted_step():
     reference.fit(x, y, sample_weight=weights, batch_size=4, shuffle=False, epochs=2, verbose=0)
     for a, b in zip(model.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_class_weight_weighs_the_training_part_only_and_unlisted_classes_weigh_one():
+    """Review findings: class_weight leaked into val_loss under validation_split, a -1 label took the weight of the
+    highest class, and Keras refuses class_weight with sample_weight."""
+    clear_session()
+    set_random_seed(3)
+    model = keras.Sequential([keras.Input((3,)), layers.Dense(1, activation="sigmoid")])
+    model.compile(keras.optimizers.SGD(0.0), "binary_crossentropy", backend="reference")
+    x, _ = data(8)
+    labels = np.array([0, 1, 1, 0, 1, 0, 1, 1], np.float32)
+    history = model.fit(x, labels, epochs=1, batch_size=8, validation_split=0.25, class_weight={0: 1.0, 1: 10.0},
+                        shuffle=False, verbose=0)
+    assert history.history["val_loss"][0] == pytest.approx(model.evaluate(x[6:], labels[6:], verbose=0), rel=1e-6)
+
+    hinge = keras.Sequential([keras.Input((3,)), layers.Dense(1)])
+    hinge.compile("sgd", "hinge", backend="reference")
+    signs = np.array([-1, 1, -1, 1], np.float32)
+    per_sample = np.maximum(1 - signs[:, None] * hinge.predict(x[:4], verbose=0), 0)[:, 0]
+    weights = np.where(signs == 1, 5.0, 1.0)
+    assert hinge.test_on_batch(x[:4], signs, sample_weight=weights) == pytest.approx((per_sample * weights).mean())
+    before = hinge.get_weights()
+    weighted = keras.Sequential([keras.Input((3,)), layers.Dense(1)])
+    weighted.compile("sgd", "hinge", backend="reference")
+    weighted.set_weights(before)
+    hinge.train_on_batch(x[:4], signs, class_weight={1: 5.0})
+    weighted.train_on_batch(x[:4], signs, sample_weight=weights)
+    for a, b in zip(hinge.get_weights(), weighted.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    with pytest.raises(ValueError, match="class_weight and sample_weight cannot be used at the same time"):
+        hinge.train_on_batch(x[:4], signs, sample_weight=weights, class_weight={1: 5.0})
+    with pytest.raises(ValueError, match="class_weight keys must be integer class labels, got 'a'"):
+        hinge.train_on_batch(x[:4], signs, class_weight={"a": 1.0})
+
+
+def test_accuracy_with_a_custom_loss_and_integer_labels_is_sparse_as_keras():
+    import graphc as gc
+
+    def pick_loss(y_true, y_pred):
+        return -gc.log(gc.sum(gc.one_hot(y_true, 3) * y_pred, -1))
+
+    clear_session()
+    set_random_seed(4)
+    model = keras.Sequential([keras.Input((3,)), layers.Dense(3, activation="softmax")])
+    model.compile("sgd", pick_loss, metrics=["accuracy"], backend="reference")
+    x, _ = data(8)
+    labels = np.array([0, 2, 1, 2, 0, 1, 1, 2])
+    _, accuracy = model.evaluate(x, labels, verbose=0)
+    assert accuracy == pytest.approx((model.predict(x, verbose=0).argmax(1) == labels).mean())
+
+
+def test_integer_inputs_take_integral_floats_as_keras_casts():
+    clear_session()
+    tokens = keras.Input((2,), dtype="int32")
+    model = keras.Model(tokens, layers.Flatten()(layers.Embedding(5, 3)(tokens)))
+    ids = np.array([[1.0, 4.0], [0.0, 2.0]])
+    np.testing.assert_array_equal(model.predict(ids, verbose=0), model.predict(ids.astype(np.int32), verbose=0))
+    with pytest.raises(ValueError, match="takes int32 values \\(indices\\), got x with non-integral values"):
+        model.predict(ids + 0.5, verbose=0)
+
+
+def test_one_batch_methods_compile_only_the_step_they_run(monkeypatch):
+    compiled = []
+    model = regression()
+    original = model._function
+    monkeypatch.setattr(model, "_function", lambda *a, **k: compiled.append(1) or original(*a, **k))
+    x, y = data(4)
+    model.train_on_batch(x, y)
+    assert len(compiled) == 1
