@@ -1,10 +1,12 @@
 """The TensorFlow 2 / Keras beginner quickstart on graphc: Flatten, Dense 128 relu, Dropout 0.2 and Dense 10
 logits trained with SparseCategoricalCrossentropy(from_logits=True) and adam for 5 epochs.
 
-Only the imports differ from the tutorial (``import tensorflow as tf`` and ``tf.keras.X`` become
-``from graphc import keras`` and ``keras.X``, Keras 3's spelling), and the tutorial's eager asides (``.numpy()``
-on results, ``tf.nn.softmax``) are left out: graphc returns numpy arrays. Three optional arguments:
---epochs, --seed and --samples (train on the first N training images for a quick run).
+The imports differ from the tutorial (``import tensorflow as tf`` and ``tf.keras.X`` become ``from graphc import
+keras`` and ``keras.X``, Keras 3's spelling); its eager asides lose ``.numpy()`` (graphc returns numpy arrays)
+and ``tf.nn.softmax``; its last lines, ``probability_model = tf.keras.Sequential([model,
+tf.keras.layers.Softmax()])``, are left out (graphc.keras cannot nest models and has no Softmax layer: see
+docs/keras.md). Added: a callback printing each epoch's time and three optional arguments, --epochs, --seed and
+--samples (train on the first N training images for a quick run).
 
     python examples/keras_quickstart.py [--epochs 5] [--seed 0] [--samples 60000]
 """
