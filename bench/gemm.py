@@ -1,6 +1,10 @@
-"""GEMM throughput: graphc's generated kernel vs numpy.matmul (OpenBLAS).
+"""GEMM throughput: graphc's generated kernel vs numpy.matmul (OpenBLAS), and vs the machine's peaks.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/gemm.py
+
+The "bf16" cases are the training step's GEMMs under precision="mixed_bfloat16" (operands rounded to
+bfloat16 as they are packed, vdpbf16ps where the CPU has AVX512-BF16), against numpy's float32 product and
+against the vdpbf16ps peak (bench/peak.py); the float32 cases' peak is the FMA loop's.
 
 (OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, if set, slow OpenBLAS down; unset them
 for a fair baseline.)  Prints GFLOP/s, median of repeats, at 1 and 2 threads.
@@ -35,10 +39,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from llvmlite import ir  # noqa: E402
 
+from graphc.graph.dtypes import round_to_bfloat16  # noqa: E402
 from graphc.lower.gemm import (GemmSpec, choose_micro_tile, emit_gemm,  # noqa: E402
-                               gemm_workspace_elems)
+                               gemm_workspace_elems, uses_bf16_dot)
 from graphc.lower.jit import compile_module  # noqa: E402
 from graphc.lower.target import host_target  # noqa: E402
+from peak import peak_gflops  # noqa: E402
 
 REPEATS = 7
 SECONDS_PER_REPEAT = 0.03
@@ -67,6 +73,16 @@ CASES = [
     Case("x^T@dh      K=batch at run time", GemmSpec("float32", 784, 512, None, trans_a=True),
          784, runtime_k=128),
     Case("h^T@dy      K=batch at run time", GemmSpec("float32", 512, 10, None, trans_a=True),
+         512, runtime_k=128),
+]
+BF16 = {"precision": "bfloat16"}
+CASES += [
+    Case("bf16 x@W1   128x784 @ 784x512", GemmSpec("float32", None, 512, 784, **BF16), 128),
+    Case("bf16 h@W2   128x512 @ 512x10", GemmSpec("float32", None, 10, 512, **BF16), 128),
+    Case("bf16 dy@W2^T 128x10 @ (512x10)^T", GemmSpec("float32", None, 512, 10, trans_b=True, **BF16), 128),
+    Case("bf16 x^T@dh K=batch at run time", GemmSpec("float32", 784, 512, None, trans_a=True, **BF16),
+         784, runtime_k=128),
+    Case("bf16 h^T@dy K=batch at run time", GemmSpec("float32", 512, 10, None, trans_a=True, **BF16),
          512, runtime_k=128),
 ]
 
@@ -148,7 +164,7 @@ def emit_repeat_loop(module: ir.Module, gemm: ir.Function) -> None:
 
 def graphc_seconds(repeat_fn, case: Case, threads: int, target) -> float:
     a, b, c, op_a, op_b = operands(case)
-    per_thread = gemm_workspace_elems(case.spec, target)
+    per_thread = gemm_workspace_elems(case.spec, target, k=case.K)
     workspace = np.zeros(per_thread * threads + 16, case.spec.dtype)
     # 64-byte align the workspace so packed panels start on cache lines.
     offset = (-workspace.ctypes.data % 64) // workspace.itemsize
@@ -169,6 +185,8 @@ def graphc_seconds(repeat_fn, case: Case, threads: int, target) -> float:
         return time.perf_counter() - start
 
     run_reps(1)
+    if case.spec.rounds:  # the product of the rounded operands
+        op_a, op_b = round_to_bfloat16(op_a), round_to_bfloat16(op_b)
     if not np.allclose(c, op_a.astype(np.float64) @ op_b, rtol=1e-3, atol=1e-3 * case.K):
         raise AssertionError(f"wrong result for {case.label}")
     return median_seconds(run_reps, calibrated_reps(run_reps))
@@ -194,16 +212,20 @@ def main() -> None:
                   for index, case in enumerate(CASES)]
 
     numpy_results = {threads: numpy_gflops(threads) for threads in (1, 2)}
-    print(f"target {target.cpu}, vector {target.vector_bytes} B; GFLOP/s, median of {REPEATS}")
-    print(f"{'shape':36} {'tile':>6} | {'graphc 1T':>9} {'BLAS 1T':>8} {'ratio':>6} | "
-          f"{'graphc 2T':>9} {'BLAS 2T':>8} {'ratio':>6}")
+    kinds = {"fma"} | {"bf16" for case in CASES if uses_bf16_dot(case.spec, target)}
+    peaks = {(kind, threads): peak_gflops(kind, threads) for kind in sorted(kinds) for threads in (1, 2)}
+    print(f"target {target.cpu}, vector {target.vector_bytes} B; GFLOP/s, median of {REPEATS}; peaks: "
+          + ", ".join(f"{kind} {threads}T {gflops:.1f}" for (kind, threads), gflops in peaks.items()))
+    print(f"{'shape':36} {'tile':>6} | {'graphc 1T':>9} {'peak':>5} {'BLAS 1T':>8} {'ratio':>6} | "
+          f"{'graphc 2T':>9} {'peak':>5} {'BLAS 2T':>8} {'ratio':>6}")
     for index, case in enumerate(CASES):
         tile = choose_micro_tile(case.spec, target)
         cells = []
         for threads in (1, 2):
             ours = flops(case) / graphc_seconds(repeat_fns[index], case, threads, target) / 1e9
             blas = numpy_results[threads][index]
-            cells.append(f"{ours:9.1f} {blas:8.1f} {ours / blas:6.2f}")
+            peak = peaks["bf16" if uses_bf16_dot(case.spec, target) else "fma", threads]
+            cells.append(f"{ours:9.1f} {ours / peak:5.0%} {blas:8.1f} {ours / blas:6.2f}")
         print(f"{case.label:36} {tile.rows:>2}x{tile.cols:<3} | {cells[0]} | {cells[1]}")
 
 

@@ -3,8 +3,8 @@ graphc's native program against a hand-written numpy step, in the same run; medi
 
     python bench/step.py [--steps 200] [--threads 2]
 
-Also reports the step with the optimizer off (optimize=0), and the compile time cold and from the
-object cache. For a fair numpy baseline run it as
+Also reports the step with the optimizer off (optimize=0), the step under precision="mixed_bfloat16"
+(bfloat16 GEMM operands, float32 sums), and the compile time cold and from the object cache. For a fair numpy baseline run it as
 ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/step.py``.
 """
 import argparse
@@ -105,16 +105,20 @@ def main():
         cold, optimized = compile_seconds(threads=args.threads)
         cached, _ = compile_seconds(threads=args.threads)
         _, unoptimized = compile_seconds(threads=args.threads, optimize=0)
+        _, mixed = compile_seconds(threads=args.threads, precision="mixed_bfloat16")
     graphc_name = f"graphc ({args.threads} threads)"
-    medians, by_round = measure({"graphc, optimize=0": unoptimized, graphc_name: optimized}, x, y, args.steps)
+    medians, by_round = measure({"graphc, optimize=0": unoptimized, graphc_name: optimized,
+                                 "graphc, mixed_bfloat16": mixed}, x, y, args.steps)
     results.update(medians)
     baseline = results["numpy (hand-written)"]
     print(f"seed MLP training step, batch {BATCH}, median of {args.steps} steps each "
-          f"(the two graphc programs taking turns in 25 rounds)")
+          f"(the three graphc programs taking turns in 25 rounds)")
     for name, ms in results.items():
         print(f"  {name:28s} {ms:7.3f} ms   numpy/this = {baseline / ms:5.2f}x")
     graphc_ms = results[graphc_name]
     print(f"  optimized vs optimize=0: {paired_ratio(by_round['graphc, optimize=0'], by_round[graphc_name])} faster")
+    print(f"  mixed_bfloat16 vs float32: {paired_ratio(by_round[graphc_name], by_round['graphc, mixed_bfloat16'])} "
+          f"faster")
     print(f"  kernels: {len(optimized.program.schedule.kernels)} optimized, "
           f"{len(unoptimized.program.schedule.kernels)} unoptimized")
     batch = {dim_symbol("batch"): BATCH}

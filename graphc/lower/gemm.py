@@ -98,8 +98,8 @@ from typing import Callable, Sequence
 from llvmlite import ir
 from llvmlite.ir import types as ir_types
 
-from graphc.lower.irutil import (I1, I32, I64, IR_TYPES, ITEMSIZE, PTR, call_intrinsic, const, imin, intrinsic,
-                                 itemsize_of, loop, splat)
+from graphc.lower.irutil import (I1, I32, I64, IR_TYPES, ITEMSIZE, PTR, call_intrinsic, const, constant_like, imin,
+                                 intrinsic, itemsize_of, loop, splat)
 from graphc.lower.target import Target
 
 # Cache budgets (bytes): the rows of A that stream past one packed B panel,
@@ -147,7 +147,7 @@ class _BFloatType(ir_types._BaseFloatType):
 _BFloatType._create_instance()
 # acc + a[2i] b[2i] + a[2i+1] b[2i+1] per float32 lane i: <16 x float> (<16 x float>, <32 x bfloat>, <32 x bfloat>)
 _BF16_DOT = "llvm.x86.avx512bf16.dpbf16ps.512"
-_BF16_PAIRS = ir.VectorType(_BFloatType(), 32)
+BF16_PAIRS = ir.VectorType(_BFloatType(), 32)
 PRECISIONS = ("float32", "bfloat16")  # what the operands are rounded to before their float32 products
 
 
@@ -315,7 +315,7 @@ def gemm_workspace_elems(spec: GemmSpec, target: Target, k=None):
     depth = spec.K if spec.K is not None else k
     packed_b = depth * blocking.block_cols if spec.packs_b else 0
     if spec.rounds:  # the packed B block, then a packed block of rows of A (k-pairs take half as many elements)
-        return packed_b + blocking.block_rows * depth
+        return packed_b + blocking.block_rows * (depth + _PACKED_A_PAD)
     if spec.packs_a:
         return packed_b + blocking.tile.rows * (depth + _PACKED_A_PAD)
     if spec.K is None:
@@ -429,23 +429,24 @@ class _GemmEmitter:
     def _load_vector(self, pointer: ir.Value) -> ir.Value:
         return self.builder.load(pointer, typ=self.vector, align=self.align)
 
-    def _lane_mask(self, count: int | ir.Value) -> ir.Value:
-        """<lanes x i1>: lane < count (count static, or an i64 value)."""
-        lanes = self.tile.lanes
+    def _lane_mask(self, count: int | ir.Value, lanes: int | None = None) -> ir.Value:
+        """<lanes x i1>: lane < count (count static, or an i64 value); lanes: the tile's unless given."""
+        lanes = lanes or self.tile.lanes
         if isinstance(count, int):
             return ir.Constant(ir.VectorType(I1, lanes), [int(lane < count) for lane in range(lanes)])
         indexes = ir.Constant(ir.VectorType(I64, lanes), list(range(lanes)))
         return self.builder.icmp_signed("<", indexes, splat(self.builder, count, lanes))
 
     def _masked_load_vector(self, pointer: ir.Value, count: int | ir.Value,
-                            mask: ir.Value | None = None) -> ir.Value:
+                            mask: ir.Value | None = None, lanes: int | None = None) -> ir.Value:
         """Load the first `count` lanes from `pointer` (`mask`, if given, is
-        their _lane_mask), the rest are 0.0."""
-        lanes = self.tile.lanes
-        mask = self._lane_mask(count) if mask is None else mask
-        zeros = ir.Constant(self.vector, [0.0] * lanes)
-        masked_load = intrinsic(self.builder.module, "llvm.masked.load", self.vector,
-                                [PTR, I32, mask.type, self.vector], suffix_types=[self.vector, PTR])
+        their _lane_mask), the rest are 0.0; a vector of the tile's lanes unless `lanes` says."""
+        lanes = lanes or self.tile.lanes
+        vector = ir.VectorType(self.element, lanes)
+        mask = self._lane_mask(count, lanes) if mask is None else mask
+        zeros = ir.Constant(vector, [0.0] * lanes)
+        masked_load = intrinsic(self.builder.module, "llvm.masked.load", vector,
+                                [PTR, I32, mask.type, vector], suffix_types=[vector, PTR])
         return self.builder.call(masked_load, [pointer, ir.Constant(I32, self.align), mask, zeros])
 
     def _load_scalar(self, pointer: ir.Value) -> ir.Value:
@@ -485,6 +486,8 @@ class _GemmEmitter:
 
     def emit(self) -> None:
         self.k_steps = self._packed_rows()
+        if self.spec.rounds:  # elements per packed A tile row (row-major A), or per packed tile (trans_a)
+            self.a_tile_stride = self.k_steps if self.spec.trans_a else self._packed_a_stride(self.k_steps)
         thread = self._thread_range()
         if self.prologue is not None:
             self.prologue(self.builder, thread.row_begin, thread.row_end, self.args)
@@ -493,7 +496,8 @@ class _GemmEmitter:
         if self.spec.K is not None:
             workspace_elems = gemm_workspace_elems(self.spec, self.target)
         elif self.spec.rounds:  # K deep panels of B and K deep tiles of a block of rows of A
-            workspace_elems = self._mul(self.K, self.blocking.block_cols + self.blocking.block_rows)
+            workspace_elems = self._add(self._mul(self.K, self.blocking.block_cols + self.blocking.block_rows),
+                                        self.blocking.block_rows * _PACKED_A_PAD)
         elif self.spec.packs_b and not self.spec.packs_a:  # K deep panels, K known at run time
             workspace_elems = self._mul(self.K, self.blocking.block_cols)
         elif self.spec.packs_a:  # a packed A tile only: the K deep panels of B are read in place
@@ -594,14 +598,16 @@ class _GemmEmitter:
                 self._emit_for_each_panel(block_cols, jc, "jr", lambda jr, col, width: self._emit_micro_kernel(
                     a_tile, self._b_panel(jr, col, width, packed_b), row, col, width))
 
-    def _packed_a_stride(self) -> int | ir.Value:
-        """K rounded up to a cache line, plus a line where that would be a multiple of 1 KiB."""
+    def _packed_a_stride(self, elements: ir.Value | None = None) -> int | ir.Value:
+        """`elements` (K unless given) rounded up to a cache line, plus a line where that would be a multiple
+        of 1 KiB."""
         line = _CACHE_LINE // self.align
-        if self.spec.K is not None:
-            stride = math.ceil(self.spec.K / line) * line
+        elements = self.K if elements is None else elements
+        if isinstance(elements, ir.Constant):
+            stride = math.ceil(elements.constant / line) * line
             return stride + line if (stride * self.align) % 1024 == 0 else stride
         b = self.builder
-        stride = self._mul(b.udiv(self._add(self.K, line - 1), const(line)), line)
+        stride = self._mul(b.udiv(self._add(elements, line - 1), const(line)), line)
         aliased = b.icmp_signed("==", b.urem(stride, const(1024 // self.align)), const(0))
         return b.select(aliased, self._add(stride, line), stride)
 
@@ -745,7 +751,7 @@ class _GemmEmitter:
             high_bits = _bf16_bits(b, high)
             if odd:
                 high_bits = b.select(exists, high_bits, ir.Constant(high_bits.type, None))
-            paired.append((offset, b.or_(high_bits, b.lshr(_bf16_bits(b, low), _int_constant(high_bits.type, 16)))))
+            paired.append((offset, b.or_(high_bits, b.lshr(_bf16_bits(b, low), constant_like(high_bits.type, 16)))))
         return paired
 
     def _tiles_all_full(self) -> bool:
@@ -777,11 +783,65 @@ class _GemmEmitter:
         tile after another: the tile of row ic + t starts t * (packed rows) elements in."""
         b = self.builder
         with loop(b, const(0), block_rows, self.tile.rows, "pack_a.tile") as tiles:
-            tile_buffer = self._gep(packed_a, self._mul(tiles.index, self.k_steps))
-            self._emit_pack_a_tile(b.add(ic, tiles.index), tile_buffer)
+            tile_buffer = self._gep(packed_a, self._mul(tiles.index, self.a_tile_stride))
+            row = b.add(ic, tiles.index)
+            if self.spec.trans_a:
+                self._emit_pack_rounded_a_columns(row, tile_buffer)
+            else:
+                self._emit_pack_rounded_a_rows(row, tile_buffer)
+
+    def _packed_a_block_tile(self, ir_: ir.Value, packed_a: ir.Value) -> _ATile:
+        """The packed tile of row ic + ir_ of a block of bfloat16 operands: k-major for trans_a, else row-major
+        (rows a cache-line-padded stride apart)."""
+        rows = self.tile.rows
+        base = self._gep(packed_a, self._mul(ir_, self.a_tile_stride))
+        full = self._tiles_all_full()
+        if self.spec.trans_a:
+            return _ATile(base, list(range(rows)), rows, rows_may_exceed_m=not full)
+        return _ATile(base, [self._scaled(r, self.a_tile_stride) for r in range(rows)], 1, rows_may_exceed_m=not full)
+
+    def _emit_pack_rounded_a_columns(self, row: ir.Value, tile_buffer: ir.Value) -> None:
+        """A stored K x M: packed row k of the tile is A[k, row:row + rows], a masked vector load (zeros past
+        M), rounded or paired with row k + 1 by `_packed`."""
+        b = self.builder
+        rows = self.tile.rows
+        mask = self._lane_mask(b.sub(self.M, row), rows)
+
+        def rows_of_a(k):
+            source = self._gep(self.args["A"], b.add(self._mul(k, self.M), row))
+            return [(0, self._masked_load_vector(source, None, mask, rows))]
+        with loop(b, const(0), self.k_steps, 1, "pack_a.k") as k_loop:
+            for _, value in self._packed(rows_of_a, k_loop.index):
+                b.store(value, self._gep(tile_buffer, self._mul(k_loop.index, rows)), align=self.align)
+
+    def _emit_pack_rounded_a_rows(self, row: ir.Value, tile_buffer: ir.Value) -> None:
+        """A stored M x K: row r of the tile is row + r of A (rows past M repeat row M-1: their sums are
+        dropped), rounded, or its k-pairs side by side, a vector (two, for pairs) of k at a time; the last
+        one is zero padded through masked loads."""
+        b = self.builder
+        lanes = self.tile.lanes
+        per_store = 2 * lanes if self.pairs else lanes  # k's per stored vector
+        with loop(b, const(0), const(self.tile.rows), 1, "pack_a.r") as tile_rows:
+            source_row = imin(b, b.add(row, tile_rows.index), b.sub(self.M, const(1)))
+            source = self._gep(self.args["A"], self._a_offset(source_row, const(0)))
+            destination = self._gep(tile_buffer, self._mul(tile_rows.index, self.a_tile_stride))
+            with loop(b, const(0), self.K, per_store, "pack_a.k") as k_loop:
+                k = k_loop.index
+                loads = [self._masked_load_vector(self._gep(source, self._add(k, start)),
+                                                  b.sub(self.K, self._add(k, start)))
+                         for start in range(0, per_store, lanes)]
+                bits = [_bf16_bits(b, vector) for vector in loads]
+                if self.pairs:  # k-pairs (2j, 2j + 1) of the 2 lanes k's: odd k in the upper half
+                    indexes = [ir.Constant(ir.VectorType(I32, lanes), list(range(first, 2 * lanes, 2)))
+                               for first in (0, 1)]
+                    even, odd = (b.shuffle_vector(bits[0], bits[1], index) for index in indexes)
+                    value, offset = b.or_(odd, b.lshr(even, constant_like(even.type, 16))), b.lshr(k, const(1))
+                else:
+                    value, offset = b.bitcast(bits[0], self.vector), k
+                b.store(value, self._gep(destination, offset), align=self.align)
 
     def _emit_pack_a_tile(self, row: ir.Value, tile_buffer: ir.Value) -> None:
-        """tile_buffer[k, r] = op(A)[row + r, k], zero for rows >= M (as `_packed` stores them)."""
+        """tile_buffer[k, r] = op(A)[row + r, k], zero for rows >= M."""
         b = self.builder
         rows = self.tile.rows
         zero = ir.Constant(self.element, 0.0)
@@ -792,14 +852,14 @@ class _GemmEmitter:
             valid.append(b.icmp_signed("<", row_r, self.M))
             # Rows past M read row M-1 (in bounds) and are then replaced by 0.
             source_rows.append(imin(b, row_r, last_row))
-
-        def column_of_a(k):
-            return [(r, b.select(valid[r], self._load_scalar(
-                self._gep(self.args["A"], self._a_offset(source_rows[r], k))), zero)) for r in range(rows)]
-        with loop(b, const(0), self.k_steps, 1, "pack_a.k") as k_loop:
-            dst = self._gep(tile_buffer, self._mul(k_loop.index, rows))
-            for r, value in self._packed(column_of_a, k_loop.index):
-                b.store(value, self._gep(dst, const(r)), align=self.align)
+        with loop(b, const(0), self.K, 1, "pack_a.k") as k_loop:
+            k = k_loop.index
+            dst = self._gep(tile_buffer, self._mul(k, rows))
+            for r in range(rows):
+                source = self._gep(self.args["A"], self._a_offset(source_rows[r], k))
+                value = self._load_scalar(source)
+                b.store(b.select(valid[r], value, zero), self._gep(dst, const(r)),
+                        align=self.align)
 
     def _a_offset(self, row: ir.Value, k: ir.Value) -> ir.Value:
         """Element offset of op(A)[row, k] in the stored A."""
@@ -831,9 +891,7 @@ class _GemmEmitter:
             ir_ = tiles.index
             row = b.add(ic, ir_)
             if self.spec.rounds:  # the block's tiles, packed by _emit_pack_a_block
-                a_tile = _ATile(self._gep(packed_a, self._mul(ir_, self.k_steps)), list(range(rows)), rows,
-                                rows_may_exceed_m=not self._tiles_all_full())
-                self._emit_micro_kernel(a_tile, panel, row, col, width)
+                self._emit_micro_kernel(self._packed_a_block_tile(ir_, packed_a), panel, row, col, width)
             elif self._tiles_all_full():
                 self._emit_micro_kernel(self._a_in_place(row), panel, row, col, width)
             elif self.spec.M is not None and self.spec.M < rows:
@@ -905,7 +963,7 @@ class _GemmEmitter:
         for v in range(vectors):
             source = self._gep(b_row, const(v * lanes))
             if self.pairs:
-                b_vectors.append(b.load(source, typ=_BF16_PAIRS, align=self.align))
+                b_vectors.append(b.load(source, typ=BF16_PAIRS, align=self.align))
             else:
                 b_vectors.append(self._masked_load_vector(source, width.last, edge_mask)
                                  if panel.in_place and not width.is_full(v) else self._load_vector(source))
@@ -915,7 +973,8 @@ class _GemmEmitter:
             a_source = self._offset(a_column, a_tile.row_offsets[r])
             if self.pairs:  # one k-pair of row r, in every lane
                 a_pair = splat(b, b.load(a_source, typ=I32, align=self.align), lanes)
-                sums.append([b.call(_bf16_dot(b.module), [accs[r][v], b.bitcast(a_pair, _BF16_PAIRS), b_vectors[v]])
+                a_pair = b.bitcast(a_pair, BF16_PAIRS)
+                sums.append([b.call(bf16_dot_intrinsic(b.module), [accs[r][v], a_pair, b_vectors[v]])
                              for v in range(vectors)])
                 continue
             a_value = splat(b, self._load_scalar(a_source), lanes)
@@ -1013,17 +1072,12 @@ class _GemmEmitter:
             piece //= 2
 
 
-def _bf16_dot(module: ir.Module) -> ir.Function:
+def bf16_dot_intrinsic(module: ir.Module) -> ir.Function:
     """The `vdpbf16ps` intrinsic, declared (once) with its full type: llvmlite cannot name it."""
     if _BF16_DOT in module.globals:
         return module.globals[_BF16_DOT]
     accumulators = ir.VectorType(ir.FloatType(), 16)
-    return ir.Function(module, ir.FunctionType(accumulators, [accumulators, _BF16_PAIRS, _BF16_PAIRS]), name=_BF16_DOT)
-
-
-def _int_constant(typ: ir.Type, value: int) -> ir.Constant:
-    """`value` as an i32 or an <n x i32> constant of every lane."""
-    return ir.Constant(typ, [value] * typ.count if isinstance(typ, ir.VectorType) else value)
+    return ir.Function(module, ir.FunctionType(accumulators, [accumulators, BF16_PAIRS, BF16_PAIRS]), name=_BF16_DOT)
 
 
 def _bf16_bits(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
@@ -1032,11 +1086,11 @@ def _bf16_bits(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
     stays a NaN (quieted, so a payload in the dropped bits cannot turn it into an infinity)."""
     typ = ir.VectorType(I32, value.type.count) if isinstance(value.type, ir.VectorType) else I32
     bits = builder.bitcast(value, typ)
-    odd = builder.and_(builder.lshr(bits, _int_constant(typ, 16)), _int_constant(typ, 1))
-    nearest = builder.add(builder.add(bits, _int_constant(typ, 0x7FFF)), odd)
-    quiet = builder.or_(bits, _int_constant(typ, 0x00400000))
+    odd = builder.and_(builder.lshr(bits, constant_like(typ, 16)), constant_like(typ, 1))
+    nearest = builder.add(builder.add(bits, constant_like(typ, 0x7FFF)), odd)
+    quiet = builder.or_(bits, constant_like(typ, 0x00400000))
     nan = builder.fcmp_unordered("uno", value, value)
-    return builder.and_(builder.select(nan, quiet, nearest), _int_constant(typ, -0x10000))
+    return builder.and_(builder.select(nan, quiet, nearest), constant_like(typ, -0x10000))
 
 
 def emit_gemm(module: ir.Module, name: str, spec: GemmSpec, target: Target,

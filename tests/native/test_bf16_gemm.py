@@ -16,7 +16,7 @@ TARGETS = {"host": host_target, "avx2": avx2_target}
 CASES = [(1, 1, 1, False, False, True), (7, 5, 9, False, False, True), (129, 33, 17, True, False, True),
          (7, 129, 40, False, True, True), (20, 7, 129, True, True, True), (9, 16, 33, False, False, True),
          (7, 5, 33, False, False, False), (129, 7, 10, True, False, False), (17, 1, 3, False, True, False),
-         (31, 128, 20, True, False, False)]
+         (31, 128, 20, True, False, False), (100, 784, 20, False, False, True), (100, 784, 20, True, False, True)]
 
 
 def _operands(case, rng):
