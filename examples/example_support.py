@@ -6,15 +6,15 @@ import sys
 import time
 
 from graphc import distributed
-from graphc.keras import distribution
+from graphc.keras import distribution, mixed_precision
 from graphc.keras.callbacks import Callback
 from graphc.keras.utils import set_random_seed
 
 
 def example_arguments(doc, samples=False):
     """--epochs (default 5), --seed (then set_random_seed), --distributed (data-parallel training over the processes
-    mpiexec started) and, with ``samples``, --samples N (train on the first N training images for a quick run);
-    ``doc`` is the example's docstring, whose first line describes it."""
+    mpiexec started), --mixed-bfloat16 (Keras' mixed_bfloat16 policy) and, with ``samples``, --samples N (train on
+    the first N training images for a quick run); ``doc`` is the example's docstring, whose first line describes it."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible training")
@@ -23,7 +23,12 @@ def example_arguments(doc, samples=False):
     parser.add_argument("--distributed", action="store_true",
                         help="train on every process of `mpiexec -n N` (graphc.keras.distribution.DataParallel); "
                              "only rank 0 prints")
+    parser.add_argument("--mixed-bfloat16", action="store_true",
+                        help="keras.mixed_precision.set_global_policy('mixed_bfloat16'): bfloat16 products, float32 "
+                             "weights")
     args = parser.parse_args()
+    if args.mixed_bfloat16:
+        mixed_precision.set_global_policy("mixed_bfloat16")
     if args.distributed:
         distribution.set_distribution(distribution.DataParallel())
         if distributed.rank() != 0:

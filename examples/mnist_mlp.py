@@ -1,9 +1,9 @@
 """The classic Keras MNIST example (Chollet, "Deep Learning with Python", chapter 2) on graphc.
 
-Only the imports differ from the Keras program, plus optional arguments (--epochs, --seed, --distributed) and a
-callback printing the time each epoch took.
+Only the imports differ from the Keras program, plus optional arguments (--epochs, --seed, --distributed,
+--mixed-bfloat16) and a callback printing the time each epoch took.
 
-    python examples/mnist_mlp.py [--epochs 5] [--seed 0]
+    python examples/mnist_mlp.py [--epochs 5] [--seed 0] [--mixed-bfloat16]
     mpiexec -n 2 python examples/mnist_mlp.py --distributed    # data parallel (pip install -e '.[mpi]')
 """
 from graphc.keras.datasets import mnist
