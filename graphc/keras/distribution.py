@@ -18,8 +18,7 @@ import numpy as np
 
 import graphc as gc
 from graphc import distributed
-from runtime.loop import (Batches, Callback, ModelCheckpoint, _batch_indices, _epoch_order, _num_samples, _take,
-                          evaluate_loop, fit_loop)
+from runtime.loop import Batches, Callback, ModelCheckpoint, _ArrayBatches, _take, evaluate_loop, fit_loop
 
 _CURRENT = [None]
 
@@ -78,31 +77,28 @@ def active():
 
 class _Shares(Batches):
     """This process's share of every batch of ``batch_size`` samples of ``x``, ``y`` (runtime.loop's order: in
-    order, or shuffled from (seed, epoch)); sets the distribution's share weight before yielding each."""
+    order, or shuffled from (seed, epoch)); sets the distribution's share weight before yielding each. (Not an
+    _ArrayBatches, whose batches fit_loop may run many to a native call: each needs its weight set.)"""
 
     def __init__(self, distribution, where, x, y, batch_size, shuffle=False, seed=None):
         if isinstance(x, Batches):
             raise ValueError(f"data-parallel training splits arrays between the processes; {where} is a generator "
                              f"of batches: give each process its own data and train without a distribution")
-        self.distribution, self.x, self.y = distribution, x, y
-        self.num_samples, self.batch_size = _num_samples(x, y), batch_size
-        self.shuffle, self.seed = shuffle, seed
-        self.steps = -(-self.num_samples // batch_size)
-        self.samples = 0  # this process's samples in the last epoch
+        self.distribution, self.whole = distribution, _ArrayBatches(x, y, batch_size, shuffle, seed)
+        self.steps, self.samples = self.whole.steps, 0  # samples: this process's in the last epoch
 
     def epoch(self, epoch):
         processes, rank = distributed.size(), distributed.rank()
-        order = _epoch_order(self.num_samples, self.shuffle, self.seed, epoch)
-        order = np.arange(self.num_samples) if order is None else order
+        x, y = self.whole.x, self.whole.y
         self.samples = 0
-        for index, size in _batch_indices(order, self.num_samples, self.batch_size):
-            if size < processes:
-                raise ValueError(f"a batch of {size} samples cannot be split between {processes} processes: "
+        for index in self.whole.index_batches(epoch):
+            if len(index) < processes:
+                raise ValueError(f"a batch of {len(index)} samples cannot be split between {processes} processes: "
                                  f"choose a batch_size and a number of samples that leave at least {processes}")
             mine = np.array_split(index, processes)[rank]
-            self.distribution.share.value = np.float32(len(mine) / size)
+            self.distribution.share.value = np.float32(len(mine) / len(index))
             self.samples += len(mine)
-            yield _take(self.x, mine), None if self.y is None else _take(self.y, mine), len(mine)
+            yield _take(x, mine), None if y is None else _take(y, mine), len(mine)
 
 
 def _pair(validation):

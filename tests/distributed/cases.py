@@ -48,9 +48,9 @@ def allreduce(rank):
 
 
 def keras_fit(rank, data_parallel=True):
-    """fit with DataParallel, global batch 128 over 300 samples (the last batch 44), validation data, a checkpoint
-    per rank, progress captured; every rank starts from other weights and another seed than rank 0's. Then
-    evaluate on 77 samples."""
+    """fit with DataParallel, global batch 128 over 301 samples (the last batch 45: shares of 23 and 22),
+    validation data, a checkpoint per rank, progress captured; every rank starts from other weights and another
+    seed than rank 0's. Then evaluate on 76 samples."""
     from graphc.keras import callbacks, distribution, layers, models, optimizers
     from graphc.keras.utils import set_random_seed, to_categorical
     rng = np.random.default_rng(123)
@@ -66,9 +66,9 @@ def keras_fit(rank, data_parallel=True):
                                            save_weights_only=True)
     output = io.StringIO()
     with contextlib.redirect_stdout(output):
-        history = model.fit(x[:300], y[:300], batch_size=128, epochs=2, validation_data=(x[300:350], y[300:350]),
+        history = model.fit(x[:301], y[:301], batch_size=128, epochs=2, validation_data=(x[301:351], y[301:351]),
                             callbacks=[checkpoint], verbose=2)
-        evaluation = model.evaluate(x[300:], y[300:], batch_size=32, verbose=0)
+        evaluation = model.evaluate(x[301:], y[301:], batch_size=32, verbose=0)
     saved = {f"weight_{i}": w for i, w in enumerate(model.get_weights())}
     saved.update({f"history_{name}": np.array(values) for name, values in history.history.items()})
     kernels = [k.name for k in model.graphc_function().program.schedule.kernels]

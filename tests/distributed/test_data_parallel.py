@@ -1,5 +1,6 @@
-"""Keras fit with DataParallel in two MPI processes against one process: global batch 128 over 300 samples (a last
-batch of 44), rank 1 starting from other weights and another shuffling seed than rank 0's (both broadcast)."""
+"""Keras fit with DataParallel in two MPI processes against one process: global batch 128 over 301 samples (a last
+batch of 45, shared 23 + 22), rank 1 starting from other weights and another shuffling seed than rank 0's (both
+broadcast)."""
 import subprocess
 import sys
 
