@@ -501,8 +501,8 @@ def _flat_indices(index_batches, rows: int, names: list) -> tuple:
                 raise ValueError(f"run_steps: index batch {k} has shape {batch.shape}; each batch must be a 1-D "
                                  f"array of row indices")
     if not sizes or 0 in sizes:
-        raise ValueError(f"run_steps: index_batches {'is empty' if not sizes else f'has an empty batch ({sizes.index(0)})'}; "
-                         f"each step needs at least one row")
+        problem = "is empty" if not sizes else f"has an empty batch ({sizes.index(0)})"
+        raise ValueError(f"run_steps: index_batches {problem}; each step needs at least one row")
     flat = np.concatenate(batches) if len(batches) > 1 else batches[0]
     if flat.dtype.kind not in "iu":
         raise ValueError(f"run_steps: row indices must be integers, got dtype {flat.dtype}")

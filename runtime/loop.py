@@ -22,8 +22,8 @@ the place for an owner to restore its last good weights -- and then
 ``fit_loop`` raises NonFiniteLossError. ``EarlyStopping`` with
 ``restore_best_weights=True`` restores the best weights at that point too.
 
-A step can also run many batches in one call: ``fit_loop``'s ``train_steps`` hook (see there) runs a chunk
-of an epoch's batches of arrays at once, natively, with the same numbers and the same NaN rule.
+Many batches can also run in one call: with ``fit_loop``'s ``train_steps`` hook (see there) an epoch's
+batches of arrays run natively in chunks, with the same numbers and the same NaN rule.
 
 A step can also write NaN/inf weights while its loss stays finite (the loss
 is computed before the update, e.g. with a huge learning rate), or overflow an
@@ -496,7 +496,7 @@ def _train_epoch_in_chunks(train_steps, batches, epoch, chunk, owner, bar):
 class _Chunks:
     """train_steps' ``progress``: after each native call it takes in the new steps' metrics as ``_train_epoch``
     does (raising _NonFiniteLoss at a non-finite loss) and updates the bar; it asks for ``chunk`` steps a call
-    (None: as many as took half the bar's interval in the previous call, starting with one), none once the owner
+    (None: one, then as many as take half the bar's interval at the previous call's pace), none once the owner
     stops training."""
 
     def __init__(self, chunk, owner, bar, sizes):
@@ -515,9 +515,11 @@ class _Chunks:
             self.bar.update(done, self.totals.result())
         if self.owner.stop_training:
             return 0
-        size = self.chunk or (1 if not ran else max(1, int(self.bar.interval / 2 * ran / max(now - self.started, 1e-9))))
+        seconds_per_step = (now - self.started) / max(ran, 1)
         self.started = now
-        return size
+        if self.chunk is not None:
+            return self.chunk
+        return 1 if not ran else max(1, int(self.bar.interval / 2 / max(seconds_per_step, 1e-9)))
 
 
 def _has_batch_hooks(callbacks):
