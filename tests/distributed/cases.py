@@ -71,8 +71,9 @@ def keras_fit(rank, data_parallel=True):
         evaluation = model.evaluate(x[301:], y[301:], batch_size=32, verbose=0)
     saved = {f"weight_{i}": w for i, w in enumerate(model.get_weights())}
     saved.update({f"history_{name}": np.array(values) for name, values in history.history.items()})
-    kernels = [k.name for k in model.graphc_function().program.schedule.kernels]
-    saved.update(evaluation=np.array(evaluation), printed=np.array(output.getvalue()), kernels=np.array(kernels))
+    kernels = model.graphc_function().program.schedule.kernels
+    saved.update(evaluation=np.array(evaluation), printed=np.array(output.getvalue()),
+                 kernels=np.array([k.name for k in kernels]), labels=np.array([k.label for k in kernels]))
     return saved
 
 
