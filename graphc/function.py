@@ -312,8 +312,9 @@ class Function:
                     break
         except BaseException as error:
             step = getattr(error, "step", None)
-            error.add_note(f"run_steps: step {step} (0-based) failed after steps 0 to {step - 1} completed; the "
-                           f"variables hold the updates of steps 0 to {step}" if step is not None else
+            error.add_note(f"run_steps: step {step} (0-based) failed after steps 0 to {step - 1} had completed; no "
+                           f"later step ran: the variables are as a call per batch leaves them when step {step}'s "
+                           f"call raises" if step is not None else
                            f"run_steps: stopped after steps 0 to {done - 1} had completed")
             raise
         return done
@@ -404,7 +405,7 @@ class Function:
         for step, rows in enumerate(indices):
             try:
                 outputs = self._run([feed[rows] if k in batched else feed for k, feed in enumerate(feeds)])
-            except Exception as error:
+            except BaseException as error:
                 error.step = first + step
                 raise
             for stack, output in zip(stacks, outputs):
