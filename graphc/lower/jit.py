@@ -7,6 +7,10 @@ next run; a program is several objects (one per kernel) linked on loading.
 """
 from __future__ import annotations
 
+import os
+import sys
+import threading
+import warnings
 from typing import Union
 
 import llvmlite.binding as llvm
@@ -90,10 +94,89 @@ def compile_module(source: IRInput, target: Target) -> CompiledModule:
     return CompiledModule(engine, target, optimized_ir)
 
 
-def emit_objects(sources: list, target: Target) -> list:
-    """Optimize each of `sources` (modules or IR texts, compiled apart) into relocatable object code for `target`."""
+def emit_objects(sources: list, target: Target, processes: int = 1) -> list:
+    """Optimize each of `sources` (modules or IR texts, compiled apart) into relocatable object code for `target`.
+
+    With `processes` > 1 the modules are shared out, largest first, between this process and forked children
+    (llvmlite runs one LLVM call at a time per process), each child sending its objects back through a pipe.
+    Only a process whose one Python thread is this one forks (no other thread can be inside LLVM or hold a
+    lock the child would need); a child that fails leaves its share to this process, which then raises what
+    LLVM raises. The objects are the same bytes either way."""
+    texts = [str(source) for source in sources]
+    shares = _shares(texts, processes if _may_fork() else 1)
+    children = [_compile_in_child([texts[i] for i in share], target) for share in shares[1:]]
+    objects = dict(zip(shares[0], _emit([texts[i] for i in shares[0]], target)))
+    for share, child in zip(shares[1:], children):
+        made = _collect(*child)
+        objects.update(zip(share, made if made is not None else _emit([texts[i] for i in share], target)))
+    return [objects[i] for i in range(len(texts))]
+
+
+def _emit(texts: list, target: Target) -> list:
     tm = target.create_target_machine()
-    return [tm.emit_object(_optimized_module(source, tm)) for source in sources]
+    return [tm.emit_object(_optimized_module(text, tm)) for text in texts]
+
+
+def _shares(texts: list, processes: int) -> list:
+    """Indexes of ``texts`` in at most ``processes`` non-empty groups of similar total length (LLVM's time
+    grows with it): each text, longest first, joins the shortest group so far."""
+    groups = [[] for _ in range(max(1, min(processes, len(texts))))]
+    lengths = [0] * len(groups)
+    for index in sorted(range(len(texts)), key=lambda i: -len(texts[i])):
+        smallest = lengths.index(min(lengths))
+        groups[smallest].append(index)
+        lengths[smallest] += len(texts[index])
+    return [group for group in groups if group] or [[]]
+
+
+def _may_fork() -> bool:
+    """Forking is safe here: Linux, this the only Python thread (so no thread is inside llvmlite), and no MPI
+    library loaded (some MPI transports break in a forked child)."""
+    return hasattr(os, "fork") and threading.active_count() == 1 and "mpi4py" not in sys.modules
+
+
+def _compile_in_child(texts: list, target: Target) -> tuple:
+    """Fork a child that compiles ``texts`` and writes their objects (bundled) to a pipe; (pid, read end)."""
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12 warns of other (native) threads
+        pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read_end)
+            with os.fdopen(write_end, "wb") as pipe:
+                pipe.write(bundle(_emit(texts, target)))
+            status = 0
+        finally:
+            os._exit(status)  # never back into the parent's Python: no atexit, no buffered output twice
+    os.close(write_end)
+    return pid, read_end
+
+
+def _collect(pid: int, read_end: int) -> list | None:
+    """The objects the child ``pid`` wrote, or None if it failed."""
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    return unbundle(data) if os.waitstatus_to_exitcode(status) == 0 else None
+
+
+def bundle(objects: list) -> bytes:
+    """Several object files as one byte string: each one's length (8 bytes, little-endian), then its bytes."""
+    return b"".join(len(o).to_bytes(8, "little") + o for o in objects)
+
+
+def unbundle(data: bytes | None) -> list | None:
+    """The object files of a bundle, or None for no data (or data that does not split exactly)."""
+    if data is None:
+        return None
+    objects, at = [], 0
+    while at + 8 <= len(data):
+        length = int.from_bytes(data[at:at + 8], "little")
+        objects.append(data[at + 8:at + 8 + length])
+        at += 8 + length
+    return objects if objects and at == len(data) else None
 
 
 def load_objects(object_codes: list, target: Target) -> CompiledModule:

@@ -10,7 +10,7 @@ from runtime import cache
 from runtime.native import Executable, SlotLayout, available_cores
 
 from .gather import IndexStatus
-from .jit import compile_module, emit_objects, load_objects
+from .jit import bundle, compile_module, emit_objects, load_objects, unbundle
 from .program import SCHEDULE_REWRITES, emit_program, plan
 from .target import host_target
 
@@ -25,11 +25,11 @@ class NativeProgram:
         self._ir_text = None
         # Keyed on the schedule and the code generator's source, so a cached program skips emitting IR too.
         key = self._cache_key(self.schedule.fingerprint())
-        objects = _unbundle(cache.load(key))
+        objects = unbundle(cache.load(key))
         self.from_cache = objects is not None
         if objects is None:
             objects = self._compile_kernels()
-            cache.store(key, _bundle(objects))
+            cache.store(key, bundle(objects))
         self._compiled = load_objects(objects, self.target)
         addresses = {name: self._compiled.address(name) for name in ("program", "worker", "start_step", "run_step")}
         self.executable = Executable(addresses, self._layout(), self.threads, keepalive=self._compiled)
@@ -42,12 +42,13 @@ class NativeProgram:
 
     def _compile_kernels(self) -> list:
         """The object code of each kernel's module and of the entry's: from the cache where a program compiled
-        the same module before, else compiled (and cached) now."""
+        the same module before, else compiled now (in parallel on the cores the program may use) and cached."""
         texts = [str(module) for module in emit_program(self.schedule, self.target, separate=True)]
         keys = [self._cache_key(text) for text in texts]
         objects = [cache.load(key) for key in keys]
         missing = [i for i, found in enumerate(objects) if found is None]
-        for i, object_code in zip(missing, emit_objects([texts[i] for i in missing], self.target)):
+        processes = min(self.threads, available_cores())  # the cores the program may use compile it
+        for i, object_code in zip(missing, emit_objects([texts[i] for i in missing], self.target, processes)):
             objects[i] = object_code
             cache.store(keys[i], object_code)
         return objects
@@ -144,23 +145,6 @@ def _largest(symbols, exprs):
     if len(functions) == 1:
         return functions[0]
     return lambda dims: max(function(dims) for function in functions)
-
-
-def _bundle(objects: list) -> bytes:
-    """Several object files as one cache entry: each one's length (8 bytes, little-endian), then its bytes."""
-    return b"".join(len(o).to_bytes(8, "little") + o for o in objects)
-
-
-def _unbundle(data: bytes | None) -> list | None:
-    """The object files of a _bundle, or None for no entry (or one that does not split exactly: rebuilt)."""
-    if data is None:
-        return None
-    objects, at = [], 0
-    while at + 8 <= len(data):
-        length = int.from_bytes(data[at:at + 8], "little")
-        objects.append(data[at + 8:at + 8 + length])
-        at += 8 + length
-    return objects if objects and at == len(data) else None
 
 
 def _split_functions(text, start_pattern, end_pattern) -> dict:

@@ -14,6 +14,7 @@ from ..ops.source import constant
 from .rewrite import rebuild
 
 MAX_FOLDED_ELEMENTS = 1 << 20  # folding must not turn a cheap broadcast into megabytes of constant
+RELU = sympy.Max(arg(0), 0)  # built once: sympy.Max compares its arguments whenever one is made (~1 ms)
 
 
 def _frozen(value):
@@ -178,7 +179,7 @@ def relu_mask_from_output(graph: Graph) -> Graph:
     activation instead of the pre-activation, so z has one reader and dot+bias+relu fuse into one kernel."""
     relu_of = {}
     for node in graph.nodes:
-        if node.op.name == "elementwise" and node.attrs["expr"] == sympy.Max(arg(0), 0):
+        if node.op.name == "elementwise" and node.attrs["expr"] == RELU:
             relu_of.setdefault(node.inputs[0].id, node)
 
     replaced = {}

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.lower import native
+from graphc.lower import jit, native
 
 
 @pytest.fixture
@@ -12,9 +12,9 @@ def compiled_modules(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "objects"))
     counts, emit = [], native.emit_objects
 
-    def counting(texts, target):
+    def counting(texts, target, processes=1):
         counts.append(len(texts))
-        return emit(texts, target)
+        return emit(texts, target, processes)
     monkeypatch.setattr(native, "emit_objects", counting)
     return counts
 
@@ -44,6 +44,6 @@ def test_a_kernel_another_program_compiled_is_loaded_from_the_cache(compiled_mod
 @pytest.mark.parametrize("cut", [1, 7, 9, -1])
 def test_a_bundle_that_does_not_split_exactly_is_no_entry(cut):
     objects = [b"\x7fELF first", b"", b"\x7fELF third object"]
-    bundle = native._bundle(objects)
-    assert native._unbundle(bundle) == objects
-    assert native._unbundle(bundle[:cut]) is None and native._unbundle(None) is None
+    bundle = jit.bundle(objects)
+    assert jit.unbundle(bundle) == objects
+    assert jit.unbundle(bundle[:cut]) is None and jit.unbundle(None) is None
