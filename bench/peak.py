@@ -29,7 +29,8 @@ def _instruction(module, kind, lanes):
     float32 lanes."""
     vector = ir.VectorType(F32, lanes)
     if kind == "fma":
-        return ir.Function(module, ir.FunctionType(vector, [vector] * 3), name=f"llvm.fma.v{lanes}f32"), vector, 2 * lanes
+        fma = ir.Function(module, ir.FunctionType(vector, [vector] * 3), name=f"llvm.fma.v{lanes}f32")
+        return fma, vector, 2 * lanes
     if lanes != 16:
         raise ValueError("vdpbf16ps needs 512-bit vectors")
     return bf16_dot_intrinsic(module), BF16_PAIRS, 4 * lanes

@@ -2,8 +2,8 @@
 
 Under ``mixed_bfloat16`` a model's matrix products read their operands rounded to bfloat16 and sum them in
 float32, forward and backward; the weights, the optimizer's state, softmax, the losses and the metrics stay
-float32 (``gc.function(..., precision="mixed_bfloat16")``, graphc/passes/autocast.py). Dense layers' products
-are the bfloat16 ones; convolutions stay float32. A model reads the global policy when it builds its train,
+float32 (``gc.function(..., precision="mixed_bfloat16")``, graphc/passes/autocast.py): the products of Dense
+layers and the convolutions are the bfloat16 ones. A model reads the global policy when it builds its train,
 evaluate and predict functions (on first use after ``compile``), so set the policy before training.
 """
 from ..passes.autocast import PRECISIONS

@@ -8,6 +8,7 @@ pixels) into the thread's tile: for each tap, the C channels of the input pixel 
 contiguous copy, NHWC) or zeros where the tap falls into the padding or between the elements of a dilated
 input. So the forward convolution and its filter gradient (itself a convolution) share the GEMM's register
 tiles, threading and epilogue: a bias and an activation run on each output vector while it is in registers.
+Under mixed precision (a node marked ``precision=bfloat16``) the GEMM rounds each packed tile where it lies.
 
 ``conv_transpose`` (a convolution's data gradient) is the GEMM the other way round, g (batch*OH*OW, F) @
 filters^T (F, KH*KW*C), whose epilogue adds each output vector (one tap's channels for one pixel of g) onto
@@ -33,7 +34,8 @@ def _static(dim):
 def conv_spec(node) -> GemmSpec:
     _check_static(node)
     depth = size(node.inputs[1].shape[:3])
-    return GemmSpec(node.dtype, _static(size(node.shape[:3])), _static(node.shape[3]), _static(depth), packs_a=True)
+    return GemmSpec(node.dtype, _static(size(node.shape[:3])), _static(node.shape[3]), _static(depth), packs_a=True,
+                    precision=node.attrs.get("precision", "float32"))
 
 
 def _check_static(node):
@@ -131,7 +133,7 @@ def conv_transpose_spec(node) -> GemmSpec:
     g, w = node.inputs
     pixels = g.shape[1] * g.shape[2]
     return GemmSpec(node.dtype, _static(size(g.shape[:3])), size(w.shape[:3]), _static(w.shape[3]),
-                    trans_b=True, row_group=pixels)
+                    trans_b=True, row_group=pixels, precision=node.attrs.get("precision", "float32"))
 
 
 def conv_transpose_scratch_bytes_per_thread(node, target):

@@ -168,8 +168,8 @@ class GemmSpec:
             raise ValueError(f"unsupported dtype {self.dtype!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown GEMM precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
-        if self.rounds and (self.dtype != "float32" or self.packs_a):
-            raise ValueError("bfloat16 operands need a float32 GEMM whose A is in memory")
+        if self.rounds and self.dtype != "float32":
+            raise ValueError("bfloat16 operands need a float32 GEMM")
         if ((self.N is not None and self.N < 1) or (self.K is not None and self.K < 1)
                 or (self.M is not None and self.M < 0)):
             raise ValueError(f"invalid GEMM shape M={self.M} N={self.N} K={self.K}")
@@ -314,8 +314,9 @@ def gemm_workspace_elems(spec: GemmSpec, target: Target, k=None):
         raise ValueError("a runtime K with packed panels sizes them by K: pass the run-time K as k")
     depth = spec.K if spec.K is not None else k
     packed_b = depth * blocking.block_cols if spec.packs_b else 0
-    if spec.rounds:  # the packed B block, then a packed block of rows of A (k-pairs take half as many elements)
-        return packed_b + blocking.block_rows * (depth + _PACKED_A_PAD)
+    if spec.rounds:  # the packed B block, then a packed block of rows of A (k-pairs take half as many elements;
+        # with row groups the last tile may run a tile past the block)
+        return packed_b + (blocking.block_rows + blocking.tile.rows) * (depth + _PACKED_A_PAD)
     if spec.packs_a:
         return packed_b + blocking.tile.rows * (depth + _PACKED_A_PAD)
     if spec.K is None:
@@ -496,8 +497,8 @@ class _GemmEmitter:
         if self.spec.K is not None:
             workspace_elems = gemm_workspace_elems(self.spec, self.target)
         elif self.spec.rounds:  # K deep panels of B and K deep tiles of a block of rows of A
-            workspace_elems = self._add(self._mul(self.K, self.blocking.block_cols + self.blocking.block_rows),
-                                        self.blocking.block_rows * _PACKED_A_PAD)
+            a_rows = self.blocking.block_rows + self.tile.rows
+            workspace_elems = self._add(self._mul(self.K, self.blocking.block_cols + a_rows), a_rows * _PACKED_A_PAD)
         elif self.spec.packs_b and not self.spec.packs_a:  # K deep panels, K known at run time
             workspace_elems = self._mul(self.K, self.blocking.block_cols)
         elif self.spec.packs_a:  # a packed A tile only: the K deep panels of B are read in place
@@ -594,6 +595,10 @@ class _GemmEmitter:
             with loop(b, thread.row_begin, thread.row_end, rows, "ir") as tiles:
                 row = tiles.index
                 self.pack_a(b, row, rows, packed_a, stride, self.args)
+                if self.spec.rounds:  # each packed row rounded (and paired) where it lies
+                    with loop(b, const(0), const(rows), 1, "round_a.r") as tile_rows:
+                        packed_row = self._gep(packed_a, self._mul(tile_rows.index, stride))
+                        self._emit_round_row(packed_row, packed_row)
                 a_tile = _ATile(packed_a, offsets, 1, rows_may_exceed_m=guard_rows)
                 self._emit_for_each_panel(block_cols, jc, "jr", lambda jr, col, width: self._emit_micro_kernel(
                     a_tile, self._b_panel(jr, col, width, packed_b), row, col, width))
@@ -819,26 +824,30 @@ class _GemmEmitter:
         dropped), rounded, or its k-pairs side by side, a vector (two, for pairs) of k at a time; the last
         one is zero padded through masked loads."""
         b = self.builder
-        lanes = self.tile.lanes
-        per_store = 2 * lanes if self.pairs else lanes  # k's per stored vector
         with loop(b, const(0), const(self.tile.rows), 1, "pack_a.r") as tile_rows:
             source_row = imin(b, b.add(row, tile_rows.index), b.sub(self.M, const(1)))
-            source = self._gep(self.args["A"], self._a_offset(source_row, const(0)))
-            destination = self._gep(tile_buffer, self._mul(tile_rows.index, self.a_tile_stride))
-            with loop(b, const(0), self.K, per_store, "pack_a.k") as k_loop:
-                k = k_loop.index
-                loads = [self._masked_load_vector(self._gep(source, self._add(k, start)),
-                                                  b.sub(self.K, self._add(k, start)))
-                         for start in range(0, per_store, lanes)]
-                bits = [_bf16_bits(b, vector) for vector in loads]
-                if self.pairs:  # k-pairs (2j, 2j + 1) of the 2 lanes k's: odd k in the upper half
-                    indexes = [ir.Constant(ir.VectorType(I32, lanes), list(range(first, 2 * lanes, 2)))
-                               for first in (0, 1)]
-                    even, odd = (b.shuffle_vector(bits[0], bits[1], index) for index in indexes)
-                    value, offset = b.or_(odd, b.lshr(even, constant_like(even.type, 16))), b.lshr(k, const(1))
-                else:
-                    value, offset = b.bitcast(bits[0], self.vector), k
-                b.store(value, self._gep(destination, offset), align=self.align)
+            self._emit_round_row(self._gep(self.args["A"], self._a_offset(source_row, const(0))),
+                                 self._gep(tile_buffer, self._mul(tile_rows.index, self.a_tile_stride)))
+
+    def _emit_round_row(self, source: ir.Value, destination: ir.Value) -> None:
+        """destination[k] = source[k] rounded, or destination[j] = the pair (source[2j], source[2j + 1]), for
+        the K values of a row, a vector (two, for pairs) of k at a time, zero padded past K by masked loads.
+        `destination` may be `source`: each store lands at or before the values it was made from."""
+        b = self.builder
+        lanes = self.tile.lanes
+        per_store = 2 * lanes if self.pairs else lanes  # k's per stored vector
+        with loop(b, const(0), self.K, per_store, "round_row.k") as k_loop:
+            k = k_loop.index
+            loads = [self._masked_load_vector(self._gep(source, self._add(k, start)),
+                                              b.sub(self.K, self._add(k, start))) for start in range(0, per_store, lanes)]
+            bits = [_bf16_bits(b, vector) for vector in loads]
+            if self.pairs:  # k-pairs (2j, 2j + 1) of the 2 lanes k's: odd k in the upper half
+                indexes = [ir.Constant(ir.VectorType(I32, lanes), list(range(first, 2 * lanes, 2))) for first in (0, 1)]
+                even, odd = (b.shuffle_vector(bits[0], bits[1], index) for index in indexes)
+                value, offset = b.or_(odd, b.lshr(even, constant_like(even.type, 16))), b.lshr(k, const(1))
+            else:
+                value, offset = b.bitcast(bits[0], self.vector), k
+            b.store(value, self._gep(destination, offset), align=self.align)
 
     def _emit_pack_a_tile(self, row: ir.Value, tile_buffer: ir.Value) -> None:
         """tile_buffer[k, r] = op(A)[row + r, k], zero for rows >= M."""

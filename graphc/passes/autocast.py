@@ -1,19 +1,19 @@
 """Mixed precision: which products read bfloat16 operands (Keras 3's ``mixed_bfloat16`` policy, PyTorch autocast).
 
     matmul(a, b) => matmul(a, b, precision=bfloat16)   for float32 products, forward and backward
+    conv(x, w)   => conv(x, w, precision=bfloat16)     (fused_conv, conv_transpose alike)
 
 A product marked ``precision=bfloat16`` rounds its two operands to bfloat16 (round to nearest even, as
 ``ml_dtypes``) and sums their products in float32: its result stays float32. Everything else stays float32:
 the variables (master weights), the optimizer's state, softmax, losses and reductions. The mark is an
 attribute of the product, not a cast node, so the operands are rounded where the GEMM packs them (never
 stored twice) and the reference backend rounds them with ml_dtypes before its float32 numpy product.
-Convolutions keep float32 (their implicit GEMM packs im2col rows without the rounding yet).
 """
 from ..graph import Graph
 from .rewrite import rebuild
 
 PRECISIONS = ("float32", "mixed_bfloat16")
-ROUNDED_OPS = ("matmul", "fused_matmul")
+ROUNDED_OPS = ("matmul", "fused_matmul", "conv", "fused_conv", "conv_transpose")  # operands: inputs 0 and 1
 
 
 def check_precision(precision) -> str:

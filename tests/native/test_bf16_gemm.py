@@ -28,7 +28,8 @@ def _operands(case, rng):
 
 def _emulated(a, b, ta, tb):
     """numpy's product of the operands rounded by ml_dtypes, in float64, and a bound for float32 sums of it."""
-    a, b = round_to_bfloat16(a.T if ta else a).astype(np.float64), round_to_bfloat16(b.T if tb else b).astype(np.float64)
+    a = round_to_bfloat16(a.T if ta else a).astype(np.float64)
+    b = round_to_bfloat16(b.T if tb else b).astype(np.float64)
     return a @ b, (np.abs(a) @ np.abs(b)) * a.shape[1] * 2.0**-23 + 1e-30
 
 
@@ -125,3 +126,34 @@ def test_mixed_precision_is_bit_identical_for_any_thread_count():
     three = _train(*_training_step("llvm", "mixed_bfloat16", threads=3))
     for a, b in zip([one[0], *one[1]], [three[0], *three[1]]):
         assert np.array_equal(a, b)
+
+
+CONVOLUTIONS = [  # batch, (H, W), (KH, KW), C, F, strides, padding: odd sizes, an odd K (3x3x1, 1x1x3)
+    (2, (7, 9), (3, 3), 1, 17, 1, "valid"),
+    (3, (9, 8), (3, 2), 5, 33, (2, 1), "same"),
+    (1, (6, 6), (1, 1), 3, 7, 2, "valid"),
+]
+
+
+@pytest.mark.parametrize("case", CONVOLUTIONS)
+@pytest.mark.parametrize("target_name", sorted(TARGETS))
+def test_mixed_precision_convolutions_match_the_reference_backend(case, target_name):
+    """Forward (bias + relu fused), data gradient (conv_transpose) and filter gradient (a convolution), all
+    reading bfloat16 operands: native against the reference backend's ml_dtypes rounding."""
+    batch, hw, taps, channels, filters, strides, padding = case
+    rng = np.random.default_rng(7)
+    x = gc.placeholder((None, *hw, channels))
+    w = gc.variable((rng.standard_normal((*taps, channels, filters)) / np.sqrt(channels)).astype(np.float32))
+    b = gc.variable(rng.standard_normal(filters).astype(np.float32))
+    y = gc.relu(gc.conv2d(x, w, strides, padding) + b)
+    outputs = [y, *gc.grad(gc.sum(y * y), [x, w])]
+    data = rng.standard_normal((batch, *hw, channels)).astype(np.float32)
+    native = gc.function([x], outputs, precision="mixed_bfloat16", target=TARGETS[target_name]())
+    assert {n.op.name for n in native.optimized_graph.nodes if n.attrs.get("precision")} == {
+        "fused_conv", "conv", "conv_transpose"}
+    want = gc.function([x], outputs, backend="reference", precision="mixed_bfloat16")(data)
+    full = gc.function([x], outputs, backend="reference")(data)
+    for got, expected, fp32 in zip(native(data), want, full):
+        scale = float(np.abs(expected).max())
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * scale)
+        assert np.abs(fp32 - expected).max() > 10 * np.abs(got - expected).max()
