@@ -38,6 +38,10 @@ _BOUND = []
 
 def bind_mpi(MPI):
     """Make MPI's functions and handles linkable into compiled programs (graphc.distributed.init calls it)."""
+    if MPI.Query_thread() < MPI.THREAD_SERIALIZED:  # a row kernel's last phase runs on whichever thread ends it
+        raise RuntimeError("graphc calls MPI from its program's threads, one at a time: MPI must be initialized "
+                           "with at least MPI_THREAD_SERIALIZED (mpi4py's default is MPI_THREAD_MULTIPLE; "
+                           "mpi4py.rc.thread_level was lowered)")
     handles = [MPI.COMM_WORLD, MPI.SUM, MPI.FLOAT, MPI.DOUBLE, MPI.INT32_T, MPI.INT64_T]
     _TABLE[:] = [MPI._handleof(handle) for handle in handles]
     library = ctypes.CDLL(MPI.__file__)  # dlsym through mpi4py's module finds its MPI library's symbols

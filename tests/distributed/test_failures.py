@@ -15,3 +15,10 @@ def test_a_failing_process_ends_the_job(mpirun, monkeypatch, how):
     else:
         assert "signal 9 (Killed)" in result.stderr
     assert not result.ranks  # rank 0 never returned from its allreduce
+
+
+def test_mpi_without_serialized_threads_is_refused(mpirun):
+    result = mpirun("funneled", timeout=60)
+    assert result.returncode == 0, result.stderr
+    for rank in result.ranks:
+        assert "must be initialized with at least MPI_THREAD_SERIALIZED" in str(rank["error"])
