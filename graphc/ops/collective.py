@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import distributed
 from ..graph import dtypes
+from ..graph.node import user_location
 from .elementwise import multiply
 from .registry import Op, apply
 
@@ -18,9 +19,7 @@ REDUCIBLE = ("float32", "float64", "int32", "int64")
 
 def _allreduce_infer(inputs, attrs):
     (x,) = inputs
-    if x.dtype not in REDUCIBLE:
-        raise ValueError(f"allreduce reduces {', '.join(REDUCIBLE)} tensors, not {x.dtype}")
-    return x.shape, x.dtype
+    return x.shape, x.dtype  # allreduce checked the dtype
 
 
 def _allreduce_reference(node, arrays, dims):
@@ -43,13 +42,15 @@ allreduce_op = Op("allreduce", _allreduce_infer, _allreduce_reference, _allreduc
 def allreduce(x, op="sum"):
     """``x`` combined over all processes, element by element: their ``"sum"`` or their ``"mean"``; the same
     value on every process. Its gradient is the allreduce (same ``op``) of the gradient. With one process
-    (or without MPI) it is ``x``."""
+    (or without MPI) it is ``x``; its arguments are checked all the same."""
     if op not in ("sum", "mean"):
-        raise ValueError(f"allreduce: op must be 'sum' or 'mean', got {op!r}")
+        raise ValueError(f"allreduce: op must be 'sum' or 'mean', got {op!r} (at {user_location()})")
+    if x.dtype not in REDUCIBLE or (op == "mean" and not dtypes.is_float(x.dtype)):
+        kinds = "float32 or float64" if op == "mean" else ", ".join(REDUCIBLE)
+        raise ValueError(f"allreduce: the {op} is taken of {kinds} tensors, got {x.dtype} {x.name} "
+                         f"(at {user_location()})")
     processes = distributed.init()
     if processes == 1:
         return x
-    if not dtypes.is_float(x.dtype) and op == "mean":
-        raise ValueError(f"allreduce: the mean of {x.dtype} tensors is not {x.dtype}; cast x to float first")
     total = apply(allreduce_op, [x])
     return total if op == "sum" else multiply(total, 1.0 / processes)
