@@ -126,6 +126,14 @@ class Callback:
     def on_batch_end(self, batch, logs=None):
         pass
 
+    def on_train_batch_begin(self, batch, logs=None):
+        """Keras 3's name for the hook before a training batch: ``on_batch_begin`` unless overridden, as in Keras."""
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        """Keras 3's name for the hook after a training batch: ``on_batch_end`` unless overridden, as in Keras."""
+        self.on_batch_end(batch, logs)
+
 
 class History(Callback):
     """Records the logs of every epoch: ``history[name]`` lists one value per epoch."""
@@ -328,8 +336,9 @@ def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=No
     chunk (0: stop). With it and array data, an epoch's batches go through it ``steps_per_execution`` at a
     time; None: the whole epoch in one chunk, or with verbose=1 chunks that take about half the progress
     bar's interval (0.1 s), so that the line keeps moving. The numbers, the history and the NaN rule are those
-    of a call per batch. A callback with batch-level hooks (``on_batch_begin``/``on_batch_end``) sees every
-    batch as it runs, so then every batch is a call of ``train_step``, as with ``steps_per_execution=1``.
+    of a call per batch. A callback with batch-level hooks (``on_batch_begin/end``, or Keras 3's
+    ``on_train_batch_begin/end``, which call them unless overridden) sees every batch as it runs, so then every
+    batch is a call of ``train_step``, as with ``steps_per_execution=1``.
     """
     _check_steps_per_execution(steps_per_execution)
     batches = x if isinstance(x, Batches) else _ArrayBatches(x, y, batch_size, shuffle, seed)
@@ -471,14 +480,14 @@ def _train_epoch(train_step, batches, callbacks, owner, bar):
     totals = _WeightedMeans()
     batch = -1
     for batch, (xb, yb, size) in enumerate(batches):
-        callbacks.call("on_batch_begin", batch, {"batch": batch, "size": size})
+        callbacks.call("on_train_batch_begin", batch, {"batch": batch, "size": size})
         metrics = train_step(xb, yb)
         loss = metrics.get("loss")
         if loss is not None and not math.isfinite(loss):
             raise _NonFiniteLoss(float(loss), batch)
         totals.add(metrics, size)
         logs = totals.result()
-        callbacks.call("on_batch_end", batch, logs)
+        callbacks.call("on_train_batch_end", batch, logs)
         bar.update(batch + 1, logs)
         if owner.stop_training:
             break
@@ -524,7 +533,7 @@ class _Chunks:
 
 def _has_batch_hooks(callbacks):
     """Whether a callback has batch-level hooks: its class overrides them, or it was given them (LambdaCallback)."""
-    hooks = ("on_batch_begin", "on_batch_end")
+    hooks = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end")
     return any(name in vars(callback) or getattr(type(callback), name, None) is not getattr(Callback, name)
                for callback in callbacks for name in hooks)
 

@@ -64,13 +64,20 @@ class BatchRecorder(Callback):
         self.batches.append((batch, dict(logs)))
 
 
-@pytest.mark.parametrize("steps_per_execution", [None, 5])
-def test_callbacks_with_batch_hooks_see_every_batch(steps_per_execution):
+class KerasBatchRecorder(BatchRecorder):
+    """Overrides Keras 3's name of the hook only."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches.append((batch, dict(logs)))
+
+
+@pytest.mark.parametrize("steps_per_execution, recorder", [(None, BatchRecorder), (5, KerasBatchRecorder)])
+def test_callbacks_with_batch_hooks_see_every_batch(steps_per_execution, recorder):
     x, y = data()
     recorders = {}
     for spe in (1, steps_per_execution):
         lambda_batches = []
-        recorders[spe] = (BatchRecorder(), lambda_batches)
+        recorders[spe] = (recorder(), lambda_batches)
         lambda_callback = callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: lambda_batches.append(batch))
         set_random_seed(3)
         model = models.Sequential([layers.Input((FEATURES,)), layers.Dense(CLASSES, activation="softmax")])
