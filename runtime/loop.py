@@ -340,7 +340,7 @@ def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=No
     ``on_train_batch_begin/end``, which call them unless overridden) sees every batch as it runs, so then every
     batch is a call of ``train_step``, as with ``steps_per_execution=1``.
     """
-    _check_steps_per_execution(steps_per_execution)
+    check_steps_per_execution(steps_per_execution)
     batches = x if isinstance(x, Batches) else _ArrayBatches(x, y, batch_size, shuffle, seed)
     validate = _validation_epochs(validation_freq)
     if validation is not None:
@@ -538,7 +538,8 @@ def _has_batch_hooks(callbacks):
                for callback in callbacks for name in hooks)
 
 
-def _check_steps_per_execution(steps_per_execution):
+def check_steps_per_execution(steps_per_execution):
+    """ValueError unless ``steps_per_execution`` is a positive integer or None (fit_loop's, and Keras' compile's)."""
     if steps_per_execution is not None and (not isinstance(steps_per_execution, (int, np.integer))
                                             or isinstance(steps_per_execution, bool) or steps_per_execution < 1):
         raise ValueError(f"steps_per_execution must be a positive integer or None (a whole epoch per call), "

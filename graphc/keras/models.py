@@ -25,7 +25,7 @@ import numpy as np
 
 import graphc as gc
 from runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from runtime.loop import (Batches, Callback, NonFiniteLossError, NonFiniteWeightsError, _check_steps_per_execution,
+from runtime.loop import (Batches, Callback, NonFiniteLossError, NonFiniteWeightsError, check_steps_per_execution,
                           evaluate_loop, fit_loop, predict_loop, split_validation)
 
 from . import _state, layers as layers_module, losses, metrics as metrics_module, optimizers
@@ -172,7 +172,7 @@ class Model:
         moving. Every choice gives the same weights and history, bit for bit. A callback with batch-level
         hooks (``on_batch_begin/end``, Keras' ``on_train_batch_begin/end``) still sees every batch: fit then
         calls the step once per batch (runtime.loop.fit_loop). evaluate and predict make a call per batch."""
-        _check_steps_per_execution(steps_per_execution)
+        check_steps_per_execution(steps_per_execution)
         self._steps_per_execution = steps_per_execution
         self.optimizer = optimizers.get(optimizer)
         self.loss = loss if loss is None or isinstance(loss, (list, dict)) else losses.get(loss)
