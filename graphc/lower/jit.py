@@ -7,6 +7,7 @@ next run; a program is several objects (one per kernel) linked on loading.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -105,10 +106,15 @@ def emit_objects(sources: list, target: Target, processes: int = 1) -> list:
     texts = [str(source) for source in sources]
     shares = _shares(texts, processes if _may_fork() else 1)
     children = [_compile_in_child([texts[i] for i in share], target) for share in shares[1:]]
-    objects = dict(zip(shares[0], _emit([texts[i] for i in shares[0]], target)))
+    try:
+        objects = dict(zip(shares[0], _emit([texts[i] for i in shares[0]], target)))
+    except BaseException:  # LLVM's error or an interrupt: no child outlives the call
+        for child in children:
+            _collect(*child)
+        raise
     for share, child in zip(shares[1:], children):
         made = _collect(*child)
-        objects.update(zip(share, made if made is not None else _emit([texts[i] for i in share], target)))
+        objects.update(zip(share, made if len(made) == len(share) else _emit([texts[i] for i in share], target)))
     return [objects[i] for i in range(len(texts))]
 
 
@@ -154,12 +160,14 @@ def _compile_in_child(texts: list, target: Target) -> tuple:
     return pid, read_end
 
 
-def _collect(pid: int, read_end: int) -> list | None:
-    """The objects the child ``pid`` wrote, or None if it failed."""
+def _collect(pid: int, read_end: int) -> list:
+    """The objects the child ``pid`` wrote whole (its last act), none if it failed before; the child is reaped
+    (unless the caller's own SIGCHLD handling did)."""
     with os.fdopen(read_end, "rb") as pipe:
         data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    return unbundle(data) if os.waitstatus_to_exitcode(status) == 0 else None
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    return unbundle(data) or []
 
 
 def bundle(objects: list) -> bytes:

@@ -60,3 +60,11 @@ def test_no_fork_while_another_python_thread_runs(monkeypatch):
 ])
 def test_shares_balance_the_text_length(lengths, processes, groups):
     assert jit._shares(["x" * n for n in lengths], processes) == groups
+
+
+def test_a_module_that_fails_in_the_caller_leaves_no_child():
+    broken = "define double @broken(double %x) { ret double %y }" + " " * 1000  # the longest: the caller's share
+    with pytest.raises(RuntimeError, match="use of undefined value"):
+        jit.emit_objects([broken, MODULES[0]], host_target(), processes=2)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
