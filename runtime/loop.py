@@ -506,7 +506,7 @@ class _Chunks:
     """train_steps' ``progress``: after each native call it takes in the new steps' metrics as ``_train_epoch``
     does (raising _NonFiniteLoss at a non-finite loss) and updates the bar; it asks for ``chunk`` steps a call
     (None: one, then as many as take half the bar's interval at the previous call's pace), none once the owner
-    stops training."""
+    stops training (after one batch, as _train_epoch, if it was told to stop before the epoch's first)."""
 
     def __init__(self, chunk, owner, bar, sizes):
         self.chunk, self.owner, self.bar, self.sizes = chunk, owner, bar, sizes
@@ -522,8 +522,8 @@ class _Chunks:
         now, ran, self.done = time.perf_counter(), done - self.done, done
         if ran:
             self.bar.update(done, self.totals.result())
-        if self.owner.stop_training:
-            return 0
+        if self.owner.stop_training:  # _train_epoch looks after each batch: one batch runs if it was set before
+            return 0 if done else 1
         seconds_per_step = (now - self.started) / max(ran, 1)
         self.started = now
         if self.chunk is not None:

@@ -88,6 +88,20 @@ def test_callbacks_with_batch_hooks_see_every_batch(steps_per_execution, recorde
     assert recorder.batches == recorders[1][0].batches  # the same running means after every batch
 
 
+class StopAtEpochBegin(Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.stop_training = True
+
+
+def test_a_callback_stopping_training_before_the_first_batch_stops_after_it_as_a_call_per_batch_does():
+    x, y = data()
+    per_batch, expected = trained(1, x, y, callbacks=[StopAtEpochBegin()])
+    chunked, history = trained(None, x, y, callbacks=[StopAtEpochBegin()])
+    assert history == expected and len(history["loss"]) == 1
+    assert_same_weights(chunked, per_batch)
+    assert chunked.optimizer.iterations.value == 1
+
+
 def test_a_non_finite_loss_stops_at_that_batch_and_restores_the_epochs_start_as_a_call_per_batch_does():
     x, y = data()
     x[5 * 16 + 3] = np.inf  # a sample of batch 5 (0-based), epoch 2 (1-based), visited in order
