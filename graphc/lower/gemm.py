@@ -688,21 +688,22 @@ class _GemmEmitter:
                 last_row = b.sub(self.N, const(1))
             else:
                 mask = self._lane_mask(width.last)
-        def row_of_b(k):
+
+        def row_of_b(k, emit):
             if self.spec.trans_b:
-                return self._pack_b_row_transposed(col, k, width, last_row)
-            return self._pack_b_row(col, k, width, mask)
+                self._pack_b_row_transposed(col, k, width, last_row, emit)
+            else:
+                self._pack_b_row(col, k, width, mask, emit)
         with loop(b, const(0), self.k_steps, 1, "pack_b.k") as k_loop:
             dst_row = self._gep(panel, self._mul(k_loop.index, padded))
-            for offset, value in self._packed(row_of_b, k_loop.index):
-                b.store(value, self._gep(dst_row, const(offset)), align=self.align)
+            self._packed(row_of_b, k_loop.index,
+                         lambda offset, value: b.store(value, self._gep(dst_row, const(offset)), align=self.align))
 
-    def _pack_b_row(self, col, k, width: _PanelWidth, mask) -> list:
-        """B is K x N: row k of the panel is a contiguous piece of row k of B, as (offset, vector) pairs."""
+    def _pack_b_row(self, col, k, width: _PanelWidth, mask, emit) -> None:
+        """B is K x N: row k of the panel is a contiguous piece of row k of B: emit(offset, vector) each."""
         b = self.builder
         lanes = self.tile.lanes
         src_row = self._gep(self.args["B"], b.add(self._mul(k, self.N), col))
-        row = []
         for v in range(width.vectors):
             start = v * lanes
             source = self._gep(src_row, const(start))
@@ -711,16 +712,14 @@ class _GemmEmitter:
             else:
                 # Right edge: load only the columns that exist, zeros elsewhere.
                 vector = self._masked_load_vector(source, width.last, mask)
-            row.append((start, vector))
-        return row
+            emit(start, vector)
 
-    def _pack_b_row_transposed(self, col, k, width: _PanelWidth, last_row) -> list:
-        """B is N x K: element j of row k of the panel is B[col + j, k], as (j, value) pairs.  In a
+    def _pack_b_row_transposed(self, col, k, width: _PanelWidth, last_row, emit) -> None:
+        """B is N x K: element j of row k of the panel is B[col + j, k]: emit(j, value) each.  In a
         run-time edge vector, columns past N read row N-1 and are 0."""
         b = self.builder
         zero = ir.Constant(self.element, 0.0)
         edge_start = (width.vectors - 1) * self.tile.lanes
-        row = []
         for j in range(width.padded):
             if j < edge_start or (isinstance(width.last, int) and j < edge_start + width.last):
                 offset = b.add(self._mul(self._add(col, j), self.K), k)
@@ -732,32 +731,35 @@ class _GemmEmitter:
                 source_row = imin(b, self._add(col, j), last_row)
                 offset = b.add(self._mul(source_row, self.K), k)
                 value = b.select(valid, self._load_scalar(self._gep(self.args["B"], offset)), zero)
-            row.append((j, value))
-        return row
+            emit(j, value)
 
-    def _packed(self, row_of, step: ir.Value) -> list:
-        """What a packer stores as its packed row `step`, from `row_of(k)`: row k of the operand as (offset,
-        float32 value) pairs.  That row as it is; with bfloat16 operands rounded (float32 bits whose lower
-        half is zero); for vdpbf16ps rows 2 step and 2 step + 1 rounded and paired in one 32-bit lane (k in
-        the lower half, the bfloat16 element order), the second zero past an odd K."""
-        if not self.spec.rounds:
-            return row_of(step)
+    def _packed(self, row_of, step: ir.Value, store) -> None:
+        """store(offset, value) for the packed row `step`, from `row_of(k, emit)`, which calls emit(offset,
+        float32 value) for the pieces of row k of the operand: stored as they are (float32); with bfloat16
+        operands rounded (float32 bits whose lower half is zero); for vdpbf16ps rows 2 step and 2 step + 1
+        rounded and paired in one 32-bit lane (k in the lower half, the bfloat16 element order), the second
+        zero past an odd K."""
         b = self.builder
+        if not self.spec.rounds:
+            row_of(step, store)
+            return
         if not self.pairs:
-            return [(offset, b.bitcast(_bf16_bits(b, value), value.type)) for offset, value in row_of(step)]
+            row_of(step, lambda offset, value: store(offset, b.bitcast(_bf16_bits(b, value), value.type)))
+            return
         first = b.mul(step, const(2))
         second = b.add(first, const(1))
         odd = self.spec.K is None or self.spec.K % 2 == 1
         if odd:  # the last pair of an odd K reads row K-1 twice and zeroes its second half
             exists = b.icmp_signed("<", second, self.K)
             second = b.select(exists, second, first)
-        paired = []
-        for (offset, low), (_, high) in zip(row_of(first), row_of(second)):
+        lows, highs = [], []
+        row_of(first, lambda offset, value: lows.append((offset, value)))
+        row_of(second, lambda offset, value: highs.append(value))
+        for (offset, low), high in zip(lows, highs):
             high_bits = _bf16_bits(b, high)
             if odd:
                 high_bits = b.select(exists, high_bits, ir.Constant(high_bits.type, None))
-            paired.append((offset, b.or_(high_bits, b.lshr(_bf16_bits(b, low), constant_like(high_bits.type, 16)))))
-        return paired
+            store(offset, b.or_(high_bits, b.lshr(_bf16_bits(b, low), constant_like(high_bits.type, 16))))
 
     def _tiles_all_full(self) -> bool:
         """Whether every row tile is known to lie inside M (a static M of whole tiles, counted from row 0)."""
@@ -812,12 +814,13 @@ class _GemmEmitter:
         rows = self.tile.rows
         mask = self._lane_mask(b.sub(self.M, row), rows)
 
-        def rows_of_a(k):
-            source = self._gep(self.args["A"], b.add(self._mul(k, self.M), row))
-            return [(0, self._masked_load_vector(source, None, mask, rows))]
+        def rows_of_a(k, emit):
+            emit(0, self._masked_load_vector(self._gep(self.args["A"], b.add(self._mul(k, self.M), row)),
+                                             None, mask, rows))
         with loop(b, const(0), self.k_steps, 1, "pack_a.k") as k_loop:
-            for _, value in self._packed(rows_of_a, k_loop.index):
-                b.store(value, self._gep(tile_buffer, self._mul(k_loop.index, rows)), align=self.align)
+            destination = self._gep(tile_buffer, self._mul(k_loop.index, rows))
+            self._packed(rows_of_a, k_loop.index,
+                         lambda _, value: b.store(value, destination, align=self.align))
 
     def _emit_pack_rounded_a_rows(self, row: ir.Value, tile_buffer: ir.Value) -> None:
         """A stored M x K: row r of the tile is row + r of A (rows past M repeat row M-1: their sums are
@@ -838,8 +841,8 @@ class _GemmEmitter:
         per_store = 2 * lanes if self.pairs else lanes  # k's per stored vector
         with loop(b, const(0), self.K, per_store, "round_row.k") as k_loop:
             k = k_loop.index
-            loads = [self._masked_load_vector(self._gep(source, self._add(k, start)),
-                                              b.sub(self.K, self._add(k, start))) for start in range(0, per_store, lanes)]
+            starts = [self._add(k, start) for start in range(0, per_store, lanes)]
+            loads = [self._masked_load_vector(self._gep(source, start), b.sub(self.K, start)) for start in starts]
             bits = [_bf16_bits(b, vector) for vector in loads]
             if self.pairs:  # k-pairs (2j, 2j + 1) of the 2 lanes k's: odd k in the upper half
                 indexes = [ir.Constant(ir.VectorType(I32, lanes), list(range(first, 2 * lanes, 2))) for first in (0, 1)]

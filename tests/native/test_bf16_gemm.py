@@ -157,3 +157,14 @@ def test_mixed_precision_convolutions_match_the_reference_backend(case, target_n
         scale = float(np.abs(expected).max())
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * scale)
         assert np.abs(fp32 - expected).max() > 10 * np.abs(got - expected).max()
+
+
+def test_the_default_precision_rounds_nothing():
+    """precision="float32" (the default) marks no product and emits no rounding (0x7FFF = 32767 is the
+    rounding's increment); "mixed_bfloat16" rounds in every GEMM."""
+    default, _ = _training_step("llvm", "float32")
+    mixed, _ = _training_step("llvm", "mixed_bfloat16")
+    assert not [n for n in default.optimized_graph.nodes if "precision" in n.attrs]
+    default_ir, mixed_ir = ("".join(f.llvm_ir().values()) for f in (default, mixed))
+    assert "32767" not in default_ir and "dpbf16ps" not in default_ir
+    assert "32767" in mixed_ir
