@@ -1,4 +1,6 @@
 """Function.run_steps: a compiled step over many batches in one native call, the same bits as a call per batch."""
+import threading
+
 import numpy as np
 import pytest
 
@@ -231,3 +233,26 @@ def test_the_run_ends_after_the_first_step_whose_watched_loss_is_not_finite():
     np.testing.assert_array_equal(loss, expected)
     assert accuracy.shape == (2,)
     assert_same_state(called, stepped)  # steps 2 and 3 never ran
+
+
+def test_calls_from_another_thread_wait_for_a_run_of_steps_and_both_are_exact():
+    """run_steps holds the program (one slot table, one barrier) for its whole native call, as a call does."""
+    x = gc.placeholder(("batch", FEATURES), name="x")
+    w = gc.variable(np.random.default_rng(8).standard_normal((FEATURES, HIDDEN)).astype(np.float32), name="w")
+    shared, alone = (gc.function([x], gc.sum(gc.relu(x @ w), axis=1), threads=2) for _ in range(2))
+    xs, _ = data()
+    batches = batches_of(np.random.default_rng(9).permutation(ROWS), 10)
+    expected = np.stack([alone(xs[rows]) for rows in batches])
+    wrong = []
+
+    def calls():
+        for k in range(200):
+            rows = batches[k % len(batches)]
+            wrong.append(not np.array_equal(shared(xs[rows]), expected[k % len(batches)]))
+    caller = threading.Thread(target=calls)
+    caller.start()
+    runs = [shared.run_steps(batches, xs) for _ in range(20)]
+    caller.join(timeout=60)
+    assert not caller.is_alive() and len(wrong) == 200 and not any(wrong)
+    for run in runs:
+        np.testing.assert_array_equal(run, expected)
