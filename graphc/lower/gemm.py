@@ -56,8 +56,13 @@ Design (BLIS-style, specialised for static N and K where they are known):
   the micro-kernel runs `vdpbf16ps` (two products per lane per instruction,
   summed in float32); elsewhere it stores the rounded values as float32 and
   the float32 micro-kernel runs: the same products, summed in another order.
-  A is packed a block of rows at a time (tile by tile, k-major), once per B
-  block.  The accumulators, the epilogue and its fusions are the float32 ones.
+  A is packed a block of rows at a time, once per B block, tile by tile:
+  a row-major A tile by tile row (k or k-pairs side by side, a vector at a
+  time, rows a cache-line-padded stride apart), a K x M one (trans_a) k-major
+  (masked vectors of the tile's rows); an implicit GEMM's packed tile is
+  rounded row by row in place.  The rounding is integer arithmetic on the
+  float32 bits (graphc.graph.dtypes.round_to_bfloat16 is its numpy twin).
+  The accumulators, the epilogue and its fusions are the float32 ones.
 * Threading: each of `nthreads` callers computes a disjoint block of C.  The
   N dimension is split in whole panels when there are at least `nthreads`
   panels (counted at run time when N is), otherwise the M dimension in whole
