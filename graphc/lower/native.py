@@ -1,6 +1,7 @@
 """The ``llvm`` backend: plan the graph, emit one LLVM module, reuse cached object code, run it natively."""
 import functools
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -42,12 +43,12 @@ class NativeProgram:
 
     def _compile_kernels(self) -> list:
         """The object code of each kernel's module and of the entry's: from the cache where a program compiled
-        the same module before, else compiled now (in parallel on the cores the program may use) and cached."""
+        the same module before, else compiled now (in parallel on the idle cores the program may use) and cached."""
         texts = [str(module) for module in emit_program(self.schedule, self.target, separate=True)]
         keys = [self._cache_key(text) for text in texts]
         objects = [cache.load(key) for key in keys]
         missing = [i for i, found in enumerate(objects) if found is None]
-        processes = min(self.threads, available_cores())  # the cores the program may use compile it
+        processes = min(self.threads, _idle_cores())
         for i, object_code in zip(missing, emit_objects([texts[i] for i in missing], self.target, processes)):
             objects[i] = object_code
             cache.store(keys[i], object_code)
@@ -108,6 +109,13 @@ class NativeProgram:
         """Kernel name -> its assembly for the target (compiles the module again, without the cache)."""
         assembly = compile_module(self.ir_text, self.target).asm
         return _split_functions(assembly, r"^(?P<name>[A-Za-z_][\w.]*):\s*(#.*)?$", r"^\s*\.size\s")
+
+
+def _idle_cores() -> int:
+    """How many processes may compile at once: the cores this process may run on, less the load of others
+    (the 1-minute load average, this process counted as one): on a busy machine forked compilers would only
+    take turns with each other and the machine's other work, and finish later than one."""
+    return max(1, min(available_cores(), int(available_cores() + 1 - os.getloadavg()[0])))
 
 
 @functools.cache

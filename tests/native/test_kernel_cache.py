@@ -47,3 +47,11 @@ def test_a_bundle_that_does_not_split_exactly_is_no_entry(cut):
     bundle = jit.bundle(objects)
     assert jit.unbundle(bundle) == objects
     assert jit.unbundle(bundle[:cut]) is None and jit.unbundle(None) is None
+
+
+@pytest.mark.parametrize("cores, load, processes", [(2, 0.4, 2), (2, 1.0, 2), (2, 1.7, 1), (2, 5.0, 1), (8, 3.2, 5),
+                                                     (8, 0.0, 8)])
+def test_kernels_compile_in_as_many_processes_as_cores_are_idle(monkeypatch, cores, load, processes):
+    monkeypatch.setattr(native, "available_cores", lambda: cores)
+    monkeypatch.setattr(native.os, "getloadavg", lambda: (load, load, load))
+    assert native._idle_cores() == processes
