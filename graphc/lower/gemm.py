@@ -61,7 +61,7 @@ Design (BLIS-style, specialised for static N and K where they are known):
   time, rows a cache-line-padded stride apart), a K x M one (trans_a) k-major
   (masked vectors of the tile's rows); an implicit GEMM's packed tile is
   rounded row by row in place.  The rounding is integer arithmetic on the
-  float32 bits (graphc.graph.dtypes.round_to_bfloat16 is its numpy twin).
+  float32 bits, tested against ml_dtypes (graphc.graph.dtypes.round_to_bfloat16).
   The accumulators, the epilogue and its fusions are the float32 ones.
 * Threading: each of `nthreads` callers computes a disjoint block of C.  The
   N dimension is split in whole panels when there are at least `nthreads`
