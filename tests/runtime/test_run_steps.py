@@ -1,4 +1,6 @@
 """Function.run_steps: a compiled step over many batches in one native call, the same bits as a call per batch."""
+import os
+import signal
 import threading
 
 import numpy as np
@@ -256,3 +258,18 @@ def test_calls_from_another_thread_wait_for_a_run_of_steps_and_both_are_exact():
     assert not caller.is_alive() and len(wrong) == 200 and not any(wrong)
     for run in runs:
         np.testing.assert_array_equal(run, expected)
+
+
+def test_a_forked_child_runs_the_parents_steps():
+    """The child starts its own helper threads (the parent's were not forked) and the loop's code is there."""
+    x, y = data()
+    batches = batches_of(np.arange(ROWS), 64)
+    parent, twin = mlp_step(2), mlp_step(2)
+    parent.run_steps(batches, x, y), twin.run_steps(batches, x, y)  # the helper threads run in the parent
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 if its run gives the bits of a call per batch (killed if it hangs)
+        signal.alarm(60)
+        exact = np.array_equal(parent.run_steps(batches, x, y)[0], [twin(x[rows], y[rows])[0] for rows in batches])
+        os._exit(0 if exact else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
