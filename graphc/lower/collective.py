@@ -119,8 +119,11 @@ def overlap_collectives(schedule):
     """Each allreduce kernel becomes a start and a wait; then the kernels are reordered, dependencies kept, so
     that every start runs as soon as its operand is complete and every wait as late as possible: after all the
     work that does not need its result (the rest of the backward pass), before the work that does (the update).
-    Allreduces fused into a row kernel (bias gradients, in its last phase) stay blocking."""
-    priority = {}
+    A reduction with no GEMM (no product, convolution or row kernel) left between its start and its wait has
+    nothing to hide behind and becomes one blocking kernel again, at its wait: MPI_Allreduce is faster than
+    MPI_Iallreduce + MPI_Wait (Open MPI's nonblocking algorithms, docs/distributed.md). Allreduces fused into
+    a row kernel (bias gradients, in its last phase) stay blocking."""
+    priority, pairs = {}, []
     for kernel in [k for k in schedule.kernels if k.node is not None and k.node.op.name == "allreduce"]:
         index, Kernel = schedule.kernels.index(kernel), type(kernel)  # program.Kernel (program imports this module)
         node, (operand,) = kernel.node, kernel.inputs
@@ -130,8 +133,19 @@ def overlap_collectives(schedule):
                       [operand, kernel.out, request])
         schedule.kernels[index:index + 1] = [start, wait]
         priority[id(start)], priority[id(wait)] = 0, 2
+        pairs.append((start, wait, kernel))
     if priority:
         schedule.kernels = _list_schedule(schedule.kernels, lambda k: priority.get(id(k), 1))
+    for start, wait, blocking in pairs:
+        first, last = schedule.kernels.index(start), schedule.kernels.index(wait)
+        if not any(_computes(k) for k in schedule.kernels[first + 1:last]):
+            schedule.kernels[last] = blocking
+            del schedule.kernels[first]
+
+
+def _computes(kernel) -> bool:
+    """Whether ``kernel`` is work a reduction can proceed behind: a product, a convolution, a row kernel."""
+    return kernel.node is None or kernel.node.op.kind in ("matmul", "conv", "conv_transpose")
 
 
 def _list_schedule(kernels, priority) -> list:
