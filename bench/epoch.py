@@ -26,7 +26,8 @@ BATCH = 128
 
 
 def worker(precision: str, steps_per_execution, epochs: int) -> dict:
-    """Compile and train in this process (its cache dir set by the parent); the measurements as a dict."""
+    """Compile and train ``epochs`` epochs (0: compile only) in this process (its cache dir set by the parent); the
+    measurements as a dict."""
     from graphc.keras import callbacks, layers, mixed_precision, models
     from graphc.keras.datasets import mnist
     from graphc.keras.utils import set_random_seed, to_categorical
@@ -44,6 +45,8 @@ def worker(precision: str, steps_per_execution, epochs: int) -> dict:
     start = time.perf_counter()
     model.graphc_function(), model.metrics_names  # the train and evaluate programs, compiled on first use
     compile_seconds = time.perf_counter() - start
+    if not epochs:
+        return {"compile_s": compile_seconds}
     epoch_times, python_seconds = [], []
 
     def epoch_begin(epoch, logs):
@@ -111,7 +114,7 @@ def main():
     for precision in args.precision:
         for chunk in chunks:
             with tempfile.TemporaryDirectory() as cache:
-                cold = run_worker(cache, precision, chunk, 1)  # compiles into the empty cache
+                cold = run_worker(cache, precision, chunk, 0)  # compiles into the empty cache
                 result = run_worker(cache, precision, chunk, args.epochs)  # loads from it
             if "error" in result or "error" in cold:
                 print(f"{precision:15s} {str(chunk):>10s}  failed: {result.get('error') or cold.get('error')}")
