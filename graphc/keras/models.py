@@ -169,9 +169,11 @@ class Model:
         ``steps_per_execution``: how many of fit's training batches (of array data) run in one native call,
         their rows gathered natively from the arrays (``gc.Function.run_steps``). None (graphc's default;
         Keras' is 1): a whole epoch, or with verbose=1 chunks of about 0.05 s so that the progress line keeps
-        moving. Every choice gives the same weights and history, bit for bit. A callback with batch-level
-        hooks (``on_batch_begin/end``, Keras' ``on_train_batch_begin/end``) still sees every batch: fit then
-        calls the step once per batch (runtime.loop.fit_loop). evaluate and predict make a call per batch."""
+        moving. Every choice gives the same weights and history, bit for bit. Data of another dtype than the
+        model's (float64 arrays for float32 inputs) is converted once an epoch, whole. A callback with
+        batch-level hooks (``on_batch_begin/end``, Keras' ``on_train_batch_begin/end``) still sees every batch:
+        fit then calls the step once per batch (runtime.loop.fit_loop). evaluate and predict make a call per
+        batch."""
         check_steps_per_execution(steps_per_execution)
         self._steps_per_execution = steps_per_execution
         self.optimizer = optimizers.get(optimizer)
