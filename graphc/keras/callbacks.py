@@ -1,8 +1,9 @@
 """Keras callbacks: the training runtime's own (``runtime.loop``) under their Keras names, and the Keras 3 callbacks
 that need a model with an optimizer (``ReduceLROnPlateau``, ``LearningRateScheduler``) or are front-end conveniences.
 
-``fit`` calls the hooks of ``runtime.loop.Callback``: ``on_train_begin/end``, ``on_epoch_begin/end`` and
-``on_batch_begin/end`` (Keras' ``on_train_batch_begin/end``); the logs of ``on_epoch_end`` are one dict that every
+``fit`` calls the hooks of ``runtime.loop.Callback``: ``on_train_begin/end``, ``on_epoch_begin/end`` and Keras 3's
+``on_train_batch_begin/end``, which call ``on_batch_begin/end`` unless overridden (a callback with either makes fit
+run one step a native call, so it sees every batch); the logs of ``on_epoch_end`` are one dict that every
 callback sees in turn, so a key a callback adds (``learning_rate``) reaches the ``History`` that fit appends last.
 """
 import csv

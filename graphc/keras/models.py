@@ -598,7 +598,8 @@ class Model:
         self._settings()  # compile settings given before the model was built are resolved now
         return {"optimizer": optimizers.serialize(self.optimizer), "loss": _serialized_losses(self.loss),
                 "metrics": _serialized_metrics(self._metric_identifiers),
-                "loss_weights": self._loss_weights if any(w != 1 for w in self._loss_weights) else None}
+                "loss_weights": self._loss_weights if any(w != 1 for w in self._loss_weights) else None,
+                "steps_per_execution": self._steps_per_execution}
 
     def save(self, path):
         """Write the model to ``path``, atomically: ``.keras`` in Keras 3's format (Keras loads it), ``.npz`` in
@@ -742,7 +743,8 @@ def load_model(path, compile=True):
         settings = meta["compile"] if compile else None
         if settings is not None:
             model.compile(optimizers.deserialize(settings["optimizer"]), _deserialized_losses(settings["loss"]),
-                          settings["metrics"], settings.get("loss_weights"))
+                          settings["metrics"], settings.get("loss_weights"),
+                          steps_per_execution=settings.get("steps_per_execution"))
             if model.built:
                 for param in model.trainable_weights:  # the optimizer's slots, to be filled below
                     model.optimizer._slots_for(param)

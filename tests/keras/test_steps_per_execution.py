@@ -164,3 +164,11 @@ def test_a_whole_epoch_per_call_unless_a_progress_line_needs_updates_every_tenth
     calls = recorded_fit(1, None, seconds_per_step=0.004, steps=60)
     # One step first, then what took about 0.05 s: at most 12 steps of 4 ms (the sleep never ends early).
     assert calls[0] == 1 and sum(calls) == 60 and max(calls) <= 12 and len(calls) < 40
+
+
+def test_steps_per_execution_is_a_compile_setting_that_saving_keeps(tmp_path):
+    model = models.Sequential([layers.Dense(2, input_shape=(3,))])
+    model.compile("sgd", "mse", steps_per_execution=7)
+    assert model.get_compile_config()["steps_per_execution"] == 7
+    model.save(tmp_path / "m.npz")
+    assert models.load_model(tmp_path / "m.npz").get_compile_config()["steps_per_execution"] == 7
