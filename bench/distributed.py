@@ -6,12 +6,15 @@
 Per training step (the hand-written seed step, RMSprop; the processes start every round together):
   one process     the whole batch of 128 on 2 threads, no collective
   compute only    each process its 64 samples on 1 thread, gradients not reduced: the step without MPI
+  + barrier       and an MPI_Barrier after each step: what waiting for the slower process costs
+  updates unfused compute only, the optimizer updates as kernels of their own (not in the GEMM epilogues),
+                  as they must be after a reduction
   blocking        + one MPI_Allreduce kernel per gradient, where the gradient is complete
   overlapped      + the reductions started as each gradient is complete and waited for before the updates
                   (the overlap_collectives schedule rewrite): what the overlap saves
 and, per epoch, Keras' fit on MNIST (60,000 images, batch 128) with and without DataParallel: the median of the
-epochs after the first. The reductions' time is blocking - compute only; the overlap hides (blocking -
-overlapped) / (blocking - compute only) of it. Needs the mpi extra (pip install -e '.[mpi]').
+epochs after the first. The reductions' time is blocking - updates unfused; the overlap hides (blocking -
+overlapped) / (blocking - updates unfused) of it. Needs the mpi extra (pip install -e '.[mpi]').
 """
 import argparse
 import json
@@ -117,7 +120,10 @@ def worker(args):
         result = step_times({"one process": seed_step(False, threads=2)}, 128, args.rounds, args.steps)
         result["epoch"] = statistics.median(epoch_times(args.epochs, False)[1:])
     else:
-        variants = {"compute only": seed_step(False, threads=1),
+        compute = seed_step(False, threads=1)
+        barrier = distributed.communicator().Barrier
+        variants = {"compute only": compute, "compute + barrier": lambda x, y: (compute(x, y), barrier()),
+                    "updates unfused": seed_step(False, optimize=["fuse_updates_into_producers"], threads=1),
                     "blocking": seed_step(True, optimize=["overlap_collectives"], threads=1),
                     "overlapped": seed_step(True, threads=1)}
         result = step_times(variants, 128 // distributed.size(), args.rounds, args.steps)
@@ -148,12 +154,13 @@ def main():
            str(args.steps), "--epochs", str(args.epochs)]
     one = run(own)
     two = run([mpiexec, "-n", "2", "--bind-to", "core", *own])
-    reductions = two["blocking"] - two["compute only"]
+    reductions = two["blocking"] - two["updates unfused"]
     print(f"seed MLP, global batch 128, ms per step (medians of {args.rounds} rounds of {args.steps} steps)")
-    print(f"  1 process x 2 threads              {one['one process']:7.3f}")
-    for name in ("compute only", "blocking", "overlapped"):
-        print(f"  2 processes x 1 thread, {name:12s} {two[name]:7.3f}")
-    print(f"  time in the reductions (blocking - compute only): {reductions:.3f} ms per step; the overlap hides "
+    print(f"  1 process x 2 threads                   {one['one process']:7.3f}")
+    for name in ("compute only", "compute + barrier", "updates unfused", "blocking", "overlapped"):
+        print(f"  2 processes x 1 thread, {name:17s} {two[name]:7.3f}")
+    print(f"  time in the reductions (blocking - updates unfused): {reductions:.3f} ms per step, of which waiting for "
+          f"the other process {two['compute + barrier'] - two['compute only']:.3f}; the overlap hides "
           f"{(two['blocking'] - two['overlapped']) / reductions:.0%} of it")
     model = 1000 * ring_seconds(2, 4 * PARAMETERS, two["bandwidth"], two["latency"], len(GRADIENTS))
     print(f"  the ring model with this link ({two['bandwidth'] / 1e9:.2f} GB/s, {1e6 * two['latency']:.1f} us per "
