@@ -23,15 +23,15 @@ def allreduce(rank):
     """Values on every backend, and gradients of F = sum over ranks of sum(c_r * allreduce(x_r)**2) with the
     reduction overlapped (start/wait kernels) or blocking, on the reference and the native backend."""
     rng = np.random.default_rng(rank + 10)
-    saved = {}
-    for dtype, shape, ops in ALLREDUCE_CASES:
-        x = (rng.standard_normal(shape) * 100).astype(dtype)
-        saved[f"x_{dtype}_{shape}"] = x
-        placeholder = gc.placeholder(shape, dtype)
-        for op in ops:
-            for backend, options in BACKENDS.items():
-                saved[f"{op}_{dtype}_{shape}_{backend}"] = gc.function([placeholder], gc.allreduce(placeholder, op),
-                                                                       **options)(x)
+    saved, placeholders, arrays, outputs = {}, [], [], {}
+    for dtype, shape, ops in ALLREDUCE_CASES:  # one function of every case per backend: few compilations
+        arrays.append((rng.standard_normal(shape) * 100).astype(dtype))
+        saved[f"x_{dtype}_{shape}"] = arrays[-1]
+        placeholders.append(gc.placeholder(shape, dtype))
+        outputs.update({f"{op}_{dtype}_{shape}": gc.allreduce(placeholders[-1], op) for op in ops})
+    for backend, options in BACKENDS.items():
+        values = gc.function(placeholders, outputs, **options)(*arrays)
+        saved.update({f"{key}_{backend}": value for key, value in values.items()})
     x = rng.standard_normal(7).astype("float32")
     c = np.float32(rank + 1)
     saved.update(x_grad=x, c_grad=c)
