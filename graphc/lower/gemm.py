@@ -256,13 +256,17 @@ def _candidate_tiles(spec: GemmSpec, target: Target) -> list[MicroTile]:
     return tiles
 
 
-def _tile_cycles(tile: MicroTile, vectors: int, K: int, target: Target) -> float:
+def _tile_cycles(tile: MicroTile, vectors: int, K: int, target: Target, pairs: bool = False) -> float:
     """Rough cycles for one tile: FMA-bound or load-bound (2 loads/cycle; every
     A broadcast and B vector is a load), plus loop and epilogue overhead.
-    Two FMA pipes of 256 bits: one 512-bit FMA or two narrower ones per cycle."""
+    Two FMA pipes of 256 bits: one 512-bit FMA or two narrower ones per cycle.
+    `pairs` (vdpbf16ps): K/2 steps, in which each row's broadcast k-pair also
+    takes a vector pipe slot (measured on Zen 4: a 16x16 tile reaches 56% of
+    the vdpbf16ps peak on 128x784 @ 784x512, 9x48 and 6x64 tiles 82%)."""
     fmas_per_cycle = 1 if target.vector_bytes > 32 else 2
-    per_k = max(tile.rows * vectors / fmas_per_cycle, (tile.rows + vectors) / 2) + 1
-    return K * per_k + tile.rows * vectors + 10
+    steps, vector_ops = (math.ceil(K / 2), tile.rows * (vectors + 1)) if pairs else (K, tile.rows * vectors)
+    per_k = max(vector_ops / fmas_per_cycle, (tile.rows + vectors) / 2) + 1
+    return steps * per_k + tile.rows * vectors + 10
 
 
 def _busiest_thread_cycles(spec: GemmSpec, target: Target, tile: MicroTile,
@@ -273,9 +277,10 @@ def _busiest_thread_cycles(spec: GemmSpec, target: Target, tile: MicroTile,
     n = spec.N if spec.N is not None else _TYPICAL_N
     row_tiles = math.ceil(m / tile.rows)
     full_panels, edge = divmod(n, tile.cols)
-    panel_costs = [_tile_cycles(tile, tile.vectors, k, target)] * full_panels
+    pairs = uses_bf16_dot(spec, target)
+    panel_costs = [_tile_cycles(tile, tile.vectors, k, target, pairs)] * full_panels
     if edge:
-        panel_costs.append(_tile_cycles(tile, math.ceil(edge / tile.lanes), k, target))
+        panel_costs.append(_tile_cycles(tile, math.ceil(edge / tile.lanes), k, target, pairs))
     if len(panel_costs) >= nthreads:
         shares = [panel_costs[t * len(panel_costs) // nthreads:
                               (t + 1) * len(panel_costs) // nthreads]
