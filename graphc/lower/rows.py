@@ -203,8 +203,8 @@ def _free(shape) -> bool:
 def _role(kernel, rows, sources) -> str | None:
     """``kernel``'s role in a group over ``rows`` whose members made its inputs with roles ``sources``
     (None: made outside), or None if it cannot join."""
-    if hasattr(kernel, "members") or kernel.updates or kernel.out is None:
-        return None
+    if hasattr(kernel, "members") or kernel.updates or kernel.out is None or kernel.node.op.kind == "collective":
+        return None  # a collective stays a kernel of its own: thread 0 calls MPI, and it can overlap
     node, fresh = kernel.node, kernel.out.kind in ("temp", "output")
     row_inputs = [i for i in node.inputs if not is_static(i.shape)]
     if not all(_row_shaped(i.shape, rows) for i in row_inputs):

@@ -27,14 +27,15 @@ def test_two_processes_train_as_one(mpirun, tmp_path_factory):
                           "evaluation"]:
         np.testing.assert_array_equal(first[key], second[key], err_msg=f"{key} differs between the ranks")
         np.testing.assert_allclose(first[key], single[key], rtol=1e-5, atol=1e-6, err_msg=key)
-    # The last layer's weight gradient is reduced while the first layer's is computed; the first layer's, with
-    # nothing left to overlap, by a blocking kernel.
+    # The last layer's weight gradient and both bias gradients (kernels of their own, outside the row kernel) are
+    # reduced while the first layer's weight gradient is computed; that one, with nothing left to overlap, by a
+    # blocking kernel.
     kernels = list(first["kernels"])
     starts, waits, blocking = ([i for i, k in enumerate(kernels) if k.endswith(end)]
                                for end in ("_start", "_wait", "_allreduce"))
     products = [i for i, k in enumerate(kernels) if "matmul" in k]
-    assert len(starts) == len(waits) == len(blocking) == 1, kernels
-    assert starts[0] < products[-1] < waits[0] < blocking[0], kernels
+    assert len(starts) == len(waits) == 3 and len(blocking) == 1, kernels
+    assert max(starts) < products[-1] < min(waits) and products[-1] < blocking[0], kernels
     # One process updates the weights in the epilogues of the GEMMs producing their gradients; two processes
     # update them after the reduced gradients' waits.
     assert any(label.startswith("matmul") and "updates" in label for label in single["labels"])
