@@ -16,6 +16,12 @@ from .program import SCHEDULE_REWRITES, emit_program, plan
 from .target import host_target
 
 
+# A module this long (a GEMM, a row kernel) takes LLVM longer than a cache entry's write and fsyncs: it gets an
+# entry of its own, which other programs load. A shorter one (an elementwise kernel, a copy) is only in its
+# program's entry: the 76 kernels of the seed step at optimize=0 would otherwise cost 77 writes.
+SHARED_MODULE_CHARS = 16384
+
+
 class NativeProgram:
     """A graph compiled to native code; ``run(feeds, dims)`` follows the backend contract of gc.function."""
 
@@ -43,15 +49,17 @@ class NativeProgram:
 
     def _compile_kernels(self) -> list:
         """The object code of each kernel's module and of the entry's: from the cache where a program compiled
-        the same module before, else compiled now (in parallel on the idle cores the program may use) and cached."""
+        the same module before, else compiled now (in parallel on the idle cores the program may use). Modules
+        of at least SHARED_MODULE_CHARS are cached on their own."""
         texts = [str(module) for module in emit_program(self.schedule, self.target, separate=True)]
-        keys = [self._cache_key(text) for text in texts]
-        objects = [cache.load(key) for key in keys]
+        keys = [self._cache_key(text) if len(text) >= SHARED_MODULE_CHARS else None for text in texts]
+        objects = [None if key is None else cache.load(key) for key in keys]
         missing = [i for i, found in enumerate(objects) if found is None]
         processes = min(self.threads, _idle_cores())
         for i, object_code in zip(missing, emit_objects([texts[i] for i in missing], self.target, processes)):
             objects[i] = object_code
-            cache.store(keys[i], object_code)
+            if keys[i] is not None:
+                cache.store(keys[i], object_code)
         return objects
 
     @property

@@ -4,6 +4,7 @@ import pytest
 
 import graphc as gc
 from graphc.lower import jit, native
+from runtime import cache
 
 
 @pytest.fixture
@@ -25,7 +26,8 @@ def scaled_tanh(extra_output: bool):
     return gc.function([x], [y, gc.transpose(x)] if extra_output else [y], backend="llvm")
 
 
-def test_a_kernel_another_program_compiled_is_loaded_from_the_cache(compiled_modules):
+def test_a_kernel_another_program_compiled_is_loaded_from_the_cache(compiled_modules, monkeypatch):
+    monkeypatch.setattr(native, "SHARED_MODULE_CHARS", 0)  # these kernels are short: share them all the same
     data = np.linspace(-2, 2, 21, dtype=np.float32).reshape(3, 7)
     alone = scaled_tanh(extra_output=False)
     assert compiled_modules == [2]  # the tanh kernel and the entry point
@@ -39,6 +41,14 @@ def test_a_kernel_another_program_compiled_is_loaded_from_the_cache(compiled_mod
     np.testing.assert_allclose(y, np.tanh(data) * 3, rtol=1e-6)
     again = scaled_tanh(extra_output=True)
     assert again.program.from_cache and len(compiled_modules) == 2  # the whole program: nothing compiled
+
+
+def test_short_modules_are_cached_only_in_their_programs_entry(compiled_modules):
+    scaled_tanh(extra_output=True)
+    # Entries: the program's, and the tanh kernel's (its vector tanh is long); the transpose and entry point are short.
+    assert compiled_modules == [3] and len(list(cache.cache_dir().glob("*.o"))) == 2
+    scaled_tanh(extra_output=False)
+    assert compiled_modules == [3, 1]  # the tanh kernel is loaded, the short entry point compiled
 
 
 @pytest.mark.parametrize("cut", [1, 7, 9, -1])
