@@ -6,6 +6,7 @@ same levels and names switch the native planner's schedule rewrites (SCHEDULE_PA
 After the pipeline, at every level, ``autocast`` marks the products that ``gc.function(..., precision=)``
 computes from bfloat16 operands (graphc/passes/autocast.py).
 """
+from .collectives import bucket_allreduces
 from .cleanup import (eliminate_common_subexpressions, fold_constants, fold_transposes_into_matmul,
                       relu_mask_from_output, simplify, softmax_from_log_softmax, stable_log_softmax)
 from .fusion import fuse_elementwise, fuse_matmul_epilogue
@@ -20,6 +21,7 @@ PIPELINE = [
     ("softmax_from_log_softmax", 1, softmax_from_log_softmax),
     ("relu_mask_from_output", 2, relu_mask_from_output),
     ("cse_again", 1, eliminate_common_subexpressions),
+    ("bucket_allreduces", 1, bucket_allreduces),
     ("fuse_elementwise", 2, fuse_elementwise),
     ("fuse_matmul_epilogue", 2, fuse_matmul_epilogue),
 ]

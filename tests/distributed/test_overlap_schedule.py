@@ -8,7 +8,7 @@ from graphc.graph import Graph
 from graphc.lower.program import plan
 from graphc.ops.collective import allreduce_op
 from graphc.ops.registry import apply
-from graphc.passes import optimize_graph, selected_schedule_passes
+from graphc.passes import collectives, optimize_graph, selected_schedule_passes
 
 
 def _schedule(optimize):
@@ -23,7 +23,7 @@ def _schedule(optimize):
 
 
 def test_reductions_overlap_the_remaining_products():
-    kernels = _schedule(2).kernels
+    kernels = _schedule(["bucket_allreduces"]).kernels  # each gradient its own message
     names = [k.name for k in kernels]
     starts, waits, blocking = ([i for i, k in enumerate(names) if k.endswith(end)]
                                for end in ("_start", "_wait", "_allreduce"))
@@ -41,5 +41,27 @@ def test_reductions_overlap_the_remaining_products():
 
 
 def test_without_the_rewrite_every_reduction_blocks():
-    names = [k.name for k in _schedule(["overlap_collectives"]).kernels]
+    names = [k.name for k in _schedule(["overlap_collectives", "bucket_allreduces"]).kernels]
     assert sum(k.endswith("_allreduce") for k in names) == 2 and not any(k.endswith("_start") for k in names)
+
+
+def test_small_gradients_travel_as_one_message_that_overlaps_the_last_product(monkeypatch):
+    """The seed MLP's shape in small: W1's gradient (1280 bytes) over a 1 KiB bucket keeps its own message; b1,
+    W2 and b2's share one; the message of the gradient computed first overlaps the other's product."""
+    monkeypatch.setattr(collectives, "BUCKET_BYTES", 1024)
+    rng = np.random.default_rng(1)
+    x, y = gc.placeholder(("batch", 20)), gc.placeholder(("batch", 3))
+    params = [gc.variable(rng.standard_normal(shape).astype("float32")) for shape in ((20, 16), (16,), (16, 3), (3,))]
+    w1, b1, w2, b2 = params
+    loss = gc.mean(gc.categorical_crossentropy(y, gc.softmax(gc.relu(x @ w1 + b1) @ w2 + b2)))
+    reduced = [apply(allreduce_op, [g]) for g in gc.grad(loss, params)]
+    graph = Graph([x, y], [loss], [(p, p - 0.1 * r) for p, r in zip(params, reduced)])
+    kernels = plan(optimize_graph(graph, 2), selected_schedule_passes(2)).kernels
+    names = [k.name for k in kernels]
+    starts, waits, blocking = ([i for i, k in enumerate(names) if k.endswith(end)]
+                               for end in ("_start", "_wait", "_allreduce"))
+    products = [i for i, k in enumerate(kernels) if k.node is not None and k.node.op.kind == "matmul"]
+    assert len(starts) == len(waits) == len(blocking) == 1, names
+    sources = sorted(kernels[i].node.inputs[0].op.name for i in starts + blocking)
+    assert "concatenate" in sources and len(set(sources)) == 2, sources  # the bucket, and W1's own message
+    assert starts[0] < products[-1] < waits[0] and products[-1] < blocking[0], names
