@@ -20,14 +20,13 @@ table's sake: the training step needs none. ``--quick`` is a smoke test (20-30 s
 not a measurement.
 """
 import argparse
-import ctypes
 import statistics
-import threading
 import time
 
 import numpy as np
 
 import peers
+from peak import peak_gflops
 
 BATCH = 64
 # (name, input (height, width, channels), filters) of the example's three 3x3 "valid" convolutions.
@@ -49,71 +48,6 @@ def parse_arguments():
     if args.quick:
         args.rounds, args.sample_seconds = 3, 0.01
     return args
-
-
-# ---- the machine's FMA peak ------------------------------------------------------------------------------
-def fma_loop(target, accumulators=12):
-    """A module with ``float fma_loop(i64 n)``: n iterations of ``accumulators`` independent vector FMAs (enough
-    to cover the FMA latency on two pipes, few enough to stay in AVX2's 16 registers); and the flops of one
-    iteration."""
-    from llvmlite import ir
-
-    from graphc.lower.jit import compile_module
-
-    lanes = target.vector_bytes // 4
-    vector, i64 = ir.VectorType(ir.FloatType(), lanes), ir.IntType(64)
-    module = ir.Module()
-    fma = ir.Function(module, ir.FunctionType(vector, [vector] * 3), name=f"llvm.fma.v{lanes}f32")
-    function = ir.Function(module, ir.FunctionType(ir.FloatType(), [i64]), name="fma_loop")
-    entry, loop, done = (function.append_basic_block(name) for name in ("entry", "loop", "done"))
-    builder = ir.IRBuilder(entry)
-    scale = builder.sitofp(function.args[0], ir.FloatType())  # not a constant: nothing folds
-    splat = builder.insert_element(ir.Constant(vector, ir.Undefined), scale, ir.Constant(ir.IntType(32), 0))
-    a = builder.fmul(builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(ir.IntType(32), lanes), 0)),
-                     ir.Constant(vector, [1e-12] * lanes))
-    builder.branch(loop)
-    builder.position_at_end(loop)
-    i = builder.phi(i64)
-    accs = [builder.phi(vector) for _ in range(accumulators)]
-    nexts = [builder.call(fma, [acc, a, ir.Constant(vector, [0.5] * lanes)]) for acc in accs]
-    for acc, new in zip(accs, nexts):
-        acc.add_incoming(ir.Constant(vector, [float(k) for k in range(lanes)]), entry)
-        acc.add_incoming(new, loop)
-    i.add_incoming(ir.Constant(i64, 0), entry)
-    step = builder.add(i, ir.Constant(i64, 1))
-    i.add_incoming(step, loop)
-    builder.cbranch(builder.icmp_signed("<", step, function.args[0]), loop, done)
-    builder.position_at_end(done)
-    total = nexts[0]
-    for new in nexts[1:]:
-        total = builder.fadd(total, new)
-    builder.ret(builder.extract_element(total, ir.Constant(ir.IntType(32), 0)))
-    return compile_module(module, target), accumulators * lanes * 2
-
-
-def fma_peak_gflops(threads, seconds):
-    """GFLOP/s of ``threads`` threads each running the FMA loop at once (ctypes releases the GIL): the best of 5."""
-    from graphc.lower.target import host_target
-
-    compiled, flops_per_iteration = fma_loop(host_target())  # keep compiled alive while the loop runs
-    loop = ctypes.CFUNCTYPE(ctypes.c_float, ctypes.c_int64)(compiled.address("fma_loop"))
-    iterations = 1 << 20
-    while True:
-        start = time.perf_counter()
-        loop(iterations)
-        if time.perf_counter() - start > seconds / 4:
-            break
-        iterations *= 2
-    best = 0.0
-    for _ in range(5):
-        workers = [threading.Thread(target=loop, args=(iterations,)) for _ in range(threads)]
-        start = time.perf_counter()
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        best = max(best, threads * iterations * flops_per_iteration / (time.perf_counter() - start) / 1e9)
-    return best
 
 
 # ---- the contenders: one callable per pass, and its result as NHWC/HWIO numpy -----------------------------
@@ -191,7 +125,7 @@ def main():
     import torch
     torch.set_num_threads(args.threads)
 
-    peak = fma_peak_gflops(args.threads, args.sample_seconds * 10)
+    peak = peak_gflops("fma", args.threads, args.sample_seconds * 10)
     print(f"{peers.versions()}; {args.threads} threads; FP32 FMA peak measured here: {peak:.1f} GFLOP/s "
           f"({peak / args.threads:.1f} per thread)")
     print(f"GFLOP/s, median of {args.rounds} rounds, batch {BATCH}, and % of the FMA peak; ratio = graphc's speed / "

@@ -9,10 +9,10 @@ The classic Keras MNIST program runs unchanged apart from its imports::
 and the spellings of "Deep Learning with Python" (2nd ed.) work too: ``graphc.keras.Sequential``,
 ``graphc.keras.Model``, ``graphc.keras.Input``, ``graphc.keras.layers``.
 """
-from . import (activations, callbacks, datasets, initializers, layers, losses, metrics, models, optimizers,
-               regularizers, saving, utils)
+from . import (activations, callbacks, datasets, distribution, initializers, layers, losses, metrics,
+               mixed_precision, models, optimizers, regularizers, saving, utils)
 from .layers import Input
 from .models import Model, Sequential
 
-__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "datasets", "initializers", "layers", "losses",
-           "metrics", "models", "optimizers", "regularizers", "saving", "utils"]
+__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "datasets", "distribution", "initializers",
+           "layers", "losses", "metrics", "mixed_precision", "models", "optimizers", "regularizers", "saving", "utils"]
