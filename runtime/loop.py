@@ -385,8 +385,11 @@ def fit_loop(train_step, x, y, *, epochs=1, batch_size=32, shuffle=True, seed=No
         if validation is not None and validate(epoch + 1):
             val_logs = evaluate_loop(eval_step, validation, None, verbose=0)
             logs.update({f"val_{name}": value for name, value in val_logs.items()})
+        # The epoch's line is finished before the callbacks run, so what they print starts on a line of its own
+        # (Keras finishes it after them: a callback's print lands mid-line on a terminal, and what they add to the
+        # logs, such as learning_rate, is on it).
+        bar.update(batches_done, logs, finalize=True)
         callbacks.call("on_epoch_end", epoch, logs)
-        bar.update(batches_done, logs, finalize=True)  # last, as Keras: with what callbacks added (learning_rate)
         if owner.stop_training:
             break
     callbacks.call("on_train_end", {**logs, "stopped_on_nan": False})

@@ -191,8 +191,9 @@ class ProgbarLogger(Callback):
     graphc's ``fit`` prints the progress bar (``runtime.progress``) as its ``verbose`` says: 1 a bar per epoch, 2 one
     line per epoch, 0 nothing. That is what a ProgbarLogger in Keras 3's ``callbacks=`` does too: it takes the place
     of the one ``fit`` adds and prints as ``fit``'s ``verbose`` says (nothing with ``verbose=0``), so with or without
-    it the output is the same. As in Keras, an epoch's final progress line is written after the callbacks'
-    ``on_epoch_end``, so keys they add there (``learning_rate``) are on it.
+    it the output is the same. Unlike Keras, an epoch's final progress line is written before the callbacks'
+    ``on_epoch_end`` (so what they print starts on its own line), so keys they add there (``learning_rate``) are in
+    the History but not on that line.
     """
 
 

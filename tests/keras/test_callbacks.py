@@ -336,14 +336,15 @@ def test_the_module_exports_keras_callback_names():
     assert callbacks.Callback is loop.Callback and issubclass(callbacks.CSVLogger, loop.Callback)
 
 
-def test_the_epochs_progress_line_shows_what_callbacks_added_as_keras():
+def test_the_epochs_progress_line_is_finished_before_the_callbacks_print():
     stream = io.StringIO()
 
-    class AddsRate(callbacks.Callback):
+    class Prints(callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
+            stream.write(f"epoch {epoch + 1} done\n")
             logs["learning_rate"] = 0.25
 
     loop.fit_loop(lambda xb, yb: {"loss": 1.0}, np.zeros(4), np.zeros(4), batch_size=2, epochs=2, verbose=2,
-             callbacks=[AddsRate()], stream=stream)
+                  callbacks=[Prints()], stream=stream)
     lines = stream.getvalue().splitlines()
-    assert lines[0] == "Epoch 1/2" and lines[1].endswith(" - learning_rate: 0.2500 - loss: 1.0000")
+    assert lines[0] == "Epoch 1/2" and lines[1].endswith(" - loss: 1.0000") and lines[2] == "epoch 1 done"
