@@ -19,7 +19,6 @@ import collections.abc
 import contextlib
 import math
 import os
-import textwrap
 
 import numpy as np
 
@@ -28,10 +27,11 @@ from runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from runtime.loop import (Batches, Callback, NonFiniteLossError, NonFiniteWeightsError, check_steps_per_execution,
                           evaluate_loop, fit_loop, predict_loop, split_validation)
 
-from . import _state, layers as layers_module, losses, metrics as metrics_module, optimizers
+from . import _state, layers as layers_module, losses, metrics as metrics_module, optimizers, summary
 from .distribution import active as active_distribution
 from ._registry import name_of
 from .layers import InputLayer, KerasTensor
+from .layers.base import as_list, call_keys
 
 MODEL_FORMAT = "graphc.keras.model"
 WEIGHTS_FORMAT = "graphc.keras.weights"
@@ -195,7 +195,7 @@ class Model:
                         for entry in _per_output(loss, names, "loss", self.name)]
         if isinstance(metrics, (list, tuple)) and not (metrics and all(isinstance(m, (list, tuple)) for m in metrics)):
             metrics = [metrics] * len(names)  # one flat list: the same metrics for every output
-        self._metrics = [_as_list(entry or []) for entry in _per_output(metrics, names, "metrics", self.name)]
+        self._metrics = [as_list(entry or []) for entry in _per_output(metrics, names, "metrics", self.name)]
         for entry, loss, t in zip(self._metrics, self._losses, self._outputs):
             for m in entry:
                 metrics_module.get(m, loss, t.shape[-1])  # unknown names fail now; 'accuracy' resolves in _step
@@ -585,7 +585,7 @@ class Model:
     # ---- saving ------------------------------------------------------------------------------
     def get_config(self) -> dict:
         """The layers and the calls between them (each named by layer and call number), as graphc saves them."""
-        tensor_keys = _tensor_keys(self._tensors)
+        tensor_keys = call_keys(self._tensors)
         return {"class_name": "Functional", "name": self.name,
                 "layers": [layers_module.serialize(layer) for layer in self.layers],
                 "calls": [{"layer": t.layer.name, "inputs": _keyed(t.inputs, tensor_keys)} for t in self._calls],
@@ -631,7 +631,7 @@ class Model:
     # ---- summary -----------------------------------------------------------------------------
     def summary(self, print_fn=None):
         """Print the layer table and parameter counts as Keras 3 does (on an 80-column console)."""
-        (print_fn or print)(_summary_text(self))
+        (print_fn or print)(summary.text(self, stack=isinstance(self, Sequential)))
 
 
 class Sequential(Model):
@@ -780,7 +780,7 @@ def _tensors_between(inputs, outputs, model_name) -> list:
             raise ValueError(f"{model_name}: the outputs depend on the Input {tensor.name} of shape {tensor.shape}, "
                              f"which is not among the model's inputs")
         seen.add(id(tensor))
-        for t in _as_list(tensor.inputs):
+        for t in as_list(tensor.inputs):
             visit(t)
         order.append(tensor)
 
@@ -789,21 +789,8 @@ def _tensors_between(inputs, outputs, model_name) -> list:
     return order
 
 
-def _tensor_keys(tensors) -> dict:
-    """id -> [layer name, call number] of each tensor, numbering the calls of every layer in order."""
-    counts, keys = collections.Counter(), {}
-    for t in tensors:
-        keys[id(t)] = [t.layer.name, counts[t.layer.name]]
-        counts[t.layer.name] += 1
-    return keys
-
-
 def _keyed(inputs, keys):
     return [keys[id(t)] for t in inputs] if isinstance(inputs, list) else keys[id(inputs)]
-
-
-def _as_list(value) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _unique(variables) -> list:
@@ -923,7 +910,7 @@ def _serialized_metrics(metrics):
     def one(metric):
         return metric if isinstance(metric, str) else name_of(metrics_module.METRICS, metric, "metric")
     if isinstance(metrics, dict):
-        return {name: [one(m) for m in _as_list(entry)] for name, entry in metrics.items()}
+        return {name: [one(m) for m in as_list(entry)] for name, entry in metrics.items()}
     return [[one(m) for m in entry] if isinstance(entry, (list, tuple)) else one(entry) for entry in metrics or []]
 
 
@@ -1050,96 +1037,3 @@ def _batch_size(batch_size):
 
 def _verbosity(verbose):
     return 1 if verbose == "auto" else verbose
-
-
-# ---- summary table -----------------------------------------------------------------------------
-# Keras 3 renders the table with rich at its default line length for an 80-column console, which gives
-# these cell widths (text only, without the one-space padding on each side): three columns for a stack of
-# layers, four (with "Connected to") for other functional models.
-COLUMN_WIDTHS = (31, 22, 13)
-GRAPH_COLUMN_WIDTHS = (19, 17, 10, 17)
-
-
-def _summary_text(model) -> str:
-    graph = not _sequential_like(model)
-    widths = GRAPH_COLUMN_WIDTHS if graph else COLUMN_WIDTHS
-    headers = ("Layer (type)", "Output Shape", "Param #") + (("Connected to",) if graph else ())
-    connections = _connections(model) if graph else {}
-    rows = [(f"{layer.name} ({type(layer).__name__})", _format_shape(layer.output_shape),
-             f"{layer.count_params():,}" if layer.built else "0 (unbuilt)")
-            + ((connections[id(layer)],) if graph else ()) for layer in model.layers]
-    lines = [f'Model: "{model.name}"', _rule("┏", "━", "┳", "┓", widths), _row(headers, "┃", widths),
-             _rule("┡", "━", "╇", "┩", widths)]
-    for i, row in enumerate(rows):
-        if i:
-            lines.append(_rule("├", "─", "┼", "┤", widths))
-        lines.append(_row(row, "│", widths))
-    lines.append(_rule("└", "─", "┴", "┘", widths))
-    trainable = _count_and_size(model.trainable_weights)
-    frozen = _count_and_size(model.non_trainable_weights)
-    total = (trainable[0] + frozen[0], trainable[1] + frozen[1])
-    counts = [("Total", total), ("Trainable", trainable), ("Non-trainable", frozen)]
-    if model.optimizer is not None and model.optimizer.iterations.value > 0:
-        optimizer = _count_and_size(model.optimizer.variables)
-        counts[0] = ("Total", (total[0] + optimizer[0], total[1] + optimizer[1]))
-        counts.append(("Optimizer", optimizer))
-    lines += [f" {label} params: {count:,} ({_readable_size(size)})" for label, (count, size) in counts]
-    return "\n".join(lines)
-
-
-def _sequential_like(model) -> bool:
-    """Whether Keras would draw the model as a stack (three columns): every call reads the one before it."""
-    if isinstance(model, Sequential) or not model.built:
-        return True
-    previous = model._inputs[0] if len(model._inputs) == 1 else None
-    for tensor in model._calls:
-        if tensor.inputs is not previous:
-            return False
-        previous = tensor
-    return len(model._outputs) == 1 and model._outputs[0] is previous
-
-
-def _connections(model) -> dict:
-    """layer id -> its "Connected to" cell: ``name[call][0]`` of every tensor its calls read, "-" for an input."""
-    keys = _tensor_keys(model._tensors)
-    cells = collections.defaultdict(list)
-    for tensor in model._calls:
-        cells[id(tensor.layer)] += [f"{keys[id(t)][0]}[{keys[id(t)][1]}][0]" for t in _as_list(tensor.inputs)]
-    return {id(layer): ", ".join(cells[id(layer)]) or "-" for layer in model.layers}
-
-
-def _format_shape(shape):
-    return "?" if shape is None else "(" + ", ".join(str(d) for d in shape) + ")"
-
-
-def _rule(left, fill, join, right, widths):
-    return left + join.join(fill * (width + 2) for width in widths) + right
-
-
-def _row(cells, bar, widths):
-    """One table row; a cell too long for its column wraps onto more lines at spaces, and a word longer than
-    the column ends in an ellipsis, as rich does. The parameter count (third column) is right-aligned."""
-    wrapped = [[line if len(line) <= width else line[:width - 1] + "…"
-                for line in textwrap.wrap(cell, width, break_long_words=False)] or [""]
-               for cell, width in zip(cells, widths)]
-    lines = []
-    for k in range(max(len(w) for w in wrapped)):
-        parts = [w[k] if k < len(w) else "" for w in wrapped]
-        aligned = [part.rjust(width) if column == 2 else part.ljust(width)
-                   for column, (part, width) in enumerate(zip(parts, widths))]
-        lines.append(bar + bar.join(f" {part} " for part in aligned) + bar)
-    return "\n".join(lines)
-
-
-def _count_and_size(variables):
-    """(number of values, bytes) of ``variables``."""
-    return (sum(math.prod(v.shape) for v in variables),
-            sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables))
-
-
-def _readable_size(size):
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024:
-            return f"{size:.2f} {unit}"
-        size /= 1024
-    return f"{size:.2f} PB"

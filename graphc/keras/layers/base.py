@@ -30,6 +30,22 @@ class KerasTensor:
         return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
 
 
+def as_list(value) -> list:
+    """A KerasTensor's ``inputs`` (or any value) as a list."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def call_keys(tensors) -> dict:
+    """id -> [layer name, call number] of each of ``tensors``, numbering the calls of every layer in order: how
+    saved models and summaries name the tensors of a functional model."""
+    counts, keys = {}, {}
+    for t in tensors:
+        number = counts.get(t.layer.name, 0)
+        keys[id(t)] = [t.layer.name, number]
+        counts[t.layer.name] = number + 1
+    return keys
+
+
 class Layer:
     """Base class. ``build(input_shape)`` creates the weights; ``call(inputs, training)`` builds the layer's
     graph on graph tensors, in training mode (dropout on, batch statistics) or inference mode."""
