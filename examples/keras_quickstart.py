@@ -5,8 +5,8 @@ The imports differ from the tutorial (``import tensorflow as tf`` and ``tf.keras
 keras`` and ``keras.X``, Keras 3's spelling); its eager asides lose ``.numpy()`` (graphc returns numpy arrays)
 and ``tf.nn.softmax``; its last lines, ``probability_model = tf.keras.Sequential([model,
 tf.keras.layers.Softmax()])``, are left out (graphc.keras cannot nest models and has no Softmax layer: see
-docs/keras.md). Added: a callback printing each epoch's time and three optional arguments, --epochs, --seed and
---samples (train on the first N training images for a quick run).
+docs/keras.md). Added: a callback printing each epoch's time and optional arguments: --epochs, --seed, --samples
+(train on the first N training images for a quick run), --distributed and --mixed-bfloat16.
 
     python examples/keras_quickstart.py [--epochs 5] [--seed 0] [--samples 60000]
 """

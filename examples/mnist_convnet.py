@@ -1,8 +1,8 @@
 """The Keras MNIST convnet (Chollet, "Deep Learning with Python", chapter 5) on graphc.
 
-Only the imports differ from the Keras program, plus three optional arguments (--epochs, --seed and
---samples, which trains on the first N training images for a quick run) and a callback printing the time
-each epoch took.
+Only the imports differ from the Keras program, plus optional arguments (--epochs, --seed, --samples, which
+trains on the first N training images for a quick run, --distributed, --mixed-bfloat16) and a callback
+printing the time each epoch took.
 
     python examples/mnist_convnet.py [--epochs 5] [--seed 0] [--samples 60000]
 """

@@ -25,7 +25,7 @@ def bucket_allreduces(graph: Graph) -> Graph:
     """allreduce(a), allreduce(b), ... (each small) => slices of allreduce(concatenate(flat a, flat b, ...)):
     buckets of at most BUCKET_BYTES of one dtype, of reductions next to each other in the order the gradients
     are computed, so a bucket is sent as soon as its last gradient is ready."""
-    buckets = _buckets([n for n in graph.nodes if n.op.name == "allreduce"])
+    buckets = _buckets(graph, [n for n in graph.nodes if n.op.name == "allreduce"])
     replacements = {}
     for bucket in (b for b in buckets if len(b) > 1):
         reduced = apply(bucket[0].op, [concatenate([reshape(n.inputs[0], (-1,)) for n in bucket])])
@@ -37,14 +37,18 @@ def bucket_allreduces(graph: Graph) -> Graph:
     return rebuild(graph, lambda node, original: replacements.get(original.id)) if replacements else graph
 
 
-def _buckets(reductions) -> list:
+def _buckets(graph, reductions) -> list:
     """Runs of small reductions (static shapes, one dtype, at most BUCKET_BYTES together) in graph order, whose
     operands read no reduction's result; a reduction left out (large, or another dtype) ends the run."""
+    downstream = set()  # the reductions and every node reading one, in one sweep of the sorted graph
+    for node in graph.nodes:
+        if node.op.name == "allreduce" or any(i.id in downstream for i in node.inputs):
+            downstream.add(node.id)
     bucket = []
     buckets = [bucket]
-    ids = {n.id for n in reductions}
     for node in reductions:
-        small = is_static(node.shape) and _bytes([node]) <= BUCKET_BYTES and not _reads_any(node.inputs[0], ids)
+        small = (is_static(node.shape) and _bytes([node]) <= BUCKET_BYTES
+                 and node.inputs[0].id not in downstream)
         if not small or (bucket and (node.dtype != bucket[0].dtype or _bytes(bucket + [node]) > BUCKET_BYTES)):
             bucket = []
             buckets.append(bucket)
@@ -55,16 +59,3 @@ def _buckets(reductions) -> list:
 
 def _bytes(nodes) -> int:
     return sum(math.prod(n.shape) * np.dtype(n.dtype).itemsize for n in nodes)
-
-
-def _reads_any(node, ids) -> bool:
-    """Whether ``node`` is, or reads (directly or not), one of the nodes ``ids``."""
-    stack, seen = [node], set()
-    while stack:
-        current = stack.pop()
-        if current.id in ids:
-            return True
-        if current.id not in seen:
-            seen.add(current.id)
-            stack.extend(current.inputs)
-    return False
