@@ -10,9 +10,14 @@ Both see their operands as (outer, n, inner) around the axis, ``count`` indices:
                touch the same element, and each element adds its updates in index order, so repeated
                indices give the same bits on any number of threads (and as the reference's np.add.at).
 
+A take along axis 0 that only GEMMs read as their A operand is never computed: the fusion pass marks it
+(``folded_take``) and each GEMM reads A's rows through its indices (graphc/lower/gemm.py), after checking
+them all (``emit_index_check``).
+
 Bad indices. An index is wrapped once as numpy does (i < 0: i + n) and must then lie in [0, n).
 No kernel reads or writes through an index outside: take fills that row with NaN (0 for integers),
-scatter_add skips it, and both record the smallest such flat position in the kernel's status word
+scatter_add skips it, a GEMM reading A through the indices of a folded take computes nothing, and all
+record the smallest such flat position in the kernel's status word
 (a global ``<kernel>.bad_index`` in the program's object code, all ones while every index was good).
 ``IndexStatus.check`` reads (and clears) the status words after a call and raises IndexError naming
 the op, the user's line and the position: the runtime calls it after every native call, so a bad
@@ -42,7 +47,7 @@ def emit_take(module: ir.Module, name: str, node, target, dim_index: dict) -> ir
     n, count = kb.dim(x.shape[axis]), kb.dim(size_of(indices.shape))
     inner_size = size_of(x.shape[axis + 1:])
     inner = kb.dim(inner_size)
-    status = _status_word(module, name)
+    status = status_word(module, name)
     rows = b.mul(kb.dim(size_of(x.shape[:axis])), count)
     begin, end = kb.thread_share(rows, kb.dim(size_of(node.shape)))
     with loop(b, begin, end, name="row") as row:
@@ -73,7 +78,7 @@ def emit_scatter_add(module: ir.Module, name: str, node, target, dim_index: dict
     lanes = lanes_for(target, dtype)
     n, count = kb.dim(node.shape[axis]), kb.dim(size_of(indices.shape))
     inner = kb.dim(size_of(node.shape[axis + 1:]))
-    status = _status_word(module, name)
+    status = status_word(module, name)
     columns = b.mul(kb.dim(size_of(node.shape[:axis])), inner)  # (o, c) pairs: each thread owns some
     begin, end = kb.thread_share(columns, kb.dim(size_of(node.shape) + size_of(updates.shape)), lanes)
     with loop(b, begin, end, name="segment") as segment:
@@ -99,17 +104,40 @@ def emit_scatter_add(module: ir.Module, name: str, node, target, dim_index: dict
     return kb.finish()
 
 
-def _status_word(module, name) -> ir.GlobalVariable:
-    """The kernel's bad-index record: an exported i64, read by IndexStatus through the object's symbols."""
+def folded_take(node):
+    """The take whose result a GEMM ``node`` reads as its A operand through the take's indices, the take
+    itself never computed (marked by graphc/passes/fusion.py's fold_take_into_matmul), or None."""
+    a = node.inputs[0] if node.op.kind == "matmul" else None
+    return a if a is not None and a.op.name == "take" and a.attrs.get("into_matmul") else None
+
+
+def emit_index_check(kb, indices, dtype, count, n, status) -> ir.Value:
+    """Whether indices[0:count] (of ``dtype``) all lie in [-n, n), an i1; an index that does not has its
+    position recorded in the status word ``status`` as take's kernel records it (the smallest wins).
+    Every thread checks every index, so all threads agree."""
+    b = kb.builder
+    good = kb.variable(I1)
+    b.store(ir.Constant(I1, 1), good)
+    with loop(b, const(0), count, name="check") as j:
+        _, valid = _wrapped_index(kb, dtype, j.index, n, indices)
+        with b.if_then(b.not_(valid)):
+            b.atomic_rmw("umin", status, j.index, "monotonic")
+            b.store(ir.Constant(I1, 0), good)
+    return b.load(good)
+
+
+def status_word(module, name) -> ir.GlobalVariable:
+    """The bad-index record of kernel ``name``: an exported i64, read by IndexStatus through the object's symbols."""
     word = ir.GlobalVariable(module, I64, name=f"{name}.bad_index")
     word.initializer = ir.Constant(I64, -1)  # NO_BAD_INDEX
     return word
 
 
-def _wrapped_index(kb, dtype, j, n):
-    """(indices[j] wrapped once into [0, n) as numpy wraps a negative index, whether it landed there)."""
+def _wrapped_index(kb, dtype, j, n, indices=None):
+    """(indices[j] wrapped once into [0, n) as numpy wraps a negative index, whether it landed there);
+    ``indices``: the kernel's input 1 unless given."""
     b = kb.builder
-    value = kb.load(kb.inputs[1], dtype, j)
+    value = kb.load(kb.inputs[1] if indices is None else indices, dtype, j)
     value = b.sext(value, I64) if dtype == "int32" else value
     index = b.select(b.icmp_signed("<", value, const(0)), b.add(value, n), value)
     return index, b.icmp_unsigned("<", index, n)  # a still-negative index is a huge unsigned one
@@ -144,7 +172,8 @@ def _accumulate(kb, dtype, destination, source, count, lanes):
 
 
 class IndexStatus:
-    """The status words of a compiled program's take and scatter_add kernels (row-kernel members too).
+    """The status words of a compiled program's take and scatter_add kernels (row-kernel members too) and
+    of its GEMMs that read A through a folded take (reported as that take).
 
     ``check(dims)`` after a call raises IndexError for the first kernel that met an index out of
     range, after clearing every word for the next call. A program without such kernels checks nothing.
@@ -155,9 +184,10 @@ class IndexStatus:
         for kernel in schedule.kernels:
             members = [m for _, m in kernel.members] if hasattr(kernel, "members") else [kernel]
             for member in members:
-                if member.node.op.name in ("take", "scatter_add"):
+                node = member.node if member.node.op.name in ("take", "scatter_add") else folded_take(member.node)
+                if node is not None:
                     address = compiled.address(f"{member.name}.bad_index")
-                    self._words.append((ctypes.c_uint64.from_address(address), member.node))
+                    self._words.append((ctypes.c_uint64.from_address(address), node))
 
     def check(self, dims: dict) -> None:
         first = None

@@ -63,6 +63,15 @@ Design (BLIS-style, specialised for static N and K where they are known):
   rounded row by row in place.  The rounding is integer arithmetic on the
   float32 bits, tested against ml_dtypes (graphc.graph.dtypes.round_to_bfloat16).
   The accumulators, the epilogue and its fusions are the float32 ones.
+* A gathered A (spec.gather_a: a product of take(x, indices, axis=0), the
+  take folded into the GEMM by graphc/passes/fusion.py): op(A)'s row i is
+  the stored row indices[i] of A (trans_a: op(A)'s column k is A's row
+  indices[k]), read in place or packed through the indices, never copied
+  whole.  A row-major tile loads its rows' offsets before the K loop; a
+  trans_a tile looks up indices[k] in the K loop (`_ATile.k_gathered`).
+  The indices come in the extra arguments "A.indices" and "A.rows" (A's
+  stored rows, to wrap a negative index as numpy does); the caller checked
+  that each lies in range before calling (graphc/lower/matmul.py).
 * Threading: each of `nthreads` callers computes a disjoint block of C.  The
   N dimension is split in whole panels when there are at least `nthreads`
   panels (counted at run time when N is), otherwise the M dimension in whole
@@ -167,6 +176,7 @@ class GemmSpec:
     packs_a: bool = False  # op(A) exists only through a packer (an implicit GEMM such as a convolution)
     row_group: int = 0  # threads and row blocks take whole groups of this many rows (M is a multiple of it)
     precision: str = "float32"  # "bfloat16": float32 operands rounded to bfloat16 as they are packed
+    gather_a: str | None = None  # the dtype of the indices that pick A's stored rows (see the module docstring)
 
     def __post_init__(self):
         if self.dtype not in ("float32", "float64"):
@@ -350,11 +360,13 @@ def store_to_c(builder: ir.IRBuilder, row: ir.Value, col: ir.Value, acc: ir.Valu
 
 @dataclass(frozen=True)
 class _ATile:
-    """Where the kernel finds a(r, k): base + row_offsets[r] + k*k_stride."""
+    """Where the kernel finds a(r, k): base + row_offsets[r] + k*k_stride, or with `k_gathered` (a trans_a A
+    whose k's pick its stored rows) base + row_offsets[r] + indices[k]*k_stride."""
     base: ir.Value
     row_offsets: list  # int (a static displacement) or i64 value, per row
     k_stride: int | ir.Value
     rows_may_exceed_m: bool  # partial tile: the epilogue must guard rows
+    k_gathered: bool = False
 
 
 @dataclass(frozen=True)
@@ -825,8 +837,7 @@ class _GemmEmitter:
         mask = self._lane_mask(b.sub(self.M, row), rows)
 
         def rows_of_a(k, emit):
-            emit(0, self._masked_load_vector(self._gep(self.args["A"], b.add(self._mul(k, self.M), row)),
-                                             None, mask, rows))
+            emit(0, self._masked_load_vector(self._gep(self.args["A"], self._a_offset(row, k)), None, mask, rows))
         with loop(b, const(0), self.k_steps, 1, "pack_a.k") as k_loop:
             destination = self._gep(tile_buffer, self._mul(k_loop.index, rows))
             self._packed(rows_of_a, k_loop.index,
@@ -886,8 +897,38 @@ class _GemmEmitter:
     def _a_offset(self, row: ir.Value, k: ir.Value) -> ir.Value:
         """Element offset of op(A)[row, k] in the stored A."""
         if self.spec.trans_a:
-            return self.builder.add(self._mul(k, self.M), row)
-        return self.builder.add(self._mul(row, self.K), k)
+            return self.builder.add(self._mul(self._a_stored_row(k), self.M), row)
+        return self.builder.add(self._mul(self._a_stored_row(row), self.K), k)
+
+    def _a_stored_row(self, i: ir.Value) -> ir.Value:
+        """The row of the stored A that holds op(A)'s row i (trans_a: its column i): i, or for a gathered A
+        indices[i], wrapped once as numpy wraps a negative index (the caller checked every index)."""
+        if self.spec.gather_a is None:
+            return i
+        b = self.builder
+        index_type = IR_TYPES[self.spec.gather_a]
+        index = b.load(b.gep(self.args["A.indices"], [i], source_etype=index_type), typ=index_type,
+                       align=ITEMSIZE[self.spec.gather_a])
+        index = b.sext(index, I64) if index_type != I64 else index
+        return b.select(b.icmp_signed("<", index, const(0)), b.add(index, self.args["A.rows"]), index)
+
+    def _a_tile_base(self, row: ir.Value) -> ir.Value:
+        """Where the row offsets of a tile of rows from `row` count from: &op(A)[row, 0], or for a gathered A
+        A itself (row-major: each row's offset says where it is) or &A[0, row] (trans_a: k picks the row)."""
+        if self.spec.gather_a is None:
+            return self._gep(self.args["A"], self._a_offset(row, const(0)))
+        return self._gep(self.args["A"], row) if self.spec.trans_a else self.args["A"]
+
+    def _a_tile_rows(self, row: ir.Value, source_rows: list, rows_may_exceed_m: bool) -> _ATile:
+        """The tile of op(A)'s rows `source_rows` (values, the tile's rows from `row` or rows clamped to M),
+        read in place."""
+        base = self._a_tile_base(row)
+        if self.spec.gather_a is not None and not self.spec.trans_a:
+            offsets = [self._a_offset(source, const(0)) for source in source_rows]
+        else:
+            offsets = [self._mul(self.builder.sub(source, row), self._a_row_stride()) for source in source_rows]
+        return _ATile(base, offsets, self._a_k_stride(), rows_may_exceed_m,
+                      k_gathered=self.spec.gather_a is not None and self.spec.trans_a)
 
     # -- the block product ----------------------------------------------------
 
@@ -934,6 +975,8 @@ class _GemmEmitter:
         return self.M if self.spec.trans_a else 1
 
     def _a_in_place(self, row: ir.Value) -> _ATile:
+        if self.spec.gather_a is not None:
+            return self._a_tile_rows(row, [self._add(row, r) for r in range(self.tile.rows)], False)
         base = self._gep(self.args["A"], self._a_offset(row, const(0)))
         offsets = [self._scaled(r, self._a_row_stride()) for r in range(self.tile.rows)]
         return _ATile(base, offsets, self._a_k_stride(), rows_may_exceed_m=False)
@@ -946,10 +989,7 @@ class _GemmEmitter:
             return _ATile(packed_a, list(range(rows)), rows, rows_may_exceed_m=True)
         b = self.builder
         last_row = b.sub(self.M, const(1))
-        base = self._gep(self.args["A"], self._a_offset(row, const(0)))
-        offsets = [self._mul(b.sub(imin(b, self._add(row, r), last_row), row),
-                             self._a_row_stride()) for r in range(rows)]
-        return _ATile(base, offsets, self._a_k_stride(), rows_may_exceed_m=True)
+        return self._a_tile_rows(row, [imin(b, self._add(row, r), last_row) for r in range(rows)], True)
 
     def _emit_micro_kernel(self, a_tile: _ATile, panel: _BPanel, row: ir.Value,
                            col: ir.Value, width: _PanelWidth) -> None:
@@ -989,7 +1029,8 @@ class _GemmEmitter:
             else:
                 b_vectors.append(self._masked_load_vector(source, width.last, edge_mask)
                                  if panel.in_place and not width.is_full(v) else self._load_vector(source))
-        a_column = self._gep(a_tile.base, self._mul(k, a_tile.k_stride))
+        a_column = self._gep(a_tile.base, self._mul(self._a_stored_row(k) if a_tile.k_gathered else k,
+                                                     a_tile.k_stride))
         sums = []
         for r in range(self.tile.rows):
             a_source = self._offset(a_column, a_tile.row_offsets[r])

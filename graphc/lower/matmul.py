@@ -3,6 +3,10 @@
 A fused_matmul's epilogue (an elementwise body over %0 = the product and %1.. = extra
 operands such as a bias row or an activation mask) is lowered by the elementwise
 expression lowering, inside the GEMM, on each output vector while it is still in registers.
+
+A product whose A operand is a folded take (``folded_take``: take(x, indices, axis=0), never computed) reads
+A's rows from x through the indices (trans_a: A's k's); its kernel takes the indices' buffer after the
+epilogue's operands, checks them all first, and computes nothing when one is out of range (graphc/lower/gather.py).
 """
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,8 +15,9 @@ from llvmlite import ir
 
 from .elementwise import ExprLowering, compute_dtype, convert
 from .epilogue import apply_updates, update_arguments
+from .gather import emit_index_check, folded_take, status_word
 from .gemm import GemmSpec, emit_gemm, gemm_workspace_elems, store_to_c
-from .irutil import (IR_TYPES, ITEMSIZE, PTR, KernelBuilder, const, dim_value, dot_offset, loop, size_of, splat,
+from .irutil import (I64, IR_TYPES, ITEMSIZE, PTR, KernelBuilder, const, dim_value, dot_offset, loop, size_of, splat,
                      unravel, vector_type)
 from .strided import broadcast_strides
 from ..ops.expr import arg
@@ -21,12 +26,15 @@ from ..ops.expr import arg
 def gemm_spec(node) -> GemmSpec:
     """The GEMM of one matrix of the (possibly batched) product. A symbolic N or K, and a static 0 (an
     empty product: nothing to write, or C = epilogue(0)), are read at run time. A product the autocast pass
-    marked ``precision=bfloat16`` rounds its operands to bfloat16 as it packs them."""
+    marked ``precision=bfloat16`` rounds its operands to bfloat16 as it packs them. A folded take's indices
+    pick A's rows."""
     m, n = node.shape[-2:]
+    take = folded_take(node)
     return GemmSpec(node.dtype, m if isinstance(m, int) else None,
                     *(d if isinstance(d, int) and d > 0 else None for d in (n, _depth(node))),
                     node.attrs["transpose_a"], node.attrs["transpose_b"],
-                    precision=node.attrs.get("precision", "float32"))
+                    precision=node.attrs.get("precision", "float32"),
+                    gather_a=None if take is None else take.inputs[1].dtype)
 
 
 def _depth(node):
@@ -54,26 +62,45 @@ def emit_gemm_kernel(module, name, node, spec, rows, depth, target, dim_index, u
                      pack_a=None) -> ir.Function:
     """The kernel function around one GEMM of ``spec`` per matrix of ``node`` (``rows``: M, ``depth``: K, as
     dims), the node's inputs after its first two being its epilogue's operands. ``pack_a``: see gemm.py (its
-    ``args`` hold ``dims``, the run-time dims pointer)."""
-    extras = node.inputs[2:]
+    ``args`` hold ``dims``, the run-time dims pointer). A folded take's indices come after the extras."""
+    extras, take = node.inputs[2:], folded_take(node)
+    gather = [] if take is None else [("A.indices", PTR), ("A.rows", I64)]
     update_args = update_arguments(updates)
-    extra_args = [(f"extra{i}", PTR) for i in range(len(extras))] + [(n, PTR) for n in update_args]
+    extra_args = [(f"extra{i}", PTR) for i in range(len(extras))] + gather + [(n, PTR) for n in update_args]
     extra_args.append(("dims", PTR))
     epilogue = None
     if "epilogue" in node.attrs or updates or not store_product:
         epilogue = GemmEpilogue(node, dim_index, list(updates), store_product)
     gemm = emit_gemm(module, f"{name}_gemm", spec, target, epilogue, extra_args, pack_a)
     gemm.linkage = "internal"
-    kb = KernelBuilder.create(module, name, 2 + len(extras) + len(update_args) + 1, dim_index)
+    kb = KernelBuilder.create(module, name, 2 + len(extras) + (take is not None) + len(update_args) + 1, dim_index)
     a, b, *epilogue_pointers, scratch = kb.inputs
     rows = const(spec.M) if spec.M is not None else kb.dim(rows)
     depth = [] if spec.K is not None else [kb.dim(depth)]
     columns = [] if spec.N is not None else [kb.dim(node.shape[-1])]
     thread_args = kb.function.args[-2:]
-    with _for_each_matrix(kb, node, [a, b, kb.out]) as (a, b, c):
+    with _indices_checked(kb, take, epilogue_pointers, len(extras)), \
+            _for_each_matrix(kb, node, [a, b, kb.out]) as (a, b, c):
         kb.builder.call(gemm, [a, b, c, rows, scratch, *thread_args, *depth, *columns, *epilogue_pointers,
                                kb.dims])
     return kb.finish()
+
+
+@contextmanager
+def _indices_checked(kb, take, pointers, at):
+    """For a folded ``take`` (else nothing): the GEMM's body runs only when all the take's indices (the
+    kernel's pointer ``pointers[at]``) are in range, and the stored rows of A join the GEMM's arguments after
+    them ("A.indices", "A.rows"); a bad one is recorded in the kernel's status word."""
+    if take is None:
+        yield
+        return
+    x, indices = take.inputs
+    stored_rows = kb.dim(x.shape[0])
+    pointers.insert(at + 1, stored_rows)
+    status = status_word(kb.function.module, kb.function.name)
+    good = emit_index_check(kb, pointers[at], indices.dtype, kb.dim(size_of(indices.shape)), stored_rows, status)
+    with kb.builder.if_then(good):
+        yield
 
 
 @contextmanager

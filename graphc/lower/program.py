@@ -25,6 +25,7 @@ from runtime.native import BARRIER
 
 from .irutil import I32, I64, ITEMSIZE, PTR
 from .collective import overlap_collectives
+from .gather import folded_take
 from .kernels import EMITTERS, SCRATCH
 from .rows import RowKernel, distinct_buffers, emit_row_kernel, fuse_row_wise
 
@@ -79,7 +80,8 @@ class Kernel:
 
     @property
     def nodes(self) -> list:
-        return [self.node] + [update.node for update in self.updates]
+        take = folded_take(self.node)  # a take a GEMM reads A through is part of its kernel
+        return ([] if take is None else [take]) + [self.node] + [update.node for update in self.updates]
 
     def scratch_bytes(self, target, threads: int):
         """Bytes of ``scratch`` for ``threads`` threads (each its own GEMM packing space); a sympy expression
@@ -185,6 +187,8 @@ def plan(graph: Graph, rewrites=None) -> Schedule:
             buffer_of[node.id] = schedule.new_buffer(sources[node.op.name], node)
         elif node.op.name == "reshape":
             buffer_of[node.id] = buffer_of[node.inputs[0].id]  # same bytes, another shape
+        elif node.op.name == "take" and node.attrs.get("into_matmul"):
+            buffer_of[node.id] = buffer_of[node.inputs[0].id]  # its GEMMs read rows of x through the indices
         else:
             _add_kernel(schedule, node, schedule.new_buffer("temp", node), buffer_of)
     for node in graph.outputs:
@@ -417,7 +421,10 @@ def workspace_bytes(schedule, dims: dict) -> int:
 def _add_kernel(schedule, node, out, buffer_of):
     if node.op.name not in EMITTERS:
         raise NotImplementedError(f"the native backend cannot lower {node.op.name} yet ({node.name})")
-    kernel = Kernel(f"k{len(schedule.kernels)}_{_label(node)}", node, out, [buffer_of[i.id] for i in node.inputs])
+    take = folded_take(node)  # a GEMM reading A through a take's indices takes them after its inputs
+    indices = [] if take is None else [buffer_of[take.inputs[1].id]]
+    kernel = Kernel(f"k{len(schedule.kernels)}_{_label(node)}", node, out,
+                    [buffer_of[i.id] for i in node.inputs] + indices)
     if node.op.name in SCRATCH:
         kernel.scratch = schedule.new_buffer("scratch", node)
     schedule.kernels.append(kernel)

@@ -35,6 +35,7 @@ from llvmlite import ir
 from ..graph.shapes import is_static, size
 from ..ops.expr import dim_symbols
 from .irutil import I32, I64, I8, IR_TYPES, ITEMSIZE, PTR, const, dim_value, imin, loop
+from .gather import folded_take
 from .matmul import scratch_bytes_per_thread
 from .reduce import Combiner
 
@@ -238,6 +239,7 @@ def _row_local(node, rows, row_inputs) -> bool:
         a, b, *extras = node.inputs
         row_extras = [e for e in extras if any(e is i for i in row_inputs)]
         return (node.ndim == 2 and not node.attrs["transpose_a"] and row_inputs[:1] == [a] and a is not b
+                and folded_take(node) is None  # A's rows are read through indices, not by row
                 and is_static(b.shape) and size(b.shape) <= MAX_PRODUCT_OPERAND
                 and all(e.ndim == 2 for e in row_extras) and len(row_extras) + 1 == len(row_inputs))
     return False

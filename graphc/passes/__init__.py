@@ -9,7 +9,7 @@ computes from bfloat16 operands (graphc/passes/autocast.py).
 from .collectives import bucket_allreduces
 from .cleanup import (eliminate_common_subexpressions, fold_constants, fold_transposes_into_matmul,
                       relu_mask_from_output, simplify, softmax_from_log_softmax, stable_log_softmax)
-from .fusion import fuse_elementwise, fuse_matmul_epilogue
+from .fusion import fold_take_into_matmul, fuse_elementwise, fuse_matmul_epilogue
 
 # (name, level that enables it, pass). Clean-up first, so fusion sees the simplest graph.
 PIPELINE = [
@@ -24,6 +24,7 @@ PIPELINE = [
     ("bucket_allreduces", 1, bucket_allreduces),
     ("fuse_elementwise", 2, fuse_elementwise),
     ("fuse_matmul_epilogue", 2, fuse_matmul_epilogue),
+    ("fold_take_into_matmul", 2, fold_take_into_matmul),
 ]
 # Rewrites of the native backend's kernel schedule rather than of the graph (graphc/lower/program.py),
 # switched by the same levels and names.

@@ -5,7 +5,12 @@ fuse_elementwise:        e2(e1(x), y) => e(x, y) with e = e2's body with e1's bo
                          random(e(x), ...) => random'(x, ...), e(random(x, ...), y) => random'(x, y, ...)
 fuse_matmul_epilogue:    e(matmul(a, b), bias, ...) => fused_matmul(a, b, bias, ...) with e as the epilogue
                          (and e(conv(x, w), bias, ...) => fused_conv(x, w, bias, ...))
+fold_take_into_matmul:   matmul(take(x, idx, axis=0), b) => matmul(take'(x, idx), b), take' never computed: when
+                         every use of the take is as a 2-D product's A operand, the GEMMs read A's rows (or, with
+                         transpose_a, its k's) from x through idx (graphc/lower/gather.py)
 """
+from collections import Counter
+
 import numpy as np
 
 from ..graph import Graph, dtypes
@@ -153,4 +158,25 @@ def fuse_matmul_epilogue(graph: Graph) -> Graph:
             return apply(_FUSED[product.op.name], [*product.inputs, *extras], attrs, name=node.name,
                          location=node.location)
         return None
+    return rebuild(graph, rule)
+
+
+def read_only_as_gemm_a(graph: Graph) -> set:
+    """The ids of the nodes whose every use is as the A operand of a 2-D product (its input 0, and no other
+    input; not an output or an update): a GEMM can read such a value's rows through indices instead."""
+    uses = consumer_counts(graph)
+    as_a = Counter(node.inputs[0].id for node in graph.nodes if node.op.kind == "matmul" and node.ndim == 2
+                   and all(i is not node.inputs[0] for i in node.inputs[1:]))
+    return {node_id for node_id, count in as_a.items() if uses[node_id] == count}
+
+
+def fold_take_into_matmul(graph: Graph) -> Graph:
+    """A take along axis 0 read only as the A operand of 2-D products is marked ``into_matmul``: the products'
+    GEMMs read its rows from x through its indices, and nothing computes it (graphc/lower/gather.py)."""
+    folded = read_only_as_gemm_a(graph)
+
+    def rule(node, original):
+        if node.op.name != "take" or node.attrs["axis"] != 0 or original.id not in folded:
+            return None
+        return node.rebuilt(node.inputs, dict(node.attrs, into_matmul=True))
     return rebuild(graph, rule)
