@@ -10,6 +10,7 @@ assigned the updates itself.
 import ctypes
 import numbers
 import reprlib
+from dataclasses import dataclass
 
 import numpy as np
 import sympy
@@ -68,6 +69,13 @@ def function(inputs, outputs, updates=None, backend="llvm", optimize=2, precisio
     check_precision(precision)
     output_nodes, pack = _outputs(outputs)
     graph = _with_random_steps(Graph(_inputs(inputs), output_nodes, _updates(updates)))
+    return _compiled(graph, pack, dict(backend=backend, optimize=optimize, precision=precision, **options))
+
+
+def _compiled(graph: Graph, pack, settings: dict) -> "Function":
+    """``graph`` optimized and compiled as ``settings`` (gc.function's backend, optimize, precision and options) say."""
+    options = dict(settings)
+    backend, optimize, precision = (options.pop(key) for key in ("backend", "optimize", "precision"))
     try:
         compile_backend = BACKENDS[backend]
     except KeyError:
@@ -77,7 +85,7 @@ def function(inputs, outputs, updates=None, backend="llvm", optimize=2, precisio
         settled = substitute_dims(graph, unified)  # one symbol (or size) per class of unified dims
         optimized = autocast(optimize_graph(settled, optimize), precision)
         program = compile_backend(optimized, schedule_passes=selected_schedule_passes(optimize), **options)
-    return Function(graph, optimized, program, pack, unified)
+    return Function(graph, optimized, program, pack, unified, settings)
 
 
 def _with_random_steps(graph: Graph) -> Graph:
@@ -188,8 +196,10 @@ def _slice_checks(graph: Graph) -> list:
 class Function:
     """A compiled graph: call it with one numpy array (or array-like) per input."""
 
-    def __init__(self, graph: Graph, optimized_graph: Graph, program, pack, unified=None):
+    def __init__(self, graph: Graph, optimized_graph: Graph, program, pack, unified, settings: dict):
         self.graph = graph  # as the user built it (forward, gc.grad's backward, updates)
+        self._settings = settings  # how it was compiled (see _compiled): run_steps compiles variants alike
+        self._gathering = {}  # run_steps' variants of the step that read rows through indices, by inputs
         self.optimized_graph = optimized_graph  # unified dims settled, after the passes: what the backend compiled
         # Anonymous dims of the inputs unified with another dim: {symbol: (representative, where they met)}.
         self._unified = {s: (rep, unification_sites(s)) for s, rep in (unified or {}).items()}
@@ -278,8 +288,12 @@ class Function:
         fails (a bad index inside the graph: IndexError; ProgramError) ends the run: steps after it never
         run, and the variables hold the updates of every step up to and including the failing one, which is
         what calling the steps one by one leaves when that call raises; the error's ``step`` attribute (and
-        a note) says which step (0-based). The native backend gathers the rows natively into the step's
-        input buffers; another backend calls the step once per batch.
+        a note) says which step (0-based). The native backend runs the steps natively: a batched input that
+        only products read as their left operand (x in x @ W, and x^T @ g in its gradient) is read in place,
+        each step's GEMMs reading the rows of the whole array through the step's indices (a variant of the step
+        compiled on first use, where the input is ``gc.take(x, indices)``: graphc/passes/fusion.py's
+        fold_take_into_matmul); the rows of other batched inputs are gathered into the step's input buffers.
+        Another backend calls the step once per batch.
         """
         self._check_count(arrays)
         inputs = self.graph.inputs
@@ -290,11 +304,38 @@ class Function:
         dims = {size: self._batch_dims(feeds, batched, size) for size in dict.fromkeys(sizes)}
         stacks = self._stacked_outputs(dims, len(sizes))
         stop = self._stop_output(stop_on_non_finite, stacks)
-        done = self._run_chunks(feeds, batched, indices, sizes, dims, stacks, stop,
-                                progress or (lambda done, outputs: len(sizes)))
+        steps = self._steps(feeds, batched, indices, dims)
+        done = self._run_chunks(steps, indices, sizes, stacks, stop, progress or (lambda done, outputs: len(sizes)))
         return self._pack([stack[:done] for stack in stacks])
 
-    def _run_chunks(self, feeds, batched, indices, sizes, dims, stacks, stop, progress) -> int:
+    def _steps(self, feeds, batched, indices, dims) -> "_Steps":
+        """How the steps run: this function's program, or the variant that reads in place the batched inputs
+        only products read as their left operand (``_gathering_variant``)."""
+        variant, read_in_place = self._gathering_variant(batched)
+        if variant is None:
+            return _Steps(self, feeds, batched, None, dims)
+        copied = [k for k in batched if k not in read_in_place]
+        variant_feeds = feeds + [indices]  # the steps' indices: the last input, pointed at each step's row
+        pointed = len(feeds)
+        return _Steps(variant, variant_feeds, copied, pointed,
+                      {size: variant._batch_dims(variant_feeds, copied + [pointed], size) for size in dims})
+
+    def _gathering_variant(self, batched) -> tuple:
+        """(the step compiled with each batched input x that only 2-D products read as their A operand replaced
+        by ``take(x_whole, indices)``, ``indices`` a new last input, and the positions of those inputs), or
+        (None, []) where there are none or the fold is off; compiled once per set of inputs."""
+        from .passes import selected_passes
+        from .passes.fusion import read_only_as_gemm_a
+        folds = "fold_take_into_matmul" in dict(selected_passes(self._settings["optimize"]))
+        if getattr(self.program, "executable", None) is None or not folds:
+            return None, []
+        as_a = read_only_as_gemm_a(self.optimized_graph)
+        positions = tuple(k for k in batched if self.optimized_graph.inputs[k].id in as_a)
+        if positions and positions not in self._gathering:
+            self._gathering[positions] = _compiled(_gathering_graph(self.graph, positions), self._pack, self._settings)
+        return self._gathering.get(positions), positions
+
+    def _run_chunks(self, steps, indices, sizes, stacks, stop, progress) -> int:
         """run_steps' native calls, as many steps each as ``progress`` asks; returns how many steps ran."""
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         run_end = [end for start, end, _ in _equal_size_runs(sizes) for _ in range(start, end)]  # per step
@@ -305,7 +346,7 @@ class Function:
                 end = min(done + count, run_end[done])
                 rows = sizes[done]
                 run = indices[offsets[done]:offsets[end]].reshape(end - done, rows)
-                ran = self._run_equal(feeds, batched, run, dims[rows], [s[done:end] for s in stacks], stop, done)
+                ran = self._run_equal(steps, run, [s[done:end] for s in stacks], stop, done)
                 done += ran
                 count = progress(done, self._pack([stack[:done] for stack in stacks]))
                 if done < end:  # the watched output was not finite
@@ -377,24 +418,25 @@ class Function:
                              f"float32 scalar (a loss)")
         return position
 
-    def _run_equal(self, feeds, batched, indices, dims, stacks, stop, first) -> int:
+    def _run_equal(self, steps, indices, stacks, stop, first) -> int:
         """Steps ``first``, ... on batches of one size (``indices``: (steps, rows)), their outputs into
         ``stacks``; returns how many ran. A failing step raises with its number in ``error.step``."""
-        executable = getattr(self.program, "executable", None)
+        program, feeds, dims = steps.function.program, steps.feeds, steps.dims[indices.shape[1]]
+        executable = getattr(program, "executable", None)
         if executable is None:
-            return self._run_one_by_one(feeds, batched, indices, stacks, stop, first)
-        buffers = {k: np.empty((indices.shape[1], *feeds[k].shape[1:]), feeds[k].dtype) for k in batched}
-        step_feeds = [buffers.get(k, feed) for k, feed in enumerate(feeds)]
-        ordered = tuple(dims[symbol] for symbol in self.program.schedule.dims)
-        words = [ctypes.addressof(word) for word, _ in self.program._index_status._words]
+            return self._run_one_by_one(feeds, steps.copied, indices, stacks, stop, first)
+        buffers = {k: np.empty((indices.shape[1], *feeds[k].shape[1:]), feeds[k].dtype) for k in steps.copied}
+        step_feeds = [indices[0] if k == steps.pointed else buffers.get(k, feed) for k, feed in enumerate(feeds)]
+        ordered = tuple(dims[symbol] for symbol in program.schedule.dims)
+        words = [ctypes.addressof(word) for word, _ in program._index_status._words]
         try:
-            ran = executable.run_steps(step_feeds, ordered, [(buffers[k], feeds[k]) for k in batched], indices,
-                                       stacks, stop, words)
+            ran = executable.run_steps(step_feeds, ordered, [(buffers[k], feeds[k]) for k in steps.copied], indices,
+                                       stacks, stop, words, steps.pointed)
         except ProgramError as error:
             error.step += first
             raise
         try:
-            self.program._index_status.check(dims)  # a take or scatter_add met a bad index: IndexError
+            program._index_status.check(dims)  # a take or scatter_add met a bad index: IndexError
         except IndexError as error:
             error.step = first + ran - 1
             raise
@@ -515,6 +557,47 @@ def _flat_indices(index_batches, rows: int, names: list) -> tuple:
                          f"of {', '.join(names)} (valid: {-rows} to {rows - 1}); no step ran")
     flat = flat.astype(np.int64)
     return np.where(flat < 0, flat + rows, flat), sizes
+
+
+@dataclass
+class _Steps:
+    """How run_steps runs its steps: ``function``'s program on ``feeds`` (one per input of it), each step first
+    gathering its rows of the inputs at positions ``copied`` into their buffers, and pointing the input at
+    position ``pointed`` (None: none) at its row of the (steps, rows) index array; ``dims``: by batch size."""
+
+    function: Function
+    feeds: list
+    copied: list
+    pointed: int | None
+    dims: dict
+
+
+def _gathering_graph(graph: Graph, positions) -> Graph:
+    """``graph`` with each input at ``positions`` (x, whose axis 0 is the batch) replaced by ``take(x_whole,
+    indices)``: x_whole an input of the same name with any number of rows, ``indices`` an int64 input
+    (batch,) appended to the inputs."""
+    from .graph.shapes import fresh_dim
+    from .ops.indexing import take
+    from .ops.registry import apply
+    from .ops.source import placeholder_op
+    from .passes.rewrite import rebuild
+    inputs = list(graph.inputs)
+
+    def placeholder(shape, dtype, name):  # gc.placeholder, with dims given as the graph's symbols
+        return apply(placeholder_op, [], {"shape": shape, "dtype": dtype}, name=name)
+    indices = placeholder((inputs[positions[0]].shape[0],), "int64", "run_steps_indices")
+    taken = {}
+    for k in positions:
+        whole = placeholder((fresh_dim(), *inputs[k].shape[1:]), inputs[k].dtype, inputs[k].name)
+        taken[inputs[k].id], inputs[k] = take(whole, indices), whole
+
+    def read_taken(node, _original):
+        if not any(i.id in taken for i in node.inputs):
+            return None
+        return node.rebuilt([taken.get(i.id, i) for i in node.inputs])
+    every_input = graph.inputs + [indices] + [inputs[k] for k in positions]  # what the old and new graph read
+    rebuilt = rebuild(Graph(every_input, graph.outputs, graph.updates), read_taken)
+    return Graph(inputs + [indices], rebuilt.outputs, rebuilt.updates)
 
 
 def _equal_size_runs(sizes: list) -> list:

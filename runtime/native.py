@@ -17,8 +17,10 @@ instead of spinning for ever.
 
 ``Executable.run_steps`` runs one step after another in a single native call (``run_steps`` below, a small
 program of its own): before each step it copies the step's rows of the batched inputs into their buffers
-(a row gather) and points the output slots at that step's row of the stacked outputs; after it, it stops
-early when the step met a bad index, its threads failed, or a watched output is not finite.
+(a row gather), points an input that reads the step's indices itself (a program whose GEMMs read rows
+through them) at the step's row of the index array, and points the output slots at that step's row of the
+stacked outputs; after it, it stops early when the step met a bad index, its threads failed, or a watched
+output is not finite.
 """
 import atexit
 import contextlib
@@ -47,11 +49,12 @@ SPINS_BEFORE_YIELD_OVERSUBSCRIBED = 1  # ...or at once when there are more threa
 # A run of steps is described to the native ``run_steps`` by one int64 array: these fields, then from field
 # RECORDS on a record per batched input [gather buffer, full array, bytes per row], then (from field
 # "output_records") per output [slot, base of the stacked outputs, bytes per step], then (from field
-# "watch_records") per watched status word [address] (what a bad index sets).
+# "watch_records") per watched status word [address] (what a bad index sets). "index_slot": the slot pointed at
+# each step's row of the indices (-1: none).
 PLAN = {"steps": 0, "rows": 1, "indices": 2, "slots": 3, "dims": 4, "barrier": 5, "nthreads": 6, "program": 7,
         "run_step": 8, "control": 9, "call": 10, "gathers": 11, "outputs": 12, "watches": 13, "stop": 14,
-        "output_records": 15, "watch_records": 16}
-RECORDS = 17
+        "output_records": 15, "watch_records": 16, "index_slot": 17}
+RECORDS = 18
 GATHER, OUTPUT = 3, 3  # fields per record
 NO_BAD_INDEX = -1  # a status word while its kernel met no bad index (all ones, graphc/lower/gather.py)
 
@@ -125,13 +128,14 @@ class Executable:
         return outputs
 
     def run_steps(self, feeds: list, dims: tuple, gathers: list, indices: np.ndarray, outputs: list, stop: int = -1,
-                  watches: tuple = ()) -> int:
+                  watches: tuple = (), pointed: int | None = None) -> int:
         """Run ``len(indices)`` steps at ``dims`` in one native call, as many ``run`` calls would; return how many
         steps ran (fewer when the run stopped early).
 
         feeds: one array per input, as for ``run``. A batched input's array is the buffer that each step s
         first fills with the rows ``indices[s]`` (an int64 (steps, rows) array, every index in range) of a
         source array: ``gathers`` lists these (buffer, source) pairs, C-contiguous, of one dtype and row shape.
+        ``pointed``: the position of an input that each step s reads as ``indices[s]`` itself (None: none).
         outputs: one array per output of shape (steps, *shape): step s writes row s.
         The run stops after the first step that met a bad index (a status word in ``watches``, addresses of
         int64 words, is not all ones: the caller reports it), or whose output number ``stop`` (a float32
@@ -141,7 +145,8 @@ class Executable:
         indices = np.ascontiguousarray(indices, dtype=np.int64)
         with self._turn():
             slots, dims_array = self._point(feeds, [stack[:1] for stack in outputs], dims)
-            plan = self._plan(slots, dims_array, gathers, indices, outputs, stop, watches)
+            index_slot = -1 if pointed is None else self.layout.inputs[pointed]
+            plan = self._plan(slots, dims_array, gathers, indices, outputs, stop, watches, index_slot)
             ran = _run_steps()[0](plan.ctypes.data)
             try:
                 self._check_barrier()
@@ -150,7 +155,7 @@ class Executable:
                 raise
         return ran
 
-    def _plan(self, slots, dims_array, gathers, indices, outputs, stop, watches) -> np.ndarray:
+    def _plan(self, slots, dims_array, gathers, indices, outputs, stop, watches, index_slot) -> np.ndarray:
         """The int64 array that tells the native ``run_steps`` what to run (PLAN, then the records)."""
         workers = self._helpers()
         header = {"steps": len(indices), "rows": indices.shape[1], "indices": indices.ctypes.data,
@@ -161,7 +166,7 @@ class Executable:
                   "call": 0 if workers is None else workers.call_address,
                   "gathers": len(gathers), "outputs": len(outputs), "watches": len(watches), "stop": stop,
                   "output_records": RECORDS + GATHER * len(gathers),
-                  "watch_records": RECORDS + GATHER * len(gathers) + OUTPUT * len(outputs)}
+                  "watch_records": RECORDS + GATHER * len(gathers) + OUTPUT * len(outputs), "index_slot": index_slot}
         fields = [0] * RECORDS
         for name, value in header.items():
             fields[PLAN[name]] = int(value)
@@ -338,7 +343,8 @@ def _work(tid: int, threads: int, memory: tuple):
 
 # ---- many steps in one native call -----------------------------------------------------------------
 # run_steps(plan) -> the number of steps run: for each step s, gather its rows into the batched inputs'
-# buffers, point the output slots at row s of the stacked outputs, run the step (on one thread, or
+# buffers, point the indices' input (if any) at row s of the indices and the output slots at row s of the
+# stacked outputs, run the step (on one thread, or
 # announcing it to the helpers), then stop early, after step s, if a barrier wait failed, a status word
 # says a kernel met a bad index, or the watched output (plan "stop" >= 0: a float32 scalar) is NaN or inf.
 _RUN_STEPS_IR = string.Template("""
@@ -396,6 +402,24 @@ row.body:
 input.done:
   %g.next = add i64 %g, 1
   br label %input
+exit:
+  ret void
+}
+
+; the input that reads the indices itself (plan "index_slot", if not -1) points at step s's row of them
+define internal void @point_indices(ptr %plan, ptr %slots, i64 %s) {
+entry:
+  %slot = call i64 @field(ptr %plan, i64 ${index_slot})
+  %none = icmp slt i64 %slot, 0
+  br i1 %none, label %exit, label %point
+point:
+  %rows = call i64 @field(ptr %plan, i64 ${rows})
+  %indices = call ptr @pointer(ptr %plan, i64 ${indices})
+  %first = mul i64 %s, %rows
+  %row = getelementptr i64, ptr %indices, i64 %first
+  %slot.at = getelementptr ptr, ptr %slots, i64 %slot
+  store ptr %row, ptr %slot.at
+  br label %exit
 exit:
   ret void
 }
@@ -497,6 +521,7 @@ step:
   br i1 %left, label %prepare, label %done
 prepare:
   call void @gather(ptr %plan, i64 %s)
+  call void @point_indices(ptr %plan, ptr %slots, i64 %s)
   call void @point_outputs(ptr %plan, ptr %slots, i64 %s)
   br i1 %alone, label %one, label %many
 one:
