@@ -330,7 +330,9 @@ class Function:
         if getattr(self.program, "executable", None) is None or not folds:
             return None, []
         as_a = read_only_as_gemm_a(self.optimized_graph)
-        positions = tuple(k for k in batched if self.optimized_graph.inputs[k].id in as_a)
+        positions = [k for k in batched if self.optimized_graph.inputs[k].id in as_a]
+        batch = [self.graph.inputs[k].shape[0] for k in positions[:1]]  # one indices input: of one batch dim
+        positions = tuple(k for k in positions if [self.graph.inputs[k].shape[0]] == batch)
         if positions and positions not in self._gathering:
             self._gathering[positions] = _compiled(_gathering_graph(self.graph, positions), self._pack, self._settings)
         return self._gathering.get(positions), positions

@@ -153,3 +153,23 @@ def test_run_steps_copies_the_rows_of_an_input_that_something_else_reads():
     batches = np.random.default_rng(5).permutation(ROWS).reshape(3, 30)
     assert_runs_as_calls(called, stepped, batches, x, y)
     assert not stepped._gathering
+
+
+def two_batch_dims_step():
+    """x1 and x2 read only by products, as A, but batched along two dims: "a" and "b"."""
+    rng = np.random.default_rng(6)
+    x1, x2 = gc.placeholder(("a", FEATURES), name="x1"), gc.placeholder(("b", FEATURES), name="x2")
+    w = gc.variable(glorot_uniform(rng, FEATURES, CLASSES))
+    loss = gc.mean(gc.square(x1 @ w)) + gc.mean(x2 @ w)
+    return gc.function([x1, x2], loss, updates=[(w, w - 0.1 * gc.grad(loss, [w])[0])], threads=2)
+
+
+def test_run_steps_reads_in_place_the_inputs_of_the_first_ones_batch_dim_and_copies_the_others():
+    """One indices input per step: x2, batched along another dim than x1's, is copied as before."""
+    called, stepped = two_batch_dims_step(), two_batch_dims_step()
+    x, _ = data()
+    batches = np.random.default_rng(7).permutation(ROWS).reshape(6, 15)
+    np.testing.assert_array_equal(stepped.run_steps(batches, x, x[::-1].copy()),
+                                  [called(x[rows], x[::-1][rows]) for rows in batches])
+    np.testing.assert_array_equal(called.graph.updates[0][0].storage, stepped.graph.updates[0][0].storage)
+    assert list(stepped._gathering) == [(0,)]
