@@ -7,6 +7,7 @@ import re
 import shutil
 import types
 import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def isolated(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise urllib.error.URLError("network disabled in tests")
 
-    monkeypatch.setattr(mnist.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
     monkeypatch.setattr(mnist.subprocess, "run", lambda command, **kwargs: pip_result(1, "ERROR: network disabled"))
 
 
@@ -317,7 +318,7 @@ def serve(monkeypatch, body, length=None):
         response.headers = {"Content-Length": str(length_given)} if length_given else {}
         return response
 
-    monkeypatch.setattr(mnist.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     return urls
 
 

