@@ -134,6 +134,8 @@ def _time_native_calls(native) -> list:
 def run_worker(python: str, cache: str, framework: str, precision: str, steps_per_execution, epochs: int,
                threads: int) -> dict:
     """One worker process of ``python`` (graphc's or the peers' venv); its measurements, or the error it ended on."""
+    if not os.path.exists(python):
+        return {"error": f"no {python} (bench/convnet.py creates the peers' venv; or name one with --peer-venv)"}
     command = [python, __file__, "--worker", framework, "--epochs", str(epochs), "--precision", precision,
                "--steps-per-execution", str(steps_per_execution), "--threads", str(threads)]
     env = {**os.environ, "GRAPHC_CACHE_DIR": cache, "KERAS_BACKEND": "jax"}

