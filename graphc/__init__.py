@@ -36,13 +36,19 @@ def _load_api() -> None:
 
 def __getattr__(name):
     """A public name not bound yet (or ``__all__``, for ``from graphc import *``): load the API. Submodules
-    (``from graphc import keras``) and other names are left to the import system: AttributeError."""
-    submodule = not name.startswith("_") and importlib.util.find_spec(f".{name}", __name__) is not None
-    if name == "__all__" or name in _API or not (name.startswith("_") or submodule):
+    (``from graphc import keras``) and private names are left to the import system: AttributeError."""
+    private = name.startswith("_") and name != "__all__"
+    if not private and (name in _API or importlib.util.find_spec(f".{name}", __name__) is None):
         _load_api()
         if name in globals():
             return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    """The public API too, as ``dir(graphc)`` listed it when imports were eager."""
+    _load_api()
+    return sorted(globals())
 
 
 class _Package(types.ModuleType):
@@ -55,9 +61,3 @@ class _Package(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _Package
-
-
-def __dir__():
-    """The public API too, as ``dir(graphc)`` listed it when imports were eager."""
-    _load_api()
-    return sorted(globals())
