@@ -47,7 +47,7 @@ def test_training_loads_no_networkx():
 
 def test_the_public_api_is_what_it_was():
     """The first use of a public name loads them all; a submodule imported first does not hide the name it shares
-    (graphc.function); star imports and dir() list the API."""
+    (graphc.function); star imports and dir() list the API; runtime's ProgramError is there when asked for."""
     loaded = modules_after("import graphc.function\n"
                            "import graphc as gc\n"
                            "assert callable(gc.function) and gc.function.__module__ == 'graphc.function'\n"
@@ -58,14 +58,18 @@ def test_the_public_api_is_what_it_was():
                            "assert callable(function) and callable(placeholder)\n"
                            "from graphc.keras import Sequential, Input\n"
                            "import graphc.keras as keras\n"
-                           "assert keras.Model.__module__ == 'graphc.keras.models' and 'layers' in dir(keras)")
+                           "assert keras.Model.__module__ == 'graphc.keras.models' and 'layers' in dir(keras)\n"
+                           "from runtime import ProgramError\n"
+                           "import runtime.native\n"
+                           "assert ProgramError is runtime.native.ProgramError")
     assert "graphc.ops" in loaded
 
 
 def test_an_unknown_name_raises_attribute_error():
     import graphc
     import graphc.keras
-    for module in (graphc, graphc.keras):
+    import runtime
+    for module in (graphc, graphc.keras, runtime):
         with pytest.raises(AttributeError, match="no_such_name"):
             module.no_such_name
 
