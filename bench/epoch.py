@@ -97,7 +97,7 @@ def train(keras, model, data, epochs: int, callbacks=()) -> dict:
     median of epochs 2..N), the final loss, the test accuracy and the process's peak RSS."""
     x, y, test_x, test_y = data
     epoch_times, starts = [], []
-    timer = keras.callbacks.LambdaCallback(  # first, so that the callbacks after it see the epoch's time
+    timer = keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs: starts.append(time.perf_counter()),
         on_epoch_end=lambda epoch, logs: epoch_times.append(time.perf_counter() - starts[-1]))
     with contextlib.redirect_stdout(io.StringIO()):
