@@ -6,7 +6,6 @@ library, never on graphc, so the loop can drive any step function.
 
 from .atomic import atomic_path, atomic_write_bytes
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .native import ProgramError
 from .loop import (
     Callback,
     EarlyStopping,
@@ -27,3 +26,12 @@ __all__ = [
     "evaluate_loop", "fit_loop", "load_checkpoint", "predict_loop", "save_checkpoint",
     "split_validation", "write_epoch_header",
 ]
+
+
+def __getattr__(name):
+    """``ProgramError`` imports runtime.native, and with it llvmlite (about 40 MiB), on first use only: the loop,
+    checkpoints and atomic writes need neither (PEP 562)."""
+    if name == "ProgramError":
+        from .native import ProgramError
+        return ProgramError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,11 +10,8 @@ the next write in the same directory, and a live writer's never is.
 import contextlib
 import errno
 import functools
-import hashlib
 import os
 import re
-import secrets
-import socket
 
 try:
     import fcntl
@@ -112,7 +109,7 @@ def _create_temp_file(path, directory, mode):
     remove_stale_temporaries(directory)
     name, ext = os.path.splitext(os.path.basename(path))
     while True:
-        tmp = os.path.join(directory, f".{name}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp{ext}")
+        tmp = os.path.join(directory, f".{name}.{_host()}-{os.getpid()}-{os.urandom(4).hex()}.tmp{ext}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
         except FileExistsError:
@@ -140,7 +137,10 @@ def _lock(fd):
 
 @functools.cache
 def _host():
-    # A pid names a process only on the host that issued it; hashed to a name-safe, fixed-width tag.
+    # A pid names a process only on the host that issued it; hashed to a name-safe, fixed-width tag. hashlib
+    # loads OpenSSL (about 4 MiB), imported at the first write rather than by every program importing runtime.
+    import hashlib
+    import socket
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 

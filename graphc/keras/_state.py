@@ -7,12 +7,16 @@ import re
 
 import numpy as np
 
-_generator = np.random.default_rng()
+_generator = None  # made on first use: numpy.random costs 2.5 MiB, which a program preparing its data need not hold
 _name_counts = collections.Counter()
 
 
-def generator() -> np.random.Generator:
-    """The generator every initializer and every fit's shuffling draws from."""
+def generator() -> "np.random.Generator":
+    """The generator every initializer and every fit's shuffling draws from (seeded from the OS unless
+    ``set_random_seed`` seeded it)."""
+    global _generator
+    if _generator is None:
+        _generator = np.random.default_rng()
     return _generator
 
 

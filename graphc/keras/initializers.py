@@ -66,7 +66,7 @@ class RandomInitializer(Initializer):
             raise ValueError(f"{type(self).__name__}: seed must be an integer or None, got {seed!r}")
         self.seed = None if seed is None else int(seed)
 
-    def generator(self) -> np.random.Generator:
+    def generator(self) -> "np.random.Generator":
         return _state.generator() if self.seed is None else np.random.default_rng(self.seed)
 
     def get_config(self):

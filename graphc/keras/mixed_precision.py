@@ -5,14 +5,17 @@ float32, forward and backward; the weights, the optimizer's state, softmax, the 
 float32 (``gc.function(..., precision="mixed_bfloat16")``, graphc/passes/autocast.py): the products of Dense
 layers and the convolutions are the bfloat16 ones. A model reads the global policy when it builds its train,
 evaluate and predict functions (on first use after ``compile``), so set the policy before training.
+
+Importing this module does not import the compiler (graphc.passes and with it sympy): a program may import it
+before preparing its data, whose peak memory would then hold the compiler's modules too.
 """
-from ..passes.autocast import PRECISIONS
 
 
 class DTypePolicy:
     """A named policy: ``compute_dtype`` is what the products read, ``variable_dtype`` what the weights hold."""
 
     def __init__(self, name="float32"):
+        from ..passes.autocast import PRECISIONS
         if name not in PRECISIONS:
             raise ValueError(f"unknown dtype policy {name!r}; graphc knows {', '.join(repr(p) for p in PRECISIONS)}")
         self.name = name
@@ -30,7 +33,7 @@ class DTypePolicy:
 
 
 Policy = DTypePolicy  # Keras 2's name
-_global_policy = DTypePolicy()
+_global_policy = None  # float32 until set_global_policy; made on first use (see the module's docstring)
 
 
 def set_global_policy(policy):
@@ -40,4 +43,7 @@ def set_global_policy(policy):
 
 
 def global_policy() -> DTypePolicy:
+    global _global_policy
+    if _global_policy is None:
+        _global_policy = DTypePolicy()
     return _global_policy

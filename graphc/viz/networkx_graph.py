@@ -17,7 +17,6 @@ has one kernel per computed node.
 """
 from dataclasses import dataclass, field
 
-import networkx as nx
 import sympy
 
 from ..graph import Graph, Node, topo_order
@@ -208,6 +207,7 @@ def _body(node, args):
 def to_networkx(obj, stage: str = "autodiff"):
     """``obj`` (tensor(s), Graph or Function) at ``stage`` as a networkx DiGraph (MultiDiGraph if an op reads
     one input twice). Nodes are keyed by name; see docs/dumps.md for the node, edge and graph attributes."""
+    import networkx as nx  # about 19 MiB: loaded by the dumps that use it, not by every program importing graphc
     view = stage_view(obj, stage)
     keys = node_keys(view.nodes)
     shown = {n.id for n in view.nodes}  # the forward stage leaves out the backward values a node may read

