@@ -52,7 +52,8 @@ def _compile_native(graph: Graph, schedule_passes=(), target=None, threads=None)
 BACKENDS = {"reference": ReferenceProgram, "llvm": _compile_native}
 
 
-def function(inputs, outputs, updates=None, backend="llvm", optimize=2, precision="float32", **options):
+def function(inputs, outputs, updates=None, backend="llvm", optimize=2, precision="float32", lazy=False,
+             **options):
     """A callable computing ``outputs`` from arrays fed for ``inputs`` and then applying ``updates``.
 
     ``inputs`` is one placeholder or a list of them. ``outputs`` may be one tensor (the call returns
@@ -65,15 +66,22 @@ def function(inputs, outputs, updates=None, backend="llvm", optimize=2, precisio
     ``precision``: "float32" (the default), or "mixed_bfloat16": products read their operands rounded to
     bfloat16 and sum in float32; variables, softmax, losses and reductions stay float32 (graphc.passes.autocast).
     ``options`` go to the backend (``llvm``: ``threads``, ``target``).
+    ``lazy``: False compiles the machine code now; True on first use (a call, ``run_steps`` or ``.program``),
+    so that a function only ever run through ``run_steps`` compiles just the variant that reads its batches in
+    place (see ``run_steps``). The graph is checked and optimized now either way.
     """
     check_precision(precision)
     output_nodes, pack = _outputs(outputs)
     graph = _with_random_steps(Graph(_inputs(inputs), output_nodes, _updates(updates)))
-    return _compiled(graph, pack, dict(backend=backend, optimize=optimize, precision=precision, **options))
+    function = _compiled(graph, pack, dict(backend=backend, optimize=optimize, precision=precision, **options))
+    if not lazy:
+        function.program  # compiles it
+    return function
 
 
 def _compiled(graph: Graph, pack, settings: dict) -> "Function":
-    """``graph`` optimized and compiled as ``settings`` (gc.function's backend, optimize, precision and options) say."""
+    """``graph`` optimized as ``settings`` (gc.function's backend, optimize, precision and options) say, its
+    program compiled by the backend on first use of ``Function.program``."""
     options = dict(settings)
     backend, optimize, precision = (options.pop(key) for key in ("backend", "optimize", "precision"))
     try:
@@ -84,8 +92,11 @@ def _compiled(graph: Graph, pack, settings: dict) -> "Function":
     with frozen_dims():  # the dims are settled: passes and backends unify nothing new
         settled = substitute_dims(graph, unified)  # one symbol (or size) per class of unified dims
         optimized = autocast(optimize_graph(settled, optimize), precision)
-        program = compile_backend(optimized, schedule_passes=selected_schedule_passes(optimize), **options)
-    return Function(graph, optimized, program, pack, unified, settings)
+
+    def compile_program():
+        with frozen_dims():
+            return compile_backend(optimized, schedule_passes=selected_schedule_passes(optimize), **options)
+    return Function(graph, optimized, compile_program, pack, unified, settings)
 
 
 def _with_random_steps(graph: Graph) -> Graph:
@@ -196,17 +207,24 @@ def _slice_checks(graph: Graph) -> list:
 class Function:
     """A compiled graph: call it with one numpy array (or array-like) per input."""
 
-    def __init__(self, graph: Graph, optimized_graph: Graph, program, pack, unified, settings: dict):
+    def __init__(self, graph: Graph, optimized_graph: Graph, compile_program, pack, unified, settings: dict):
         self.graph = graph  # as the user built it (forward, gc.grad's backward, updates)
         self._settings = settings  # how it was compiled (see _compiled): run_steps compiles variants alike
         self._gathering = {}  # run_steps' variants of the step that read rows through indices, by inputs
         self.optimized_graph = optimized_graph  # unified dims settled, after the passes: what the backend compiled
         # Anonymous dims of the inputs unified with another dim: {symbol: (representative, where they met)}.
         self._unified = {s: (rep, unification_sites(s)) for s, rep in (unified or {}).items()}
-        self.program = program
+        self._compile_program, self._program = compile_program, None
         self._pack = pack  # the output arrays as the caller gave the outputs: one, a list or a dict
         self._slice_checks = _slice_checks(optimized_graph)
         self._checked_dims = set()
+
+    @property
+    def program(self):
+        """The backend's program (compiled on first use when ``gc.function(..., lazy=True)``)."""
+        if self._program is None:
+            self._program = self._compile_program()
+        return self._program
 
     def __call__(self, *arrays):
         return self._pack(self._run(arrays))
@@ -327,7 +345,7 @@ class Function:
         from .passes import selected_passes
         from .passes.fusion import read_only_as_gemm_a
         folds = "fold_take_into_matmul" in dict(selected_passes(self._settings["optimize"]))
-        if getattr(self.program, "executable", None) is None or not folds:
+        if BACKENDS[self._settings["backend"]] is not _compile_native or not folds:  # no native steps to run
             return None, []
         as_a = read_only_as_gemm_a(self.optimized_graph)
         positions = [k for k in batched if self.optimized_graph.inputs[k].id in as_a]

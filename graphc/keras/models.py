@@ -210,7 +210,9 @@ class Model:
     def _function(self, inputs, outputs, updates=None):
         from .mixed_precision import global_policy  # the policy in force when the function is built
         options = {} if self._backend is None else {"backend": self._backend}
-        return gc.function(inputs, outputs, updates=updates, precision=global_policy().name, **options)
+        # lazy: fit, evaluate and predict run their batches through run_steps, which compiles only the variant
+        # that reads the images in place; a call (train_on_batch, a batch callback) compiles the plain program
+        return gc.function(inputs, outputs, updates=updates, precision=global_policy().name, lazy=True, **options)
 
     def _step(self, kind, weighted=False):
         """The compiled function of ``kind`` ('train', 'evaluate'; 'predict', 'forward' = predict in training

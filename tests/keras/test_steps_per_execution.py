@@ -172,3 +172,12 @@ def test_steps_per_execution_is_a_compile_setting_that_saving_keeps(tmp_path):
     assert model.get_compile_config()["steps_per_execution"] == 7
     model.save(tmp_path / "m.npz")
     assert models.load_model(tmp_path / "m.npz").get_compile_config()["steps_per_execution"] == 7
+
+
+def test_fit_compiles_only_the_train_program_that_reads_the_batches_in_place():
+    x, y = data()
+    model, _ = trained(None, x, y, epochs=1)
+    train = model._functions["train", False].function
+    assert train._program is None and len(train._gathering) == 1
+    model.train_on_batch(x[:16], y[:16])  # a call compiles the train program itself
+    assert train._program is not None

@@ -103,7 +103,7 @@ def test_a_bad_index_is_never_read_and_raises_the_unfolded_takes_error(case):
 
 
 # ---- run_steps ------------------------------------------------------------------------------------------------
-def mlp_step(threads=1, precision="float32", target=None, summed_x=False):
+def mlp_step(threads=1, precision="float32", target=None, summed_x=False, lazy=False):
     """Dense(relu) -> Dense(softmax), cross-entropy, RMSprop: x is read by x @ W1 and by W1's gradient x^T @ g
     only, unless ``summed_x`` adds a term that reads x itself."""
     rng = np.random.default_rng(0)
@@ -116,7 +116,7 @@ def mlp_step(threads=1, precision="float32", target=None, summed_x=False):
     if summed_x:
         loss = loss + 1e-3 * gc.mean(x)
     return gc.function([x, y], loss, updates=rmsprop_updates(params, gc.grad(loss, params)), threads=threads,
-                       precision=precision, target=target or host_target())
+                       precision=precision, target=target or host_target(), lazy=lazy)
 
 
 def data():
@@ -145,6 +145,16 @@ def test_run_steps_reads_x_in_place_with_a_call_per_batchs_bits(precision, threa
     assert_runs_as_calls(called, stepped, [[0, -1, 5, 5], [89, -90, 7, 0], [3, 3, 3, 3]], x, y)  # repeats, negatives
     (variant,) = stepped._gathering.values()  # compiled once, for both runs
     assert "take" not in kernel_ops(variant) and sorted(folded_into(variant)) == ["fused_matmul", "matmul"]
+
+
+def test_a_lazy_function_run_through_run_steps_compiles_only_the_variant():
+    x, y = data()
+    called, stepped = mlp_step(), mlp_step(lazy=True)
+    assert stepped._program is None
+    assert_runs_as_calls(called, stepped, np.random.default_rng(7).permutation(ROWS).reshape(3, 30), x, y)
+    assert stepped._program is None and len(stepped._gathering) == 1
+    np.testing.assert_array_equal(stepped(x[:5], y[:5]), called(x[:5], y[:5]))  # a call compiles its program
+    assert stepped._program is not None
 
 
 def test_run_steps_copies_the_rows_of_an_input_that_something_else_reads():
