@@ -471,6 +471,12 @@ class Model:
                     raise ValueError(f"{self.name}: input {name!r} takes {tensor.dtype} values (indices), got "
                                      f"{label} with non-integral values")
                 arrays[k] = array = array.astype(tensor.dtype)  # as Keras casts
+            elif array.dtype.kind == "f" and array.dtype != tensor.dtype:  # once, not at each of fit's epochs
+                from graphc.graph.dtypes import feed_problem
+                problem = feed_problem(array, tensor.dtype, "input")
+                if problem:
+                    raise ValueError(f"{self.name}: {label}: {problem}")
+                arrays[k] = array = array.astype(tensor.dtype)
             if array.ndim < 1 or array.shape[1:] != tensor.shape[1:]:
                 what = "inputs" if len(arrays) == 1 else f"input {name!r}"
                 raise ValueError(f"{self.name} expects {what} of shape {tensor.shape}, got {label} of shape "

@@ -93,3 +93,25 @@ def test_fit_does_not_copy_the_training_arrays(steps_per_execution):
     finally:
         tracemalloc.stop()
     assert peak < x.nbytes / 8, f"fit allocated {peak} bytes at its peak for a training array of {x.nbytes}"
+
+
+def test_fit_converts_float64_inputs_to_float32_once_not_at_every_epoch(monkeypatch):
+    from graphc.function import Function
+    rng = np.random.default_rng(1)
+    x = rng.random((300, 20))  # float64, as x / 255.0 makes it
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, len(x))]
+    fed, run_steps = [], Function.run_steps
+    monkeypatch.setattr(Function, "run_steps", lambda self, batches, *arrays, **options: (
+        fed.extend(a.dtype for a in arrays), run_steps(self, batches, *arrays, **options))[1])
+    fitted = []
+    for data in (x, x.astype(np.float32)):
+        model = models.Sequential([layers.Dense(4, activation="relu", input_shape=(20,)), layers.Dense(3)])
+        model.set_weights([np.full(w.shape, 0.1, np.float32) for w in model.get_weights()])
+        model.compile(optimizer="sgd", loss="categorical_crossentropy")
+        model.fit(data, y, batch_size=64, epochs=2, shuffle=False, verbose=0)
+        fitted.append(model.get_weights())
+    assert fed and set(fed) == {np.dtype(np.float32)}
+    for converted, given in zip(*fitted):
+        np.testing.assert_array_equal(converted, given)
+    with pytest.raises(ValueError, match=r"sequential.*x.*1e\+300 at index \[0, 0\] is outside float32's range"):
+        model.fit(np.full((4, 20), 1e300), y[:4], verbose=0)
