@@ -737,10 +737,11 @@ class _GemmEmitter:
         b = self.builder
         zero = ir.Constant(self.element, 0.0)
         edge_start = (width.vectors - 1) * self.tile.lanes
+        column_k = self._gep(self.args["B"], b.add(self._mul(col, self.K), k))  # B[col, k]; B[col + j, k] j rows on
+        row_stride = self.spec.K if self.spec.K is not None else self.K
         for j in range(width.padded):
             if j < edge_start or (isinstance(width.last, int) and j < edge_start + width.last):
-                offset = b.add(self._mul(self._add(col, j), self.K), k)
-                value = self._load_scalar(self._gep(self.args["B"], offset))
+                value = self._load_scalar(self._offset(column_k, self._scaled(j, row_stride)))
             elif isinstance(width.last, int):
                 value = zero
             else:
@@ -1024,7 +1025,7 @@ class _GemmEmitter:
                     for sum_row in sums]
         for r, sum_row in enumerate(sums):
             for v, total in enumerate(sum_row):
-                b.store(total, self._sum_pointer(const(r), v))
+                b.store(total, self._sum_pointer(r, v))
         return a_tile.rows_may_exceed_m
 
     def _merge(self, first: ir.Value, first_block, second: ir.Value, second_block) -> ir.Value:
@@ -1033,10 +1034,13 @@ class _GemmEmitter:
         phi.add_incoming(second, second_block)
         return phi
 
-    def _sum_pointer(self, r: ir.Value, v: int) -> ir.Value:
-        """Where vector v of row r of the tile's sums lies (rows tile.vectors vectors apart)."""
+    def _sum_pointer(self, r: int | ir.Value, v: int) -> ir.Value:
+        """Where vector v of row r (an int, or an i64 value) of the tile's sums lies (rows tile.vectors vectors
+        apart)."""
         b = self.builder
-        return b.gep(self.sums, [b.add(b.mul(r, const(self.tile.vectors)), const(v))], source_etype=self.vector)
+        vectors = self.tile.vectors
+        index = const(r * vectors + v) if isinstance(r, int) else b.add(b.mul(r, const(vectors)), const(v))
+        return b.gep(self.sums, [index], source_etype=self.vector)
 
     def _emit_tile_epilogue(self, row: ir.Value, col: ir.Value, width: _PanelWidth, guard_rows: bool) -> None:
         """The epilogue of the tile's sums, a loop over its rows (those below row_limit when `guard_rows` or
