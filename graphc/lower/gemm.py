@@ -732,30 +732,24 @@ class _GemmEmitter:
             emit(start, vector)
 
     def _pack_b_row_transposed(self, col, k, width: _PanelWidth, last_row, emit) -> None:
-        """B is N x K: element j of row k of the panel is B[col + j, k]: emit(offset, vector) for each vector
-        of the row, assembled from its scalars (a store per vector rather than per element: LLVM's loop
-        analyses compare every pair of a loop's memory accesses).  In a run-time edge vector, columns past N
-        read row N-1 and are 0."""
+        """B is N x K: element j of row k of the panel is B[col + j, k]: emit(j, value) each.  In a
+        run-time edge vector, columns past N read row N-1 and are 0."""
         b = self.builder
-        lanes = self.tile.lanes
         zero = ir.Constant(self.element, 0.0)
-        edge_start = (width.vectors - 1) * lanes
+        edge_start = (width.vectors - 1) * self.tile.lanes
         column_k = self._gep(self.args["B"], b.add(self._mul(col, self.K), k))  # B[col, k]; B[col + j, k] j rows on
         row_stride = self.spec.K if self.spec.K is not None else self.K
-        for start in range(0, width.padded, lanes):
-            vector = ir.Constant(self.vector, [0.0] * lanes)
-            for j in range(start, start + lanes):
-                if j < edge_start or (isinstance(width.last, int) and j < edge_start + width.last):
-                    value = self._load_scalar(self._offset(column_k, self._scaled(j, row_stride)))
-                elif isinstance(width.last, int):
-                    continue  # zero padding
-                else:
-                    valid = b.icmp_signed(">", width.last, const(j - edge_start))
-                    source_row = imin(b, self._add(col, j), last_row)
-                    offset = b.add(self._mul(source_row, self.K), k)
-                    value = b.select(valid, self._load_scalar(self._gep(self.args["B"], offset)), zero)
-                vector = b.insert_element(vector, value, ir.Constant(I32, j - start))
-            emit(start, vector)
+        for j in range(width.padded):
+            if j < edge_start or (isinstance(width.last, int) and j < edge_start + width.last):
+                value = self._load_scalar(self._offset(column_k, self._scaled(j, row_stride)))
+            elif isinstance(width.last, int):
+                value = zero
+            else:
+                valid = b.icmp_signed(">", width.last, const(j - edge_start))
+                source_row = imin(b, self._add(col, j), last_row)
+                offset = b.add(self._mul(source_row, self.K), k)
+                value = b.select(valid, self._load_scalar(self._gep(self.args["B"], offset)), zero)
+            emit(j, value)
 
     def _packed(self, row_of, step: ir.Value, store) -> None:
         """store(offset, value) for the packed row `step`, from `row_of(k, emit)`, which calls emit(offset,
