@@ -29,17 +29,21 @@ def epilogue_calls(spec, target) -> list:
 
 @pytest.mark.parametrize("target_name", sorted(TARGETS))
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
-def test_runtime_m_emits_each_epilogue_once_per_panel_width(target_name, precision):
-    """A runtime M (full tiles read in place, the partial one packed) and an N of full panels and an edge of
-    10 columns: the epilogue is emitted once per full panel vector, and once per power-of-two piece of the
-    edge (10 = 8 + 2), not once per row of the tile and per K-loop variant."""
+@pytest.mark.parametrize("k", [300, 10])
+def test_runtime_m_emits_each_epilogue_once_per_panel_width(target_name, precision, k):
+    """A runtime M (full tiles read in place, the partial one packed) and an N of full panels and an edge:
+    the epilogue is emitted once per full panel vector, and once per full vector and power-of-two piece of
+    the edge (10 columns: 8 + 2), not once per K-loop variant; and not once per row of the tile either, but
+    for a short K, where a loop over the rows would cost a share of the time that the K loop does not hide."""
     target = TARGETS[target_name]()
-    tile = choose_micro_tile(GemmSpec("float32", None, 1000, 129, precision=precision), target)
-    spec = GemmSpec("float32", None, 3 * tile.cols + 10, 129, precision=precision)
-    assert choose_micro_tile(spec, target) == tile
-    full_vectors = [tile.lanes] * tile.vectors
-    edge_vectors = [tile.lanes] * (10 // tile.lanes) + [8, 2][10 // tile.lanes:]
-    assert epilogue_calls(spec, target) == full_vectors + edge_vectors
+    spec = GemmSpec("float32", None, 202, k, precision=precision)
+    tile = choose_micro_tile(spec, target)
+    edge = spec.N % tile.cols
+    assert edge % tile.lanes
+    pieces = [1 << bit for bit in reversed(range(tile.lanes.bit_length())) if edge % tile.lanes & 1 << bit]
+    copies = tile.rows if k < 256 else 1
+    full_panel, edge_panel = [tile.lanes] * tile.vectors, [tile.lanes] * (edge // tile.lanes) + pieces
+    assert epilogue_calls(spec, target) == full_panel * copies + edge_panel * copies
 
 
 def test_narrow_n_emits_only_the_edge_panel():
@@ -63,11 +67,11 @@ def defined(text: str) -> list:
 
 def test_seed_step_gemms_have_modules_of_their_own_and_stay_small():
     """Each of the seed step's 5 GEMMs is in a module with only its kernel's function (a row kernel calls
-    the two it holds), and under 90 thousand characters of IR (h^T @ dy's was 180 thousand when its
+    the two it holds), and under 100 thousand characters of IR (h^T @ dy's was 180 thousand when its
     epilogue was emitted per row and variant)."""
     modules = seed_step_modules()
     gemms = {name: text for text in modules for name in defined(text) if name.endswith("_gemm")}
     assert len(gemms) == 5
     for name, text in gemms.items():
         assert defined(text) == [name, name[:-len("_gemm")]]
-        assert len(text) < 90_000, (name, len(text))
+        assert len(text) < 100_000, (name, len(text))
