@@ -139,6 +139,9 @@ _RUNTIME_N_BLOCK_COLS = 1024
 # A runtime K with B stored N x K packs B blocks K deep, so the workspace grows
 # with K: keep them this many columns wide at most (rounded up to whole panels).
 _RUNTIME_K_BLOCK_COLS = 128
+# Below this static K a tile's epilogue is unrolled over its rows (its sums stay in registers) rather than a
+# loop: storing the sums and reloading them row by row costs about 1/K of the K loop (dy @ W2^T, K = 10: 10%).
+_UNROLLED_EPILOGUE_K = 256
 # A packed A tile's row stride is K rounded up to a cache line, plus a line
 # when that is a multiple of 1 KiB (rows would share L1 sets): at most this
 # many elements more than K.
@@ -508,6 +511,8 @@ class _GemmEmitter:
     # -- top level ----------------------------------------------------------
 
     def emit(self) -> None:
+        # The sums of a tile, from its K loop (whichever variant ran) to its one epilogue.
+        self.sums = self.builder.alloca(self.vector, size=self.tile.rows * self.tile.vectors, name="sums")
         self.k_steps = self._packed_rows()
         if self.spec.rounds:  # elements per packed A tile row (row-major A), or per packed tile (trans_a)
             self.a_tile_stride = self.k_steps if self.spec.trans_a else self._packed_a_stride(self.k_steps)
@@ -622,8 +627,11 @@ class _GemmEmitter:
                         packed_row = self._gep(packed_a, self._mul(tile_rows.index, stride))
                         self._emit_round_row(packed_row, packed_row)
                 a_tile = _ATile(packed_a, offsets, 1, rows_may_exceed_m=guard_rows)
-                self._emit_for_each_panel(block_cols, jc, "jr", lambda jr, col, width: self._emit_micro_kernel(
-                    a_tile, self._b_panel(jr, col, width, packed_b), row, col, width))
+
+                def tile(jr, col, width):
+                    self._emit_micro_kernel(a_tile, self._b_panel(jr, col, width, packed_b), width)
+                    self._emit_tile_epilogue(row, col, width, guard_rows)
+                self._emit_for_each_panel(block_cols, jc, "jr", tile)
 
     def _packed_a_stride(self, elements: ir.Value | None = None) -> int | ir.Value:
         """`elements` (K unless given) rounded up to a cache line, plus a line where that would be a multiple
@@ -654,6 +662,8 @@ class _GemmEmitter:
             col = b.add(jc, jr)
             if edge_width == 0:
                 body(jr, col, full_width)
+            elif edge_width is not None and edge_width == self.spec.N:  # N < cols: only the edge panel
+                body(jr, col, _PanelWidth.of(edge_width, lanes))
             else:
                 is_full = b.icmp_signed("<=", self._add(col, cols), self.N)
                 with b.if_else(is_full) as (full, edge):
@@ -742,10 +752,11 @@ class _GemmEmitter:
         b = self.builder
         zero = ir.Constant(self.element, 0.0)
         edge_start = (width.vectors - 1) * self.tile.lanes
+        column_k = self._gep(self.args["B"], b.add(self._mul(col, self.K), k))  # B[col, k]; B[col + j, k] j rows on
+        row_stride = self.spec.K if self.spec.K is not None else self.K
         for j in range(width.padded):
             if j < edge_start or (isinstance(width.last, int) and j < edge_start + width.last):
-                offset = b.add(self._mul(self._add(col, j), self.K), k)
-                value = self._load_scalar(self._gep(self.args["B"], offset))
+                value = self._load_scalar(self._offset(column_k, self._scaled(j, row_stride)))
             elif isinstance(width.last, int):
                 value = zero
             else:
@@ -947,26 +958,27 @@ class _GemmEmitter:
     def _emit_row_tiles(self, ic, block_rows, packed_a, panel, col, width: _PanelWidth) -> None:
         """Run the kernel for every row tile of the block against one B panel:
         full tiles read A in place, the partial one as `_a_partial` says.  A
-        static M tells which of the two kernels are needed."""
+        static M tells which of the two kernels are needed; either one leaves
+        its sums to the one epilogue that follows."""
         b = self.builder
         rows = self.tile.rows
         with loop(b, const(0), block_rows, rows, "ir") as tiles:
             ir_ = tiles.index
             row = b.add(ic, ir_)
             if self.spec.rounds:  # the block's tiles, packed by _emit_pack_a_block
-                self._emit_micro_kernel(self._packed_a_block_tile(ir_, packed_a), panel, row, col, width)
+                guard_rows = self._emit_micro_kernel(self._packed_a_block_tile(ir_, packed_a), panel, width)
             elif self._tiles_all_full():
-                self._emit_micro_kernel(self._a_in_place(row), panel, row, col, width)
+                guard_rows = self._emit_micro_kernel(self._a_in_place(row), panel, width)
             elif self.spec.M is not None and self.spec.M < rows:
-                self._emit_micro_kernel(self._a_partial(row, packed_a), panel, row, col, width)
+                guard_rows = self._emit_micro_kernel(self._a_partial(row, packed_a), panel, width)
             else:
                 is_full = b.icmp_signed("<=", self._add(row, rows), self.M)
                 with b.if_else(is_full) as (full, partial):
                     with full:
-                        self._emit_micro_kernel(self._a_in_place(row), panel, row, col, width)
+                        self._emit_micro_kernel(self._a_in_place(row), panel, width)
                     with partial:
-                        self._emit_micro_kernel(self._a_partial(row, packed_a), panel, row,
-                                                col, width)
+                        guard_rows = self._emit_micro_kernel(self._a_partial(row, packed_a), panel, width)
+            self._emit_tile_epilogue(row, col, width, guard_rows)
 
     def _a_row_stride(self) -> int | ir.Value:
         return 1 if self.spec.trans_a else (self.spec.K if self.spec.K is not None else self.K)
@@ -991,10 +1003,10 @@ class _GemmEmitter:
         last_row = b.sub(self.M, const(1))
         return self._a_tile_rows(row, [imin(b, self._add(row, r), last_row) for r in range(rows)], True)
 
-    def _emit_micro_kernel(self, a_tile: _ATile, panel: _BPanel, row: ir.Value,
-                           col: ir.Value, width: _PanelWidth) -> None:
+    def _emit_micro_kernel(self, a_tile: _ATile, panel: _BPanel, width: _PanelWidth) -> bool:
         """acc[r][v] = sum_k a(r, k) * panel[k, v*lanes:(v+1)*lanes], all of K
-        in registers, then the epilogue on every in-bounds element."""
+        in registers, then stored to the tile's sums (`_emit_tile_epilogue`
+        reads them).  Returns whether the tile may hold rows past M."""
         b = self.builder
         lanes = self.tile.lanes
         vectors = width.vectors
@@ -1055,7 +1067,10 @@ class _GemmEmitter:
         if self.spec.K is None:
             sums = [[self._merge(zero, preheader, total, k_loop) for total in sum_row]
                     for sum_row in sums]
-        self._emit_tile_epilogue(sums, row, col, width, a_tile.rows_may_exceed_m)
+        for r, sum_row in enumerate(sums):
+            for v, total in enumerate(sum_row):
+                b.store(total, self._sum_pointer(r, v))
+        return a_tile.rows_may_exceed_m
 
     def _merge(self, first: ir.Value, first_block, second: ir.Value, second_block) -> ir.Value:
         phi = self.builder.phi(first.type)
@@ -1063,32 +1078,51 @@ class _GemmEmitter:
         phi.add_incoming(second, second_block)
         return phi
 
-    def _emit_tile_epilogue(self, sums, row: ir.Value, col: ir.Value, width: _PanelWidth,
-                            guard_rows: bool) -> None:
+    def _sum_pointer(self, r: int | ir.Value, v: int) -> ir.Value:
+        """Where vector v of row r (an int, or an i64 value) of the tile's sums lies (rows tile.vectors vectors
+        apart)."""
         b = self.builder
+        vectors = self.tile.vectors
+        index = const(r * vectors + v) if isinstance(r, int) else b.add(b.mul(r, const(vectors)), const(v))
+        return b.gep(self.sums, [index], source_etype=self.vector)
 
-        def for_each_row(body: Callable[[int, ir.Value], None]) -> None:
-            for r in range(len(sums)):
-                row_r = self._add(row, r)
-                if guard_rows or self.spec.row_group:
-                    with b.if_then(b.icmp_signed("<", row_r, self.row_limit)):
+    def _emit_tile_epilogue(self, row: ir.Value, col: ir.Value, width: _PanelWidth, guard_rows: bool) -> None:
+        """The epilogue of the tile's sums, on its rows (those below row_limit when `guard_rows` or row groups
+        say some may lie past it): emitted once per panel width, whichever kernels made the sums; a loop over
+        the rows, or unrolled for a short K (`_UNROLLED_EPILOGUE_K`)."""
+        b = self.builder
+        guarded = guard_rows or self.spec.row_group
+        if self.spec.K is not None and self.spec.K < _UNROLLED_EPILOGUE_K:
+            def for_each_row(body: Callable[[int | ir.Value, ir.Value], None]) -> None:
+                for r in range(self.tile.rows):
+                    row_r = self._add(row, r)
+                    if guarded:
+                        with b.if_then(b.icmp_signed("<", row_r, self.row_limit)):
+                            body(r, row_r)
+                    else:
                         body(r, row_r)
-                else:
-                    body(r, row_r)
+        else:
+            rows = imin(b, const(self.tile.rows), b.sub(self.row_limit, row)) if guarded else const(self.tile.rows)
+
+            def for_each_row(body: Callable[[int | ir.Value, ir.Value], None]) -> None:
+                with loop(b, const(0), rows, 1, "epilogue.r") as tile_rows:
+                    body(tile_rows.index, b.add(row, tile_rows.index))
 
         if isinstance(width.last, int):
-            for_each_row(lambda r, row_r: self._emit_row_epilogue(sums[r], row_r, col, width))
+            for_each_row(lambda r, row_r: self._emit_row_epilogue(r, range(width.vectors), row_r, col, width))
             return
         # A run-time edge: the full vectors row by row, then the last one piece by piece, for all rows.
         full = width.vectors - 1
-        for_each_row(lambda r, row_r: self._emit_row_epilogue(sums[r][:full], row_r, col, width))
-        self._emit_runtime_pieces([sum_row[full] for sum_row in sums], self._add(col, full * self.tile.lanes),
-                                  width.last, width.vectors < self.tile.vectors, for_each_row)
+        for_each_row(lambda r, row_r: self._emit_row_epilogue(r, range(full), row_r, col, width))
+        self._emit_runtime_pieces(full, self._add(col, full * self.tile.lanes), width.last,
+                                  width.vectors < self.tile.vectors, for_each_row)
 
-    def _emit_row_epilogue(self, sum_row, row: ir.Value, col: ir.Value, width: _PanelWidth) -> None:
+    def _emit_row_epilogue(self, r: int | ir.Value, vectors: range, row: ir.Value, col: ir.Value,
+                           width: _PanelWidth) -> None:
         b = self.builder
         lanes = self.tile.lanes
-        for v, total in enumerate(sum_row):
+        for v in vectors:
+            total = b.load(self._sum_pointer(r, v), typ=self.vector)
             start = v * lanes
             if width.is_full(v):
                 self.epilogue(b, row, self._add(col, start), total, lanes, self.args)
@@ -1112,26 +1146,27 @@ class _GemmEmitter:
         taken = list(range(first, first + count))
         return b.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(I32, count), taken))
 
-    def _emit_runtime_pieces(self, totals: list, col: ir.Value, count: ir.Value, may_be_full: bool,
+    def _emit_runtime_pieces(self, v: int, col: ir.Value, count: ir.Value, may_be_full: bool,
                              for_each_row: Callable) -> None:
         """The first `count` (1..lanes, known at run time; < lanes unless
-        `may_be_full`) lanes of each row's vector in `totals`, in power-of-two
+        `may_be_full`) lanes of vector v of each row's sums, in power-of-two
         pieces, largest first: a piece of p lanes for each bit p of count, at
         column col + (the higher bits of count), one branch per piece around
-        all rows.  After a piece, the remaining lanes are shifted to lane 0."""
+        all rows, each piece loaded from the sums where it lies."""
         b = self.builder
         lanes = self.tile.lanes
-        rests = list(totals)
         piece = lanes if may_be_full else lanes // 2
         while piece >= 1:
             taken = b.icmp_signed("!=", b.and_(count, const(piece)), const(0))
-            offset = b.add(col, b.and_(count, const(~(2 * piece - 1))))
+            first = b.and_(count, const(~(2 * piece - 1)))
+            offset = b.add(col, first)
+            element = self.element if piece == 1 else ir.VectorType(self.element, piece)
+
+            def epilogue(r, row_r):
+                part = b.load(self._gep(self._sum_pointer(r, v), first), typ=element, align=self.align)
+                self.epilogue(b, row_r, offset, part, piece, self.args)
             with b.if_then(taken):
-                for_each_row(lambda r, row_r: self.epilogue(b, row_r, offset, self._lanes_of(rests[r], 0, piece),
-                                                            piece, self.args))
-            if 1 < piece < lanes:
-                shift = ir.Constant(ir.VectorType(I32, lanes), [lane + piece for lane in range(lanes)])
-                rests = [b.select(taken, b.shuffle_vector(rest, rest, shift), rest) for rest in rests]
+                for_each_row(epilogue)
             piece //= 2
 
 

@@ -456,7 +456,10 @@ def emit_program(schedule: Schedule, target, separate=False) -> list:
     module = ir.Module(name="graphc_program")
     dim_index = schedule.dim_index
     kernel_modules = [ir.Module(name=k.name) if separate else module for k in schedule.kernels]
-    functions = [_emit_kernel(m, k, target, dim_index) for m, k in zip(kernel_modules, schedule.kernels)]
+    member_modules = []  # with separate modules, a row kernel's GEMMs get modules of their own
+    emit_member = _member_in_own_module(member_modules) if separate else _emit_kernel
+    functions = [_emit_kernel(m, k, target, dim_index, emit_member)
+                 for m, k in zip(kernel_modules, schedule.kernels)]
     if separate:
         functions = [ir.Function(module, f.function_type, name=f.name) for f in functions]  # declarations
     barrier = _emit_barrier(module)
@@ -480,7 +483,7 @@ def emit_program(schedule: Schedule, target, separate=False) -> list:
     builder.position_at_end(abandon)
     builder.ret_void()
     _emit_worker(module, entry, barrier)
-    return kernel_modules + [module] if separate else [module]
+    return kernel_modules + member_modules + [module] if separate else [module]
 
 
 def _emit_worker(module, entry, barrier):
@@ -576,15 +579,37 @@ def _futex(module, builder, word, operation, value):
                            ir.Constant(PTR, None)])
 
 
-def _emit_kernel(module, kernel, target, dim_index) -> ir.Function:
+def _emit_kernel(module, kernel, target, dim_index, emit_member=None) -> ir.Function:
+    """Kernel ``kernel``'s function in ``module``; a row kernel's members through ``emit_member`` (by default
+    this function, into the same module)."""
     if isinstance(kernel, RowKernel):
-        return emit_row_kernel(module, kernel, target, dim_index, _emit_kernel)
+        return emit_row_kernel(module, kernel, target, dim_index, emit_member or _emit_kernel)
     emit = EMITTERS[kernel.node.op.name]
     if not kernel.updates:
         return emit(module, kernel.name, kernel.node, target, dim_index)
     updates = [(u.node, ["load" if isinstance(s, Buffer) else s for s in u.sources]) for u in kernel.updates]
     return emit(module, kernel.name, kernel.node, target, dim_index,
                 updates=updates, store_product=kernel.out is not None)
+
+
+def _member_in_own_module(modules: list):
+    """A row kernel's ``emit_member`` that emits a GEMM member into a module of its own (appended to
+    ``modules``) and, in the row kernel's module, a function that calls it: LLVM then compiles the GEMM apart
+    from the row kernel's other members (in parallel with them where cores are idle; the row module was a
+    third of the seed step's LLVM time), and the GEMM's object is cached on its own, so that a program
+    whose row kernel holds the same GEMM (a model's evaluate program) loads it."""
+    def emit_member(module, member, target, dim_index):
+        if member.node.op.name not in ("matmul", "fused_matmul"):
+            return _emit_kernel(module, member, target, dim_index)
+        own = ir.Module(name=member.name)
+        modules.append(own)
+        function = _emit_kernel(own, member, target, dim_index)
+        caller = ir.Function(module, function.function_type, name=f"{function.name}.call")
+        builder = ir.IRBuilder(caller.append_basic_block("entry"))
+        builder.call(ir.Function(module, function.function_type, name=function.name), caller.args)
+        builder.ret_void()
+        return caller
+    return emit_member
 
 
 def _back_off(module, builder, spins, state) -> tuple:
