@@ -106,7 +106,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from llvmlite import ir
@@ -798,6 +798,31 @@ class _GemmEmitter:
         """Whether every row tile is known to lie inside M (a static M of whole tiles, counted from row 0)."""
         return self.spec.M is not None and self.spec.M % self.tile.rows == 0 and not self.spec.row_group
 
+    def _shifts_last_tile(self) -> bool:
+        """Whether a row tile reaching past M runs the full tiles' K loop (A in place) on the last tile.rows
+        rows of A instead, its epilogue skipping the rows above it (another tile's, maybe another thread's:
+        stored once, as an epilogue with side effects needs): one K loop instead of two (`_a_shifted`).
+        For a static M of a tile or more (A never packed); for a run-time M, where A is row-major, K static
+        and A not gathered (a run-time M below one tile packs A's rows into the in-place layout)."""
+        if self.spec.rounds or self._tiles_all_full():
+            return False
+        if self.spec.M is not None:
+            return self.spec.M >= self.tile.rows
+        return self.spec.K is not None and not self.spec.trans_a and self.spec.gather_a is None
+
+    def _a_shifted(self, row: ir.Value, packed_a: ir.Value) -> tuple[ir.Value, _ATile]:
+        """The tile of the rows from `row` or, where they reach past M, of the last tile.rows rows of A, read in
+        place; and its first row.  A run-time M below one tile reads `packed_a` instead, rows 0..M-1 of A
+        packed row-major by `_emit_pack_partial_a_tile` (the same offsets: K elements a row)."""
+        b = self.builder
+        first = imin(b, row, b.sub(self.M, const(self.tile.rows)))
+        if self.spec.M is not None:
+            return first, self._a_in_place(first)
+        below_one_tile = b.icmp_signed("<", first, const(0))
+        first = b.select(below_one_tile, const(0), first)
+        in_place = self._a_in_place(first)
+        return first, replace(in_place, base=b.select(below_one_tile, packed_a, in_place.base))
+
     def _partial_tile_row(self, ic: ir.Value) -> ir.Value:
         """First row of the last, partial row tile of tiles counted from row `ic` (== M if there is none)."""
         b = self.builder
@@ -806,10 +831,15 @@ class _GemmEmitter:
 
     def _emit_pack_partial_a_tile(self, ic: ir.Value, block_rows: ir.Value,
                                   packed_a: ir.Value) -> None:
-        """Pack the partial last row tile of A, if it lies in this block."""
+        """Pack the partial last row tile of A, if it lies in this block (for a shifted last tile: A's rows,
+        if M is below one tile)."""
         b = self.builder
-        if self.spec.K is None or self._tiles_all_full():
-            return  # no partial tile, or it is read in place with clamped rows
+        if self._shifts_last_tile() and self.spec.M is None:
+            with b.if_then(b.icmp_signed("<", self.M, const(self.tile.rows))):
+                self._emit_pack_a_rows(packed_a)
+            return
+        if self.spec.K is None or self._tiles_all_full() or self._shifts_last_tile():
+            return  # no partial tile, or it is read in place (shifted, or with clamped rows)
         partial_row = self._partial_tile_row(ic)
         in_block = b.and_(
             b.icmp_signed("<", partial_row, self.M),
@@ -817,6 +847,18 @@ class _GemmEmitter:
                    b.icmp_signed("<", partial_row, b.add(ic, block_rows))))
         with b.if_then(in_block):
             self._emit_pack_a_tile(partial_row, packed_a)
+
+    def _emit_pack_a_rows(self, packed_a: ir.Value) -> None:
+        """packed_a[r, k] = A[min(r, M - 1), k] for the tile's rows, K elements a row (A row-major, M below one
+        tile: the rows past M repeat row M - 1, their sums are dropped)."""
+        b = self.builder
+        last_row = b.sub(self.M, const(1))
+        with loop(b, const(0), const(self.tile.rows), 1, "pack_a.r") as tile_rows:
+            source = self._gep(self.args["A"], self._mul(imin(b, tile_rows.index, last_row), self.K))
+            destination = self._gep(packed_a, self._mul(tile_rows.index, self.K))
+            with loop(b, const(0), self.K, 1, "pack_a.k") as k_loop:
+                value = self._load_scalar(self._gep(source, k_loop.index))
+                b.store(value, self._gep(destination, k_loop.index), align=self.align)
 
     def _emit_pack_a_block(self, ic: ir.Value, block_rows: ir.Value, packed_a: ir.Value) -> None:
         """Pack rows ic..ic+block_rows-1 of op(A) (bfloat16 operands: A is never read in place), one row
@@ -957,18 +999,24 @@ class _GemmEmitter:
 
     def _emit_row_tiles(self, ic, block_rows, packed_a, panel, col, width: _PanelWidth) -> None:
         """Run the kernel for every row tile of the block against one B panel:
-        full tiles read A in place, the partial one as `_a_partial` says.  A
-        static M tells which of the two kernels are needed; either one leaves
-        its sums to the one epilogue that follows."""
+        full tiles read A in place; the partial last one too, shifted up to end
+        at row M (`_shifts_last_tile`), else as `_a_partial` says.  A static M
+        tells which of the kernels are needed; each leaves its sums to the one
+        epilogue that follows."""
         b = self.builder
         rows = self.tile.rows
         with loop(b, const(0), block_rows, rows, "ir") as tiles:
             ir_ = tiles.index
             row = b.add(ic, ir_)
+            first = row  # the row of the tile's sums' row 0
             if self.spec.rounds:  # the block's tiles, packed by _emit_pack_a_block
                 guard_rows = self._emit_micro_kernel(self._packed_a_block_tile(ir_, packed_a), panel, width)
             elif self._tiles_all_full():
                 guard_rows = self._emit_micro_kernel(self._a_in_place(row), panel, width)
+            elif self._shifts_last_tile():
+                first, a_tile = self._a_shifted(row, packed_a)
+                self._emit_micro_kernel(a_tile, panel, width)
+                guard_rows = True
             elif self.spec.M is not None and self.spec.M < rows:
                 guard_rows = self._emit_micro_kernel(self._a_partial(row, packed_a), panel, width)
             else:
@@ -978,7 +1026,7 @@ class _GemmEmitter:
                         self._emit_micro_kernel(self._a_in_place(row), panel, width)
                     with partial:
                         guard_rows = self._emit_micro_kernel(self._a_partial(row, packed_a), panel, width)
-            self._emit_tile_epilogue(row, col, width, guard_rows)
+            self._emit_tile_epilogue(row, col, width, guard_rows, first)
 
     def _a_row_stride(self) -> int | ir.Value:
         return 1 if self.spec.trans_a else (self.spec.K if self.spec.K is not None else self.K)
@@ -1086,27 +1134,34 @@ class _GemmEmitter:
         index = const(r * vectors + v) if isinstance(r, int) else b.add(b.mul(r, const(vectors)), const(v))
         return b.gep(self.sums, [index], source_etype=self.vector)
 
-    def _emit_tile_epilogue(self, row: ir.Value, col: ir.Value, width: _PanelWidth, guard_rows: bool) -> None:
+    def _emit_tile_epilogue(self, row: ir.Value, col: ir.Value, width: _PanelWidth, guard_rows: bool,
+                            first: ir.Value | None = None) -> None:
         """The epilogue of the tile's sums, on its rows (those below row_limit when `guard_rows` or row groups
         say some may lie past it): emitted once per panel width, whichever kernels made the sums; a loop over
-        the rows, or unrolled for a short K (`_UNROLLED_EPILOGUE_K`)."""
+        the rows, or unrolled for a short K (`_UNROLLED_EPILOGUE_K`).  A shifted last tile's sums start at
+        row `first` (<= row): the rows above `row` are skipped."""
         b = self.builder
         guarded = guard_rows or self.spec.row_group
+        first = row if first is None else first
+        shifted = first is not row
         if self.spec.K is not None and self.spec.K < _UNROLLED_EPILOGUE_K:
             def for_each_row(body: Callable[[int | ir.Value, ir.Value], None]) -> None:
                 for r in range(self.tile.rows):
-                    row_r = self._add(row, r)
-                    if guarded:
+                    row_r = self._add(first, r)
+                    if shifted:  # row <= row_r < row_limit, as one unsigned comparison
+                        with b.if_then(b.icmp_unsigned("<", b.sub(row_r, row), b.sub(self.row_limit, row))):
+                            body(r, row_r)
+                    elif guarded:
                         with b.if_then(b.icmp_signed("<", row_r, self.row_limit)):
                             body(r, row_r)
                     else:
                         body(r, row_r)
         else:
-            rows = imin(b, const(self.tile.rows), b.sub(self.row_limit, row)) if guarded else const(self.tile.rows)
+            rows = imin(b, const(self.tile.rows), b.sub(self.row_limit, first)) if guarded else const(self.tile.rows)
 
             def for_each_row(body: Callable[[int | ir.Value, ir.Value], None]) -> None:
-                with loop(b, const(0), rows, 1, "epilogue.r") as tile_rows:
-                    body(tile_rows.index, b.add(row, tile_rows.index))
+                with loop(b, b.sub(row, first) if shifted else const(0), rows, 1, "epilogue.r") as tile_rows:
+                    body(tile_rows.index, b.add(first, tile_rows.index))
 
         if isinstance(width.last, int):
             for_each_row(lambda r, row_r: self._emit_row_epilogue(r, range(width.vectors), row_r, col, width))
