@@ -1,6 +1,6 @@
 """Compile time, stage by stage, cold and from the object cache, and peak memory against a numpy peer, in one run.
 
-    python bench/compile.py [--repeats 3]
+    python bench/compile.py [--repeats 3] [--compile-only]
 
 Every measurement runs in a fresh interpreter (a subprocess per configuration), so imports and first-call
 costs count as a user meets them: "cold" with an empty GRAPHC_CACHE_DIR, "cached" with the directory the cold
@@ -228,6 +228,7 @@ def _memory_table() -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile-only", action="store_true", help="skip the peak RSS comparison (an epoch)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -236,7 +237,8 @@ def main():
         print(json.dumps(result))
         return
     _compile_table(args.repeats)
-    _memory_table()
+    if not args.compile_only:
+        _memory_table()
 
 
 if __name__ == "__main__":
