@@ -332,16 +332,16 @@ class Function:
         variant, read_in_place = self._gathering_variant(batched)
         if variant is None:
             return _Steps(self, feeds, batched, None, dims)
-        copied = [k for k in batched if k not in read_in_place]
-        variant_feeds = feeds + [indices]  # the steps' indices: the last input, pointed at each step's row
-        pointed = len(feeds)
+        pointed = read_in_place[0]  # the steps' indices: the input before the first one read in place
+        copied = [k + (k >= pointed) for k in batched if k not in read_in_place]
+        variant_feeds = feeds[:pointed] + [indices] + feeds[pointed:]
         return _Steps(variant, variant_feeds, copied, pointed,
                       {size: variant._batch_dims(variant_feeds, copied + [pointed], size) for size in dims})
 
     def _gathering_variant(self, batched) -> tuple:
         """(the step compiled with each batched input x that only 2-D products read as their A operand replaced
-        by ``take(x_whole, indices)``, ``indices`` a new last input, and the positions of those inputs), or
-        (None, []) where there are none or the fold is off; compiled once per set of inputs."""
+        by ``take(x_whole, indices)``, ``indices`` a new input before the first of them, and the positions of
+        those inputs), or (None, []) where there are none or the fold is off; compiled once per set of inputs."""
         from .passes import selected_passes
         from .passes.fusion import read_only_as_gemm_a
         folds = "fold_take_into_matmul" in dict(selected_passes(self._settings["optimize"]))
@@ -595,7 +595,8 @@ class _Steps:
 def _gathering_graph(graph: Graph, positions) -> Graph:
     """``graph`` with each input at ``positions`` (x, whose axis 0 is the batch) replaced by ``take(x_whole,
     indices)``: x_whole an input of the same name with any number of rows, ``indices`` an int64 input
-    (batch,) appended to the inputs."""
+    (batch,) inserted before the first of them, so that the symbolic dims come in the same order as in
+    ``graph`` (graph_dims) and the kernels that do not read x have the same code (the object cache shares them)."""
     from .graph.shapes import fresh_dim
     from .ops.indexing import take
     from .ops.registry import apply
@@ -617,7 +618,8 @@ def _gathering_graph(graph: Graph, positions) -> Graph:
         return node.rebuilt([taken.get(i.id, i) for i in node.inputs])
     every_input = graph.inputs + [indices] + [inputs[k] for k in positions]  # what the old and new graph read
     rebuilt = rebuild(Graph(every_input, graph.outputs, graph.updates), read_taken)
-    return Graph(inputs + [indices], rebuilt.outputs, rebuilt.updates)
+    first = positions[0]
+    return Graph(inputs[:first] + [indices] + inputs[first:], rebuilt.outputs, rebuilt.updates)
 
 
 def _equal_size_runs(sizes: list) -> list:
