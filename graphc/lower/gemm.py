@@ -13,8 +13,13 @@ Design (BLIS-style, specialised for static N and K where they are known):
   `trans_b`, so no transposed copy is ever made outside the kernel.
 * A is read in place for full row tiles: a(r, k) sits at one pointer plus a
   static offset r*K (row-major) or r (trans_a, where the pointer steps by M per
-  k), so the kernel needs a single address register for all of its rows.  Only
-  the last, partial row tile is packed (k-major, zero padded rows).
+  k), so the kernel needs a single address register for all of its rows.  The
+  last, partial row tile runs the same kernel on the last tile.rows rows of A,
+  its epilogue skipping the rows above it (`_shifts_last_tile`): one K loop per
+  panel width.  Only where M may be below one tile it is packed (a static M:
+  k-major, zero padded rows; a run-time M: A's rows, row-major) or, for a
+  run-time M with trans_a, a gathered A or a run-time K, packed or read with
+  clamped rows by a second kernel (`_a_partial`).
 * A runtime K (spec.K None: K is the batch in weight-gradient GEMMs such as
   x^T @ dh) reads A in place: the partial row tile too, with its excess rows
   redirected to row M-1.  B stored K x N is read in place as well, with masked

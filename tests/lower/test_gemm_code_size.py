@@ -1,7 +1,7 @@
 """How much code a GEMM and a program emit: what LLVM's time grows with (docs/performance.md, "Compile time").
 
 A GEMM's epilogue runs once per tile, as a loop over the tile's rows, whichever K-loop variant (A read in place,
-its partial last tile packed) made the sums; and a row kernel's GEMMs get modules of their own."""
+its partial last tile shifted or packed) made the sums; and a row kernel's GEMMs get modules of their own."""
 import re
 
 import pytest
@@ -31,7 +31,7 @@ def epilogue_calls(spec, target) -> list:
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 @pytest.mark.parametrize("k", [300, 10])
 def test_runtime_m_emits_each_epilogue_once_per_panel_width(target_name, precision, k):
-    """A runtime M (full tiles read in place, the partial one packed) and an N of full panels and an edge:
+    """A runtime M (full tiles read in place, the partial one shifted or packed) and an N of full panels and an edge:
     the epilogue is emitted once per full panel vector, and once per full vector and power-of-two piece of
     the edge (10 columns: 8 + 2), not once per K-loop variant; and not once per row of the tile either, but
     for a short K, where a loop over the rows would cost a share of the time that the K loop does not hide."""
