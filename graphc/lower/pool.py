@@ -13,13 +13,16 @@ results have the reference's bits.
   g / count to every element; max_pool2d's g to the window's first maximum, or its first NaN (the
   maximum is recomputed in a first pass over the window, then a second pass adds g where a lane
   first meets it). Threads take whole images, so overlapping windows never race and every element
-  adds its shares in the same order on any number of threads.
+  adds its shares in the same order on any number of threads. fused_max_pool2d_grad then applies its
+  epilogue (the relu mask of the layer below) to each image it finished, while the image is in cache.
 """
 from __future__ import annotations
 
 from llvmlite import ir
 
+from ..ops.expr import arg
 from ..ops.pool import output_size, pad_before
+from .elementwise import ExprLowering, compute_dtype, convert
 from .irutil import (I1, IR_TYPES, KernelBuilder, const, constant_like, imin, lanes_for, loop, size_of, splat,
                      vector_type, vectors_then_tail)
 from .reduce import Combiner
@@ -36,7 +39,8 @@ def emit_avg_pool2d(module: ir.Module, name: str, node, target, dim_index: dict)
 
 
 def emit_max_pool2d_grad(module: ir.Module, name: str, node, target, dim_index: dict) -> ir.Function:
-    """dx = 0; dx[n, first argmax of window(i, j), c] += g[n, i, j, c], output by output."""
+    """dx = 0; dx[n, first argmax of window(i, j), c] += g[n, i, j, c], output by output; then, for
+    fused_max_pool2d_grad, dx = epilogue(dx, extras...) over the image."""
     return _emit_gradient(module, name, node, target, dim_index, is_max=True)
 
 
@@ -144,9 +148,9 @@ def _emit_pool(module, name, node, target, dim_index, reduction) -> ir.Function:
 
 def _emit_gradient(module, name, node, target, dim_index, is_max: bool) -> ir.Function:
     geometry, dtype = _Geometry(node, node.shape), node.dtype
-    kb = KernelBuilder.create(module, name, 2 if is_max else 1, dim_index)
+    kb = KernelBuilder.create(module, name, len(node.inputs), dim_index)
     b = kb.builder
-    x, g = kb.inputs if is_max else (None, kb.inputs[0])
+    x, g = kb.inputs[:2] if is_max else (None, kb.inputs[0])
     lanes = lanes_for(target, dtype)
     image = geometry.height * geometry.width * geometry.channels
     images = kb.dim(node.shape[0])
@@ -172,7 +176,24 @@ def _emit_gradient(module, name, node, target, dim_index, is_max: bool) -> ir.Fu
                         share = b.fdiv(share, _count(b, window, dtype, width))
                         _each_in_window(b, window, lambda r, q: add(r, q, share))
                 _each_channel_chunk(b, geometry.channels, lanes, route)
+        if "epilogue" in node.attrs:
+            _apply_epilogue(kb, node, start, image, lanes)
     return kb.finish()
+
+
+def _apply_epilogue(kb, node, start, image, lanes):
+    """out[start:start + image] = epilogue(out, extras...) elementwise, on the image just finished (still in
+    cache), as the elementwise kernel it replaces would compute it."""
+    b, dtype = kb.builder, compute_dtype(node)
+    operands = [(kb.out, node)] + list(zip(kb.inputs[2:], node.inputs[2:]))
+
+    def step(k, width):
+        at = b.add(start, k)
+        values = {arg(index): convert(b, kb.load(pointer, operand.dtype, at, width), operand.dtype, dtype)
+                  for index, (pointer, operand) in enumerate(operands)}
+        result = ExprLowering(kb, node, width, values).number(node.attrs["epilogue"])
+        kb.store(convert(b, result, dtype, node.dtype), kb.out, node.dtype, at)
+    vectors_then_tail(b, const(image), lanes, step, name="epilogue")
 
 
 def _route_to_first_max(kb, geometry, window, n, c, width, dtype, x, share, add):

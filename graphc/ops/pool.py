@@ -19,7 +19,8 @@ import sympy
 
 from ..graph import dtypes
 from ..graph.node import GraphError, Node, user_location
-from ..graph.shapes import canonical_dim, evaluate_dim, evaluate_shape, format_shape, unify_dims, unifying
+from ..graph.shapes import (canonical_dim, evaluate_dim, evaluate_shape, format_shape, shapes_equal, unify_dims,
+                            unifying)
 from .conv import same_padding
 from .reduce import mean
 from .registry import Op, apply
@@ -148,6 +149,25 @@ def max_pool2d_grad(x, g, attrs) -> Node:
     """The gradient of ``max_pool2d(x, **attrs)`` for its output's gradient ``g``: g routed to each
     window's first maximum, summed where windows overlap. It has no gradient of its own."""
     return apply(max_pool2d_grad_op, [x, g], dict(attrs))
+
+
+# The optimizer's fusion (graphc/passes/fusion.py): an elementwise consumer of the gradient, such as the relu
+# mask of the layer below, as an epilogue over %0 = the gradient and %1.. = operands of the gradient's shape,
+# applied by the kernel to each image it finishes. Built by the optimizer, never by users.
+def _fused_grad_infer(inputs, attrs):
+    shape, dtype = _max_pool_grad_infer(inputs[:2], attrs)
+    if not all(shapes_equal(extra.shape, shape) for extra in inputs[2:]):
+        raise ValueError(f"an epilogue operand must have the gradient's shape {format_shape(shape)}")
+    return shape, dtype
+
+
+def _fused_grad_reference(node, arrays, dims):
+    from .expr import evaluate
+    return evaluate(node.attrs["epilogue"], [_max_pool_grad_reference(node, arrays[:2], dims), *arrays[2:]], dims,
+                    node.dtype)
+
+
+fused_max_pool2d_grad_op = Op("fused_max_pool2d_grad", _fused_grad_infer, _fused_grad_reference, None, kind="nn")
 
 
 # ---- avg_pool2d --------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ fuse_elementwise:        e2(e1(x), y) => e(x, y) with e = e2's body with e1's bo
                          and out of random nodes (their values are then made in the kernel that uses them):
                          random(e(x), ...) => random'(x, ...), e(random(x, ...), y) => random'(x, y, ...)
 fuse_matmul_epilogue:    e(matmul(a, b), bias, ...) => fused_matmul(a, b, bias, ...) with e as the epilogue
-                         (and e(conv(x, w), bias, ...) => fused_conv(x, w, bias, ...))
+                         (and e(conv(x, w), bias, ...) => fused_conv(x, w, bias, ...);
+                         e(max_pool2d_grad(x, g), mask) => fused_max_pool2d_grad(x, g, mask))
 """
 import numpy as np
 
@@ -14,6 +15,7 @@ from ..ops.elementwise import indicator, make
 from ..ops.expr import arg, unevaluated_xreplace
 from ..ops.conv import fused_conv_op
 from ..ops.linalg import fused_matmul_op
+from ..ops.pool import fused_max_pool2d_grad_op
 from ..ops.random import SOURCES, fits, random_op
 from ..ops.registry import apply
 from .rewrite import consumer_counts, rebuild
@@ -115,23 +117,26 @@ def _fuse_random_producer(node, random_uses):
 def _epilogue_operands_fit(product, extras) -> bool:
     """Whether the GEMM's epilogue can read each extra operand at an output element: numpy broadcasting
     onto a matmul's (M, N) product; for a convolution, read as (pixels, F), the output's shape or a row
-    broadcast along the channels (a bias)."""
+    broadcast along the channels (a bias); for a pooling gradient, the output's shape."""
     try:
         broadcast_shapes(product.shape, *[e.shape for e in extras])
     except ValueError:
         return False
+    if product.op.name == "max_pool2d_grad":
+        return all(shapes_equal(e.shape, product.shape) for e in extras)
     if product.op.name == "conv":
         return all(shapes_equal(e.shape, product.shape) or all(dims_equal(d, 1) for d in e.shape[:-1])
                    for e in extras)
     return True
 
 
-_FUSED = {"matmul": fused_matmul_op, "conv": fused_conv_op}
+_FUSED = {"matmul": fused_matmul_op, "conv": fused_conv_op, "max_pool2d_grad": fused_max_pool2d_grad_op}
 
 
 def fuse_matmul_epilogue(graph: Graph) -> Graph:
     """An elementwise consumer covering a single-use matmul's (or convolution's) whole output becomes the
-    GEMM's epilogue."""
+    GEMM's epilogue; one covering a max-pooling gradient (the relu mask of the layer below) becomes the
+    epilogue of the pooling gradient's kernel, so the gradient is written once, masked."""
     counts = consumer_counts(graph)
 
     def rule(node, original):
