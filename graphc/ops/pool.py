@@ -59,6 +59,12 @@ def _windows_2d(node, dims, height, width):
             for j, cols in enumerate(_windows(w, kw, sw, padding))]
 
 
+def windows_tile(attrs) -> bool:
+    """Whether a pooling's windows (its attrs) never overlap nor reach past the input: strides equal to the
+    pool size, padding "valid". Its gradient then sends each element one share or none."""
+    return attrs["padding"] == "valid" and tuple(attrs["strides"]) == tuple(attrs["pool_size"])
+
+
 def _pooled_shape(shape, attrs):
     (kh, kw), (sh, sw), padding = attrs["pool_size"], attrs["strides"], attrs["padding"]
     batch, height, width, channels = shape
@@ -151,20 +157,22 @@ def max_pool2d_grad(x, g, attrs) -> Node:
     return apply(max_pool2d_grad_op, [x, g], dict(attrs))
 
 
-# The optimizer's fusion (graphc/passes/fusion.py): an elementwise consumer of the gradient, such as the relu
+# The optimizer's fusions (graphc/passes/fusion.py): an elementwise consumer of the gradient, such as the relu
 # mask of the layer below, as an epilogue over %0 = the gradient and %1.. = operands of the gradient's shape,
-# applied by the kernel to each image it finishes. Built by the optimizer, never by users.
+# applied by the kernel to each image it finishes; and, with ``axes``, the transpose that its readers wanted,
+# done as the kernel stores. Built by the optimizer, never by users.
 def _fused_grad_infer(inputs, attrs):
     shape, dtype = _max_pool_grad_infer(inputs[:2], attrs)
     if not all(shapes_equal(extra.shape, shape) for extra in inputs[2:]):
         raise ValueError(f"an epilogue operand must have the gradient's shape {format_shape(shape)}")
-    return shape, dtype
+    return tuple(shape[a] for a in attrs.get("axes", range(4))), dtype
 
 
 def _fused_grad_reference(node, arrays, dims):
     from .expr import evaluate
-    return evaluate(node.attrs["epilogue"], [_max_pool_grad_reference(node, arrays[:2], dims), *arrays[2:]], dims,
-                    node.dtype)
+    masked = evaluate(node.attrs["epilogue"], [_max_pool_grad_reference(node, arrays[:2], dims), *arrays[2:]], dims,
+                      node.dtype)
+    return np.transpose(masked, node.attrs.get("axes", (0, 1, 2, 3)))
 
 
 fused_max_pool2d_grad_op = Op("fused_max_pool2d_grad", _fused_grad_infer, _fused_grad_reference, None, kind="nn")

@@ -5,7 +5,9 @@ fuse_elementwise:        e2(e1(x), y) => e(x, y) with e = e2's body with e1's bo
                          random(e(x), ...) => random'(x, ...), e(random(x, ...), y) => random'(x, y, ...)
 fuse_matmul_epilogue:    e(matmul(a, b), bias, ...) => fused_matmul(a, b, bias, ...) with e as the epilogue
                          (and e(conv(x, w), bias, ...) => fused_conv(x, w, bias, ...);
-                         e(max_pool2d_grad(x, g), mask) => fused_max_pool2d_grad(x, g, mask))
+                         e(max_pool2d_grad(x, g), mask) => fused_max_pool2d_grad(x, g, mask)), then
+                         transpose(d, p), sum(d, axes p keeps to themselves) of such a d =>
+                         d' = fused_max_pool2d_grad(..., axes=p), sum(d'): the gradient stored transposed
 """
 import numpy as np
 
@@ -15,7 +17,7 @@ from ..ops.elementwise import indicator, make
 from ..ops.expr import arg, unevaluated_xreplace
 from ..ops.conv import fused_conv_op
 from ..ops.linalg import fused_matmul_op
-from ..ops.pool import fused_max_pool2d_grad_op
+from ..ops.pool import fused_max_pool2d_grad_op, windows_tile
 from ..ops.random import SOURCES, fits, random_op
 from ..ops.registry import apply
 from .rewrite import consumer_counts, rebuild
@@ -136,7 +138,8 @@ _FUSED = {"matmul": fused_matmul_op, "conv": fused_conv_op, "max_pool2d_grad": f
 def fuse_matmul_epilogue(graph: Graph) -> Graph:
     """An elementwise consumer covering a single-use matmul's (or convolution's) whole output becomes the
     GEMM's epilogue; one covering a max-pooling gradient (the relu mask of the layer below) becomes the
-    epilogue of the pooling gradient's kernel, so the gradient is written once, masked."""
+    epilogue of the pooling gradient's kernel, so the gradient is written once, masked, and then (see
+    _store_pool_gradients_transposed) written in the layout its filter gradient reads."""
     counts = consumer_counts(graph)
 
     def rule(node, original):
@@ -158,4 +161,48 @@ def fuse_matmul_epilogue(graph: Graph) -> Graph:
             return apply(_FUSED[product.op.name], [*product.inputs, *extras], attrs, name=node.name,
                          location=node.location)
         return None
+    return _store_pool_gradients_transposed(rebuild(graph, rule))
+
+
+def _store_pool_gradients_transposed(graph: Graph) -> Graph:
+    """transpose(d, p) and sum(d, over axes that p permutes among themselves) of a fused max-pooling gradient d
+    whose windows tile the input => d' = d stored transposed (fused_max_pool2d_grad(..., axes=p)) and sum(d'):
+    the filter gradient of the layer below reads d' (its batch as channels), and the transpose kernel, which
+    moved all of d again, is gone. The sum adds the same elements in d''s order."""
+    readers = {}
+    for node in graph.nodes:
+        for operand in node.inputs:
+            readers.setdefault(operand.id, []).append(node)
+    counts = consumer_counts(graph)
+    layouts = {node.id: axes for node in graph.nodes if node.op is fused_max_pool2d_grad_op
+               and windows_tile(node.attrs)  # the kernel writes each element once, so any layout costs the same
+               and (axes := _transposed_layout(readers.get(node.id, []), counts[node.id])) is not None}
+    stored = {}
+
+    def rule(node, original):
+        source = original.inputs[0]
+        if source.id not in layouts:
+            return None
+        if source.id not in stored:
+            gradient = node.inputs[0]
+            stored[source.id] = apply(gradient.op, gradient.inputs, dict(gradient.attrs, axes=layouts[source.id]),
+                                      location=gradient.location)
+        if node.op.name == "transpose":
+            return stored[source.id]
+        return apply(node.op, [stored[source.id]], node.attrs, name=node.name, location=node.location)
     return rebuild(graph, rule)
+
+
+def _transposed_layout(readers, uses):
+    """The axes of the transposes among ``readers`` if every reader is such a transpose, keeping the channels
+    last, or a sum over axes those axes permute among themselves, and nothing else reads the value; else None."""
+    transposes = {r.attrs["axes"] for r in readers if r.op.name == "transpose"}
+    if len(transposes) != 1 or len(readers) != uses:
+        return None
+    (axes,) = transposes
+    for reader in readers:
+        if reader.op.name == "transpose":
+            continue
+        if reader.op.name != "reduce_sum" or any(axes[k] != k for k in range(4) if k not in reader.attrs["axes"]):
+            return None
+    return axes if axes[3] == 3 else None

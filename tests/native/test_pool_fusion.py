@@ -1,6 +1,7 @@
 """The relu mask of a convnet's backward pass fused into the max-pooling gradient (fuse_matmul_epilogue ->
 fused_max_pool2d_grad): one kernel instead of two, with the bits of the two it replaces and of the reference,
-for overlapping windows, gaps between windows and odd channel counts, on 1-3 threads and the AVX2 target."""
+for overlapping windows, gaps between windows and odd channel counts, on 1-3 threads and the AVX2 target; and
+that gradient stored in the transposed layout the filter gradient below reads, when nothing needs it in NHWC."""
 import numpy as np
 import pytest
 import sympy
@@ -9,7 +10,7 @@ import graphc as gc
 from graphc.lower.target import avx2_target, host_target
 from graphc.ops.expr import arg
 
-GEOMETRIES = [((2, 2), (2, 2), "valid"), ((3, 2), (1, 1), "same"), ((2, 2), (3, 3), "same")]
+GEOMETRIES = [((2, 2), (2, 2), "valid"), ((3, 2), (1, 1), "same"), ((2, 2), (3, 3), "same"), ((2, 3), (2, 3), "valid")]
 
 
 def _relu_pool_step(channels, pool, strides, padding, dtype="float32"):
@@ -61,3 +62,55 @@ def test_the_fused_kernel_has_the_bits_of_the_two_it_replaces(target, channels):
             kernels = [k.node.op.name for k in f.program.schedule.kernels if k.node is not None]
             assert kernels.count("fused_max_pool2d_grad") == 1 and "max_pool2d_grad" not in kernels
             np.testing.assert_array_equal(f(*feeds), expected)
+
+
+def _conv_relu_pool(channels, pool, strides, padding):
+    """([x, g], [w, b], cost) for cost = sum(max_pool2d(relu(conv2d(x, w) + b)) * g)."""
+    rng = np.random.default_rng(channels)
+    x = gc.placeholder(("batch", 10, 9, channels), "float32")
+    w = gc.variable(rng.standard_normal((3, 3, channels, 8)).astype(np.float32))
+    b = gc.variable(rng.standard_normal(8).astype(np.float32))
+    h = gc.max_pool2d(gc.relu(gc.conv2d(x, w) + b), pool, strides, padding)
+    g = gc.placeholder(("batch",) + h.shape[1:], "float32")
+    return [x, g], [w, b], gc.sum(h * g)
+
+
+def _stored_transposed(function) -> list:
+    return [n for n in function.optimized_graph.nodes if n.op.name == "fused_max_pool2d_grad" and "axes" in n.attrs]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_filter_gradients_transpose_is_stored_by_the_pooling_gradient(channels):
+    for pool, strides, padding in GEOMETRIES:
+        inputs, params, cost = _conv_relu_pool(channels, pool, strides, padding)
+        feeds = _feeds(inputs, 5, channels)
+        gradients = gc.grad(cost, params)
+        reference = gc.function(inputs, gradients, backend="reference")
+        tiled = strides == pool and padding == "valid"  # else the kernel adds into d: it stays NHWC
+        assert len(_stored_transposed(reference)) == tiled
+        for stored in _stored_transposed(reference):
+            assert stored.attrs["axes"] == (1, 2, 0, 3)
+            readers = [n.op.name for n in reference.optimized_graph.nodes if stored in n.inputs]
+            assert sorted(readers) == ["conv", "reduce_sum"]  # the filter and bias gradients, no transpose
+        unfused = gc.function(inputs, gradients, backend="reference", optimize=["fuse_matmul_epilogue"])
+        expected = unfused(*[f.astype(np.float64) for f in feeds])
+        for got, want in zip(reference(*feeds), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        results = []
+        for threads, target in [(1, host_target()), (2, host_target()), (3, host_target()), (2, avx2_target())]:
+            native = gc.function(inputs, gradients, threads=threads, target=target)
+            # the filter gradient's transposed input and its own transpose; and d's, unless d is stored transposed
+            assert [k.node.op.name for k in native.program.schedule.kernels if k.node is not None].count(
+                "transpose") == 3 - tiled
+            results.append(native(*feeds))
+            for got, want in zip(results[-1], expected):
+                np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * float(np.abs(want).max()))
+        for other in results[1:]:
+            for a, b in zip(results[0], other):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_a_gradient_the_data_gradient_also_reads_stays_in_its_layout():
+    inputs, (w, b), cost = _conv_relu_pool(3, (2, 2), (2, 2), "valid")
+    gradients = gc.grad(cost, [inputs[0], w, b])
+    assert not _stored_transposed(gc.function(inputs, gradients, backend="reference"))
