@@ -80,7 +80,8 @@ Design (BLIS-style, specialised for static N and K where they are known):
 * Threading: each of `nthreads` callers computes a disjoint block of C.  The
   N dimension is split in whole panels when there are at least `nthreads`
   panels (counted at run time when N is), otherwise the M dimension in whole
-  row tiles.  No synchronisation.
+  row tiles; an implicit GEMM splits M unless it has fewer row tiles than
+  threads.  No synchronisation.
 
 Generated signature:
 
@@ -266,6 +267,8 @@ def _candidate_tiles(spec: GemmSpec, target: Target) -> list[MicroTile]:
     # spare must fit in the register file, or LLVM spills in the inner loop.
     lanes = target.lanes(spec.dtype)
     max_rows = _max_rows_in_place(spec)
+    if spec.M is not None and spec.M > 0:  # a tile taller than M would multiply rows that are not there
+        max_rows = min(max_rows, spec.M)
     tiles = []
     for vectors in range(1, 5):
         rows = min(max_rows, (target.vector_registers - vectors - 2) // vectors)
@@ -554,8 +557,8 @@ class _GemmEmitter:
         return self.builder.lshr(self._add(self.K, 1), const(1))
 
     def _thread_range(self) -> _ThreadRange:
-        """Split N in whole panels if there are >= nthreads panels, else M in
-        whole row tiles.  Ranges are half-open; an empty range means no work."""
+        """Split N in whole panels if there are >= nthreads panels (an implicit GEMM: and fewer row tiles
+        than threads), else M in whole row tiles.  Ranges are half-open; an empty range means no work."""
         b = self.builder
         tile = self.tile
         tid = b.sext(self.args["tid"], I64)
@@ -571,10 +574,14 @@ class _GemmEmitter:
             return b.sdiv(self._mul(which, count), nthreads)
 
         first, last = tid, self._add(tid, 1)
-        # A packed A tile is packed once per block of columns: threads take rows, so none packs another's.
-        # Row groups (a scatter epilogue's images) are never split either.
-        by_columns = ir.Constant(I1, 0) if self.spec.packs_a or self.spec.row_group \
-            else b.icmp_signed(">=", panels, nthreads)
+        # A packed A tile is packed once per block of columns: threads take rows, so none packs another's,
+        # unless there are fewer row tiles than threads (a filter gradient's 9 rows): then each thread packs
+        # the tile for its own columns. Row groups (a scatter epilogue's images) are never split.
+        by_columns = b.icmp_signed(">=", panels, nthreads)
+        if self.spec.row_group:
+            by_columns = ir.Constant(I1, 0)
+        elif self.spec.packs_a:
+            by_columns = b.and_(by_columns, b.icmp_signed("<", row_tiles, nthreads))
         col_begin = self._mul(share(panels, first), tile.cols)
         col_end = imin(b, self._mul(share(panels, last), tile.cols), self.N)
         row_begin = self._mul(share(row_tiles, first), row_unit)

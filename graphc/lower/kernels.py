@@ -40,6 +40,7 @@ EMITTERS = {
     "scatter_add": emit_scatter_add,
     "max_pool2d": emit_max_pool2d,
     "max_pool2d_grad": emit_max_pool2d_grad,
+    "fused_max_pool2d_grad": emit_max_pool2d_grad,
     "avg_pool2d": emit_avg_pool2d,
     "avg_pool2d_grad": emit_avg_pool2d_grad,
     "random": emit_random,

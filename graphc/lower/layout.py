@@ -1,15 +1,18 @@
 """Layout kernels: transpose, broadcast_to, reshape, slice, unslice, concatenate.
 
 Each is a strided map (see strided.py) that copies: only the strides differ.
-A plain 2-D transpose is instead copied in square tiles, so that both the rows
-read and the rows written stay in cache.
+A transpose that swaps the outermost and innermost axes (a plain 2-D transpose, or
+one with axes kept between them: (n, h, w, c) -> (c, h, w, n), the input a filter
+gradient reads) is instead copied in square tiles, so that both the rows read and
+the rows written stay in cache.
 """
 from __future__ import annotations
 
 import sympy
 from llvmlite import ir
 
-from .irutil import KernelBuilder, const, constant_like, contiguous_strides, imin, lanes_for, loop, vector_type
+from .irutil import (KernelBuilder, const, constant_like, contiguous_strides, imin, lanes_for, loop, size_of,
+                     vector_type)
 from .strided import Operand, broadcast_strides, coalesce, emit_map
 
 # Tile edge (elements) of the 2-D transpose: 32 x 32 float32 is 4 KiB in and out.
@@ -33,27 +36,39 @@ def emit_transpose(module: ir.Module, name: str, node, target, dim_index: dict) 
     strides = contiguous_strides(node.inputs[0].shape)
     permuted = tuple(strides[a] for a in node.attrs["axes"])
     dims, (out_strides, in_strides) = coalesce(node.shape, [contiguous_strides(node.shape), permuted])
-    if len(dims) == 2 and in_strides[0] == 1:
+    if len(dims) >= 2 and in_strides[0] == 1 and _kept_between(dims, in_strides):
         return _emit_tiled_transpose(module, name, node, dim_index, dims)
     return _emit_copy(module, name, node, target, dim_index, permuted)
 
 
+def _kept_between(dims, in_strides) -> bool:
+    """Whether the input is (last axis, the axes between, first axis) in row-major order: only the first and
+    last axes of the output trade places."""
+    expected = contiguous_strides((dims[-1], *dims[1:-1], dims[0]))
+    return all(sympy.simplify(sympy.sympify(a) - b) == 0 for a, b in zip(in_strides[1:], expected[1:-1] + expected[:1]))
+
+
 def _emit_tiled_transpose(module, name, node, dim_index, dims) -> ir.Function:
-    """out (rows x cols) = in (cols x rows) transposed, tile by tile; threads split the tile rows."""
+    """out (rows x kept... x cols) = in (cols x kept... x rows) with the first and last axes swapped, tile by tile
+    for each index of the kept axes between them; threads split the (kept index, tile row) pairs."""
     kb = KernelBuilder.create(module, name, 1, dim_index)
     b = kb.builder
-    rows, cols = kb.dim(dims[0]), kb.dim(dims[1])
+    rows, cols, kept = kb.dim(dims[0]), kb.dim(dims[-1]), kb.dim(size_of(dims[1:-1]))
     tile_rows = b.udiv(b.add(rows, const(_TILE - 1)), const(_TILE))
-    begin, end = kb.thread_share(tile_rows, kb.dim(dims[0] * dims[1]))
-    with loop(b, begin, end, name="ti") as ti:
-        row0 = b.mul(ti.index, const(_TILE))
+    begin, end = kb.thread_share(b.mul(kept, tile_rows), kb.dim(size_of(dims)))
+    with loop(b, begin, end, name="tile") as tile:
+        middle, ti = b.udiv(tile.index, tile_rows), b.urem(tile.index, tile_rows)
+        source, destination = b.mul(middle, rows), b.mul(middle, cols)  # the kept index's offsets, in and out
+        row0 = b.mul(ti, const(_TILE))
         row_end = imin(b, b.add(row0, const(_TILE)), rows)
         with loop(b, const(0), cols, _TILE, name="tj") as tj:
             col_end = imin(b, b.add(tj.index, const(_TILE)), cols)
             with loop(b, row0, row_end, name="i") as i:
                 with loop(b, tj.index, col_end, name="j") as j:
-                    value = kb.load(kb.inputs[0], node.dtype, b.add(b.mul(j.index, rows), i.index))
-                    kb.store(value, kb.out, node.dtype, b.add(b.mul(i.index, cols), j.index))
+                    at = b.add(b.mul(j.index, b.mul(kept, rows)), b.add(source, i.index))
+                    value = kb.load(kb.inputs[0], node.dtype, at)
+                    kb.store(value, kb.out, node.dtype,
+                             b.add(b.mul(i.index, b.mul(kept, cols)), b.add(destination, j.index)))
     return kb.finish()
 
 

@@ -13,15 +13,22 @@ results have the reference's bits.
   g / count to every element; max_pool2d's g to the window's first maximum, or its first NaN (the
   maximum is recomputed in a first pass over the window, then a second pass adds g where a lane
   first meets it). Threads take whole images, so overlapping windows never race and every element
-  adds its shares in the same order on any number of threads.
+  adds its shares in the same order on any number of threads. fused_max_pool2d_grad then applies its
+  epilogue (the relu mask of the layer below) to each image it finished, while the image is in cache.
+  Where the windows tile the input (strides = pool size, "valid": the convnet's 2x2 pools) each element
+  gets one share or none, so it is written once, 0 + share through the epilogue, and the elements no
+  window reaches get 0 through the epilogue: no zeroing pass, no reading back. Only then may
+  fused_max_pool2d_grad store dx transposed (its ``axes``), as the filter gradient below reads it.
 """
 from __future__ import annotations
 
 from llvmlite import ir
 
-from ..ops.pool import output_size, pad_before
-from .irutil import (I1, IR_TYPES, KernelBuilder, const, constant_like, imin, lanes_for, loop, size_of, splat,
-                     vector_type, vectors_then_tail)
+from ..ops.expr import arg
+from ..ops.pool import output_size, pad_before, windows_tile
+from .elementwise import ExprLowering, compute_dtype, convert
+from .irutil import (I1, IR_TYPES, KernelBuilder, const, constant_like, contiguous_strides, imin, lanes_for, loop,
+                     size_of, splat, vector_type, vectors_then_tail)
 from .reduce import Combiner
 
 
@@ -36,7 +43,8 @@ def emit_avg_pool2d(module: ir.Module, name: str, node, target, dim_index: dict)
 
 
 def emit_max_pool2d_grad(module: ir.Module, name: str, node, target, dim_index: dict) -> ir.Function:
-    """dx = 0; dx[n, first argmax of window(i, j), c] += g[n, i, j, c], output by output."""
+    """dx = 0; dx[n, first argmax of window(i, j), c] += g[n, i, j, c], output by output; then, for
+    fused_max_pool2d_grad, dx = epilogue(dx, extras...) over the image."""
     return _emit_gradient(module, name, node, target, dim_index, is_max=True)
 
 
@@ -143,18 +151,22 @@ def _emit_pool(module, name, node, target, dim_index, reduction) -> ir.Function:
 
 
 def _emit_gradient(module, name, node, target, dim_index, is_max: bool) -> ir.Function:
-    geometry, dtype = _Geometry(node, node.shape), node.dtype
-    kb = KernelBuilder.create(module, name, 2 if is_max else 1, dim_index)
+    shape = node.inputs[0].shape if is_max else node.shape  # dx's, in NHWC order (node.shape may be transposed)
+    geometry, dtype = _Geometry(node, shape), node.dtype
+    kb = KernelBuilder.create(module, name, len(node.inputs), dim_index)
     b = kb.builder
-    x, g = kb.inputs if is_max else (None, kb.inputs[0])
+    x, g = kb.inputs[:2] if is_max else (None, kb.inputs[0])
     lanes = lanes_for(target, dtype)
+    stored = _StoredLayout(kb, node, geometry)
+    once = windows_tile(node.attrs)  # each element gets at most one share: written once, never read back
     image = geometry.height * geometry.width * geometry.channels
-    images = kb.dim(node.shape[0])
+    images = kb.dim(shape[0])
     begin, end = kb.thread_share(images, b.mul(images, const(image)))
     with loop(b, begin, end, name="n") as n:
-        start = b.mul(n.index, const(image))
-        vectors_then_tail(b, const(image), lanes, lambda k, width: kb.store(
-            constant_like(vector_type(dtype, width), 0), kb.out, dtype, b.add(start, k)), name="zero")
+        start = geometry.offset(b, n.index, const(0), const(0))
+        if not once:
+            vectors_then_tail(b, const(image), lanes, lambda k, width: kb.store(
+                constant_like(vector_type(dtype, width), 0), kb.out, dtype, b.add(start, k)), name="zero")
         with loop(b, const(0), const(geometry.out_height), name="i") as i:
             with loop(b, const(0), const(geometry.out_width), name="j") as j:
                 window = geometry.window(b, i.index, j.index)
@@ -164,6 +176,9 @@ def _emit_gradient(module, name, node, target, dim_index, is_max: bool) -> ir.Fu
                     share = kb.load(g, dtype, b.add(g_offset, c), width)
 
                     def add(r, q, value):
+                        if once:
+                            _put(kb, node, stored, n.index, r, q, c, b.fadd(constant_like(value.type, 0), value))
+                            return
                         at = b.add(geometry.offset(b, n.index, r, q), c)
                         kb.store(b.fadd(kb.load(kb.out, dtype, at, width), value), kb.out, dtype, at)
                     if is_max:
@@ -172,7 +187,79 @@ def _emit_gradient(module, name, node, target, dim_index, is_max: bool) -> ir.Fu
                         share = b.fdiv(share, _count(b, window, dtype, width))
                         _each_in_window(b, window, lambda r, q: add(r, q, share))
                 _each_channel_chunk(b, geometry.channels, lanes, route)
+        if once:
+            _fill_uncovered(kb, node, stored, n.index, lanes)
+        elif "epilogue" in node.attrs:
+            _apply_epilogue(kb, node, start, image, lanes)
     return kb.finish()
+
+
+class _StoredLayout:
+    """Where dx[n, r, q, c] lies in the kernel's output: NHWC, or transposed by the node's ``axes`` (which keep
+    the channels last: the layout the filter gradient below reads, passes/fusion.py; windows_tile only)."""
+
+    def __init__(self, kb, node, geometry):
+        self.geometry, self.axes = geometry, node.attrs.get("axes")
+        if self.axes is not None and not windows_tile(node.attrs):
+            raise ValueError(f"graphc bug: {node.name} stores a pooling gradient transposed, but its windows "
+                             f"overlap or are clipped, so it would be read back there")
+        if self.axes is not None:  # the strides of n, r and q in the stored shape (n's is symbolic)
+            strides = contiguous_strides(node.shape)
+            self.strides = [kb.dim(strides[self.axes.index(axis)]) for axis in range(3)]
+
+    def offset(self, b, n, r, q):
+        """Flat offset of dx[n, r, q, 0] in the output."""
+        if self.axes is None:
+            return self.geometry.offset(b, n, r, q)
+        (n_stride, r_stride, q_stride) = self.strides
+        return b.add(b.add(b.mul(n, n_stride), b.mul(r, r_stride)), b.mul(q, q_stride))
+
+
+def _put(kb, node, stored, n, r, q, c, value):
+    """Store dx[n, r, q, c:c + width] = value, through the node's epilogue if it has one."""
+    b = kb.builder
+    nhwc = b.add(stored.geometry.offset(b, n, r, q), c)
+    if "epilogue" in node.attrs:
+        value = _epilogue(kb, node, value, nhwc)
+    kb.store(value, kb.out, node.dtype, b.add(stored.offset(b, n, r, q), c))
+
+
+def _fill_uncovered(kb, node, stored, n, lanes):
+    """dx = 0 (through the epilogue) on image n's pixels that no window reaches: the bottom rows and the right
+    columns that the last whole window leaves over."""
+    b, geometry = kb.builder, stored.geometry
+    covered_rows, covered_cols = geometry.out_height * geometry.kh, geometry.out_width * geometry.kw
+
+    def zero(r, q, c, width):
+        _put(kb, node, stored, n, r, q, c, constant_like(vector_type(node.dtype, width), 0))
+    for rows, cols in (((covered_rows, geometry.height), (0, geometry.width)),
+                       ((0, covered_rows), (covered_cols, geometry.width))):
+        if rows[0] < rows[1] and cols[0] < cols[1]:
+            pixels = ((const(rows[0]), const(rows[1])), (const(cols[0]), const(cols[1])))
+            _each_in_window(b, pixels, lambda r, q: _each_channel_chunk(
+                b, geometry.channels, lanes, lambda c, width: zero(r, q, c, width)))
+
+
+def _epilogue(kb, node, value, nhwc_at):
+    """The node's epilogue on ``value`` (dx at NHWC offset ``nhwc_at``, a vector or a scalar), reading its extra
+    operands there, as the elementwise kernel it replaces computes it."""
+    b, dtype = kb.builder, compute_dtype(node)
+    width = value.type.count if isinstance(value.type, ir.VectorType) else 1
+    values = {arg(0): convert(b, value, node.dtype, dtype)}
+    for index, (pointer, extra) in enumerate(zip(kb.inputs[2:], node.inputs[2:]), 1):
+        values[arg(index)] = convert(b, kb.load(pointer, extra.dtype, nhwc_at, width), extra.dtype, dtype)
+    return convert(b, ExprLowering(kb, node, width, values).number(node.attrs["epilogue"]), dtype, node.dtype)
+
+
+def _apply_epilogue(kb, node, start, count, lanes):
+    """dx[start:start + count] = epilogue(dx, extras...) elementwise, on an image just finished (NHWC, still in
+    cache)."""
+    b = kb.builder
+
+    def step(k, width):
+        at = b.add(start, k)
+        kb.store(_epilogue(kb, node, kb.load(kb.out, node.dtype, at, width), at), kb.out, node.dtype, at)
+    vectors_then_tail(b, const(count), lanes, step, name="epilogue")
 
 
 def _route_to_first_max(kb, geometry, window, n, c, width, dtype, x, share, add):

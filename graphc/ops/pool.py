@@ -19,7 +19,8 @@ import sympy
 
 from ..graph import dtypes
 from ..graph.node import GraphError, Node, user_location
-from ..graph.shapes import canonical_dim, evaluate_dim, evaluate_shape, format_shape, unify_dims, unifying
+from ..graph.shapes import (canonical_dim, evaluate_dim, evaluate_shape, format_shape, shapes_equal, unify_dims,
+                            unifying)
 from .conv import same_padding
 from .reduce import mean
 from .registry import Op, apply
@@ -56,6 +57,12 @@ def _windows_2d(node, dims, height, width):
                          f"input's {h}x{w} (padding 'valid')")
     return [(i, j, slice(*rows), slice(*cols)) for i, rows in enumerate(_windows(h, kh, sh, padding))
             for j, cols in enumerate(_windows(w, kw, sw, padding))]
+
+
+def windows_tile(attrs) -> bool:
+    """Whether a pooling's windows (its attrs) never overlap nor reach past the input: strides equal to the
+    pool size, padding "valid". Its gradient then sends each element one share or none."""
+    return attrs["padding"] == "valid" and tuple(attrs["strides"]) == tuple(attrs["pool_size"])
 
 
 def _pooled_shape(shape, attrs):
@@ -148,6 +155,27 @@ def max_pool2d_grad(x, g, attrs) -> Node:
     """The gradient of ``max_pool2d(x, **attrs)`` for its output's gradient ``g``: g routed to each
     window's first maximum, summed where windows overlap. It has no gradient of its own."""
     return apply(max_pool2d_grad_op, [x, g], dict(attrs))
+
+
+# The optimizer's fusions (graphc/passes/fusion.py): an elementwise consumer of the gradient, such as the relu
+# mask of the layer below, as an epilogue over %0 = the gradient and %1.. = operands of the gradient's shape,
+# applied by the kernel to each image it finishes; and, with ``axes``, the transpose that its readers wanted,
+# done as the kernel stores. Built by the optimizer, never by users.
+def _fused_grad_infer(inputs, attrs):
+    shape, dtype = _max_pool_grad_infer(inputs[:2], attrs)
+    if not all(shapes_equal(extra.shape, shape) for extra in inputs[2:]):
+        raise ValueError(f"an epilogue operand must have the gradient's shape {format_shape(shape)}")
+    return tuple(shape[a] for a in attrs.get("axes", range(4))), dtype
+
+
+def _fused_grad_reference(node, arrays, dims):
+    from .expr import evaluate
+    masked = evaluate(node.attrs["epilogue"], [_max_pool_grad_reference(node, arrays[:2], dims), *arrays[2:]], dims,
+                      node.dtype)
+    return np.transpose(masked, node.attrs.get("axes", (0, 1, 2, 3)))
+
+
+fused_max_pool2d_grad_op = Op("fused_max_pool2d_grad", _fused_grad_infer, _fused_grad_reference, None, kind="nn")
 
 
 # ---- avg_pool2d --------------------------------------------------------------------------------

@@ -4,7 +4,10 @@ fuse_elementwise:        e2(e1(x), y) => e(x, y) with e = e2's body with e1's bo
                          and out of random nodes (their values are then made in the kernel that uses them):
                          random(e(x), ...) => random'(x, ...), e(random(x, ...), y) => random'(x, y, ...)
 fuse_matmul_epilogue:    e(matmul(a, b), bias, ...) => fused_matmul(a, b, bias, ...) with e as the epilogue
-                         (and e(conv(x, w), bias, ...) => fused_conv(x, w, bias, ...))
+                         (and e(conv(x, w), bias, ...) => fused_conv(x, w, bias, ...);
+                         e(max_pool2d_grad(x, g), mask) => fused_max_pool2d_grad(x, g, mask)), then
+                         transpose(d, p), sum(d, axes p keeps to themselves) of such a d =>
+                         d' = fused_max_pool2d_grad(..., axes=p), sum(d'): the gradient stored transposed
 fold_take_into_matmul:   matmul(take(x, idx, axis=0), b) => matmul(take'(x, idx), b), take' never computed: when
                          every use of the take is as a 2-D product's A operand, the GEMMs read A's rows (or, with
                          transpose_a, its k's) from x through idx (graphc/lower/gather.py)
@@ -19,6 +22,7 @@ from ..ops.elementwise import indicator, make
 from ..ops.expr import arg, unevaluated_xreplace
 from ..ops.conv import fused_conv_op
 from ..ops.linalg import fused_matmul_op
+from ..ops.pool import fused_max_pool2d_grad_op, windows_tile
 from ..ops.random import SOURCES, fits, random_op
 from ..ops.registry import apply
 from .rewrite import consumer_counts, rebuild
@@ -120,23 +124,27 @@ def _fuse_random_producer(node, random_uses):
 def _epilogue_operands_fit(product, extras) -> bool:
     """Whether the GEMM's epilogue can read each extra operand at an output element: numpy broadcasting
     onto a matmul's (M, N) product; for a convolution, read as (pixels, F), the output's shape or a row
-    broadcast along the channels (a bias)."""
+    broadcast along the channels (a bias); for a pooling gradient, the output's shape."""
     try:
         broadcast_shapes(product.shape, *[e.shape for e in extras])
     except ValueError:
         return False
+    if product.op.name == "max_pool2d_grad":
+        return all(shapes_equal(e.shape, product.shape) for e in extras)
     if product.op.name == "conv":
         return all(shapes_equal(e.shape, product.shape) or all(dims_equal(d, 1) for d in e.shape[:-1])
                    for e in extras)
     return True
 
 
-_FUSED = {"matmul": fused_matmul_op, "conv": fused_conv_op}
+_FUSED = {"matmul": fused_matmul_op, "conv": fused_conv_op, "max_pool2d_grad": fused_max_pool2d_grad_op}
 
 
 def fuse_matmul_epilogue(graph: Graph) -> Graph:
     """An elementwise consumer covering a single-use matmul's (or convolution's) whole output becomes the
-    GEMM's epilogue."""
+    GEMM's epilogue; one covering a max-pooling gradient (the relu mask of the layer below) becomes the
+    epilogue of the pooling gradient's kernel, so the gradient is written once, masked, and then (see
+    _store_pool_gradients_transposed) written in the layout its filter gradient reads."""
     counts = consumer_counts(graph)
 
     def rule(node, original):
@@ -158,7 +166,51 @@ def fuse_matmul_epilogue(graph: Graph) -> Graph:
             return apply(_FUSED[product.op.name], [*product.inputs, *extras], attrs, name=node.name,
                          location=node.location)
         return None
+    return _store_pool_gradients_transposed(rebuild(graph, rule))
+
+
+def _store_pool_gradients_transposed(graph: Graph) -> Graph:
+    """transpose(d, p) and sum(d, over axes that p permutes among themselves) of a fused max-pooling gradient d
+    whose windows tile the input => d' = d stored transposed (fused_max_pool2d_grad(..., axes=p)) and sum(d'):
+    the filter gradient of the layer below reads d' (its batch as channels), and the transpose kernel, which
+    moved all of d again, is gone. The sum adds the same elements in d''s order."""
+    readers = {}
+    for node in graph.nodes:
+        for operand in node.inputs:
+            readers.setdefault(operand.id, []).append(node)
+    counts = consumer_counts(graph)
+    layouts = {node.id: axes for node in graph.nodes if node.op is fused_max_pool2d_grad_op
+               and windows_tile(node.attrs)  # the kernel writes each element once, so any layout costs the same
+               and (axes := _transposed_layout(readers.get(node.id, []), counts[node.id])) is not None}
+    stored = {}
+
+    def rule(node, original):
+        source = original.inputs[0]
+        if source.id not in layouts:
+            return None
+        if source.id not in stored:
+            gradient = node.inputs[0]
+            stored[source.id] = apply(gradient.op, gradient.inputs, dict(gradient.attrs, axes=layouts[source.id]),
+                                      location=gradient.location)
+        if node.op.name == "transpose":
+            return stored[source.id]
+        return apply(node.op, [stored[source.id]], node.attrs, name=node.name, location=node.location)
     return rebuild(graph, rule)
+
+
+def _transposed_layout(readers, uses):
+    """The axes of the transposes among ``readers`` if every reader is such a transpose, keeping the channels
+    last, or a sum over axes those axes permute among themselves, and nothing else reads the value; else None."""
+    transposes = {r.attrs["axes"] for r in readers if r.op.name == "transpose"}
+    if len(transposes) != 1 or len(readers) != uses:
+        return None
+    (axes,) = transposes
+    for reader in readers:
+        if reader.op.name == "transpose":
+            continue
+        if reader.op.name != "reduce_sum" or any(axes[k] != k for k in range(4) if k not in reader.attrs["axes"]):
+            return None
+    return axes if axes[3] == 3 else None
 
 
 def read_only_as_gemm_a(graph: Graph) -> set:
