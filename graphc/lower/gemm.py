@@ -17,9 +17,10 @@ Design (BLIS-style, specialised for static N and K where they are known):
   last, partial row tile runs the same kernel on the last tile.rows rows of A,
   its epilogue skipping the rows above it (`_shifts_last_tile`): one K loop per
   panel width.  Only where M may be below one tile it is packed (a static M:
-  k-major, zero padded rows; a run-time M: A's rows, row-major) or, for a
-  run-time M with trans_a, a gathered A or a run-time K, packed or read with
-  clamped rows by a second kernel (`_a_partial`).
+  k-major, zero padded rows; a run-time M: A's rows, row-major; a gathered A
+  reads its rows past M as row M-1) or, for a run-time M with trans_a or a
+  run-time K (A not gathered), packed or read with clamped rows by a second
+  kernel (`_a_partial`).
 * A runtime K (spec.K None: K is the batch in weight-gradient GEMMs such as
   x^T @ dh) reads A in place: the partial row tile too, with its excess rows
   redirected to row M-1.  B stored K x N is read in place as well, with masked
@@ -814,24 +815,30 @@ class _GemmEmitter:
         """Whether a row tile reaching past M runs the full tiles' K loop (A in place) on the last tile.rows
         rows of A instead, its epilogue skipping the rows above it (another tile's, maybe another thread's:
         stored once, as an epilogue with side effects needs): one K loop instead of two (`_a_shifted`).
-        For a static M of a tile or more (A never packed); for a run-time M, where A is row-major, K static
-        and A not gathered (a run-time M below one tile packs A's rows into the in-place layout)."""
+        For a static M of a tile or more (A never packed); for a run-time M, where A is row-major and K
+        static (a run-time M below one tile packs A's rows into the in-place layout) or A gathered."""
         if self.spec.rounds or self._tiles_all_full():
             return False
         if self.spec.M is not None:
             return self.spec.M >= self.tile.rows
-        return self.spec.K is not None and not self.spec.trans_a and self.spec.gather_a is None
+        return not self.spec.trans_a and (self.spec.K is not None or self.spec.gather_a is not None)
 
     def _a_shifted(self, row: ir.Value, packed_a: ir.Value) -> tuple[ir.Value, _ATile]:
         """The tile of the rows from `row` or, where they reach past M, of the last tile.rows rows of A, read in
         place; and its first row.  A run-time M below one tile reads `packed_a` instead, rows 0..M-1 of A
-        packed row-major by `_emit_pack_partial_a_tile` (the same offsets: K elements a row)."""
+        packed row-major by `_emit_pack_partial_a_tile` (the same offsets: K elements a row); a gathered A
+        (each row's offset loaded from its index anyway) reads row M - 1 for the rows past M."""
         b = self.builder
-        first = imin(b, row, b.sub(self.M, const(self.tile.rows)))
+        rows = self.tile.rows
+        first = imin(b, row, b.sub(self.M, const(rows)))
         if self.spec.M is not None:
             return first, self._a_in_place(first)
         below_one_tile = b.icmp_signed("<", first, const(0))
         first = b.select(below_one_tile, const(0), first)
+        if self.spec.gather_a is not None:
+            last_row = b.sub(self.M, const(1))
+            return first, self._a_tile_rows(first, [imin(b, self._add(first, r), last_row) for r in range(rows)],
+                                            False)
         in_place = self._a_in_place(first)
         return first, replace(in_place, base=b.select(below_one_tile, packed_a, in_place.base))
 
@@ -846,7 +853,7 @@ class _GemmEmitter:
         """Pack the partial last row tile of A, if it lies in this block (for a shifted last tile: A's rows,
         if M is below one tile)."""
         b = self.builder
-        if self._shifts_last_tile() and self.spec.M is None:
+        if self._shifts_last_tile() and self.spec.M is None and self.spec.gather_a is None:
             with b.if_then(b.icmp_signed("<", self.M, const(self.tile.rows))):
                 self._emit_pack_a_rows(packed_a)
             return

@@ -3,6 +3,7 @@ row M, its epilogue skipping the rows another tile stored (`lower/gemm.py` `_shi
 instead of two (docs/performance.md, "Compile time").  The epilogue still runs once per element (an accumulating
 epilogue would count a shifted row twice), the sums are those of whole tiles bit for bit, and a run-time M below
 one tile reads A's rows packed into the same layout."""
+import dataclasses
 import math
 import re
 
@@ -11,6 +12,7 @@ import pytest
 from llvmlite import ir
 
 from graphc.lower.gemm import GemmSpec, choose_micro_tile, emit_gemm
+from graphc.lower.irutil import I64, PTR
 from tests.lower.test_gemm import (TARGETS, CompiledGemms, accumulate_epilogue, make_operands, run_gemm)
 from tests.lower.test_gemm_code_size import seed_step_modules, defined
 
@@ -29,7 +31,7 @@ CASES = [
 def whole_tiles(spec: GemmSpec, m: int, target) -> GemmSpec:
     """`spec` for m rounded up to whole row tiles (no partial tile: every tile read in place, unshifted)."""
     rows = choose_micro_tile(spec, target).rows
-    return GemmSpec(spec.dtype, rows * math.ceil(m / rows), spec.N, spec.K, spec.trans_a, spec.trans_b)
+    return dataclasses.replace(spec, M=rows * math.ceil(m / rows))
 
 
 def populate(target):
@@ -77,15 +79,19 @@ def test_shifted_tile_equals_whole_tiles_and_runs_the_epilogue_once(gemms, spec,
 def kernel_loops(spec, target) -> int:
     """How many K loops (micro-kernel copies) emitting `spec` makes."""
     module = ir.Module()
-    emit_gemm(module, "gemm", spec, target)
+    gather = [("A.indices", PTR), ("A.rows", I64)] if spec.gather_a else []
+    emit_gemm(module, "gemm", spec, target, extra_args=gather)
     return len(re.findall(r"^kernel\.k(\.\d+)?:", str(module), re.M))
 
 
 @pytest.mark.parametrize("target_name", sorted(TARGETS))
-@pytest.mark.parametrize("spec", [spec for spec, _ in CASES], ids=str)
+@pytest.mark.parametrize("spec", [spec for spec, _ in CASES] + [GemmSpec("float32", None, 37, 300, gather_a="int32"),
+                                                                  GemmSpec("float32", None, 37, None, gather_a="int64")],
+                         ids=str)
 def test_a_partial_tile_adds_no_k_loop(target_name, spec):
     """A GEMM with a partial last row tile has as many K loops as one of whole tiles (one per panel width),
-    not two per panel width (the partial tile packed or read with clamped rows)."""
+    not two per panel width (the partial tile packed or read with clamped rows); A gathered through indices
+    (the rows of a shuffled batch) too."""
     target = TARGETS[target_name]()
     assert kernel_loops(spec, target) == kernel_loops(whole_tiles(spec, 129, target), target)
 
