@@ -84,10 +84,11 @@ def kernel_loops(spec, target) -> int:
     return len(re.findall(r"^kernel\.k(\.\d+)?:", str(module), re.M))
 
 
+GATHERED = [GemmSpec("float32", None, 37, 300, gather_a="int32"), GemmSpec("float32", None, 37, None, gather_a="int64")]
+
+
 @pytest.mark.parametrize("target_name", sorted(TARGETS))
-@pytest.mark.parametrize("spec", [spec for spec, _ in CASES] + [GemmSpec("float32", None, 37, 300, gather_a="int32"),
-                                                                  GemmSpec("float32", None, 37, None, gather_a="int64")],
-                         ids=str)
+@pytest.mark.parametrize("spec", [spec for spec, _ in CASES] + GATHERED, ids=str)
 def test_a_partial_tile_adds_no_k_loop(target_name, spec):
     """A GEMM with a partial last row tile has as many K loops as one of whole tiles (one per panel width),
     not two per panel width (the partial tile packed or read with clamped rows); A gathered through indices
