@@ -7,7 +7,6 @@ schedule_passes, **options)`` returns a program whose ``run(feeds, dims)`` gives
 new_variable_values)``, ``new_variable_values`` being None when the program
 assigned the updates itself.
 """
-import ctypes
 import numbers
 import reprlib
 from dataclasses import dataclass
@@ -448,7 +447,7 @@ class Function:
         buffers = {k: np.empty((indices.shape[1], *feeds[k].shape[1:]), feeds[k].dtype) for k in steps.copied}
         step_feeds = [indices[0] if k == steps.pointed else buffers.get(k, feed) for k, feed in enumerate(feeds)]
         ordered = tuple(dims[symbol] for symbol in program.schedule.dims)
-        words = [ctypes.addressof(word) for word, _ in program._index_status._words]
+        words = program.index_status.addresses()
         try:
             ran = executable.run_steps(step_feeds, ordered, [(buffers[k], feeds[k]) for k in steps.copied], indices,
                                        stacks, stop, words, steps.pointed)
@@ -456,7 +455,7 @@ class Function:
             error.step += first
             raise
         try:
-            program._index_status.check(dims)  # a take or scatter_add met a bad index: IndexError
+            program.index_status.check(dims)  # a take or scatter_add met a bad index: IndexError
         except IndexError as error:
             error.step = first + ran - 1
             raise

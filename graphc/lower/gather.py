@@ -189,6 +189,10 @@ class IndexStatus:
                     address = compiled.address(f"{member.name}.bad_index")
                     self._words.append((ctypes.c_uint64.from_address(address), node))
 
+    def addresses(self) -> list:
+        """The status words' addresses: what a native loop of steps watches (runtime/native.py run_steps)."""
+        return [ctypes.addressof(word) for word, _ in self._words]
+
     def check(self, dims: dict) -> None:
         first = None
         for word, node in self._words:

@@ -40,7 +40,7 @@ class NativeProgram:
         self._compiled = load_objects(objects, self.target)
         addresses = {name: self._compiled.address(name) for name in ("program", "worker", "start_step", "run_step")}
         self.executable = Executable(addresses, self._layout(), self.threads, keepalive=self._compiled)
-        self._index_status = IndexStatus(self.schedule, self._compiled)
+        self.index_status = IndexStatus(self.schedule, self._compiled)  # bad indices met by a call or a run_steps
 
     def _cache_key(self, text: str) -> str:
         """The cache key of what ``text`` (a schedule's fingerprint or a module's IR) compiles to on this target
@@ -72,7 +72,7 @@ class NativeProgram:
 
     def run(self, feeds, dims):
         outputs = self.executable.run(feeds, self._ordered(dims))
-        self._index_status.check(dims)  # a take or scatter_add met an index out of range: IndexError
+        self.index_status.check(dims)  # a take or scatter_add met an index out of range: IndexError
         return outputs, None  # updates were applied in place
 
     def bind(self, feeds, dims):
