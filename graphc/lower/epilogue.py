@@ -1,11 +1,25 @@
-"""Updates applied where a value is produced (see program._fuse_updates_into_producers).
+"""Epilogues and updates applied where a value is produced.
 
-A producer (a GEMM's output vector, a sum's finished element) hands its value to ``apply_updates``,
+A fused node (fused_matmul, fused_max_pool2d_grad) hands each value it produces to ``epilogue_value``, which
+computes the node's epilogue body from it and its extra operands at the same position.
+
+A producer (a GEMM's output vector, a sum's finished element) hands its value to ``apply_updates``
+(see program._fuse_updates_into_producers),
 which computes each update's elementwise body from it, from values earlier updates computed, and from
 loads of other buffers at the same position, and stores each result into its variable.
 """
 from .elementwise import ExprLowering, compute_dtype, convert
 from ..ops.expr import arg
+
+
+def epilogue_value(scope, node, value, lanes, load):
+    """``node``'s epilogue body on ``value`` (%0, ``lanes`` wide, in node.dtype) and its extra operands (%1..:
+    ``load(k, operand)`` reads node.inputs[2 + k] where ``value`` lies), in node.dtype."""
+    builder, dtype = scope.builder, compute_dtype(node)
+    values = {arg(0): convert(builder, value, node.dtype, dtype)}
+    for k, operand in enumerate(node.inputs[2:]):
+        values[arg(k + 1)] = convert(builder, load(k, operand), operand.dtype, dtype)
+    return convert(builder, ExprLowering(scope, node, lanes, values).number(node.attrs["epilogue"]), dtype, node.dtype)
 
 
 def update_arguments(updates) -> list:

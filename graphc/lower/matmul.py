@@ -13,14 +13,12 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from .elementwise import ExprLowering, compute_dtype, convert
-from .epilogue import apply_updates, update_arguments
+from .epilogue import apply_updates, epilogue_value, update_arguments
 from .gather import emit_index_check, folded_take, status_word
 from .gemm import GemmSpec, emit_gemm, gemm_workspace_elems, store_to_c
 from .irutil import (I64, IR_TYPES, ITEMSIZE, PTR, KernelBuilder, const, dim_value, dot_offset, loop, size_of, splat,
                      unravel, vector_type)
 from .strided import broadcast_strides
-from ..ops.expr import arg
 
 
 def gemm_spec(node) -> GemmSpec:
@@ -137,13 +135,8 @@ class GemmEpilogue:
         node, scope = self.node, _Scope(builder, args["dims"], self.dim_index)
         product = acc
         if "epilogue" in node.attrs:
-            dtype = compute_dtype(node)
-            values = {arg(0): convert(builder, acc, node.dtype, dtype)}
-            for index, extra in enumerate(node.inputs[2:]):
-                loaded = self._load(builder, args[f"extra{index}"], extra, row, col, lanes, args["N"])
-                values[arg(index + 1)] = convert(builder, loaded, extra.dtype, dtype)
-            result = ExprLowering(scope, node, lanes, values).number(node.attrs["epilogue"])
-            product = convert(builder, result, dtype, node.dtype)
+            product = epilogue_value(scope, node, acc, lanes, lambda k, extra: self._load(
+                builder, args[f"extra{k}"], extra, row, col, lanes, args["N"]))
         if self.store_product:
             store_to_c(builder, row, col, product, lanes, args)
         apply_updates(scope, self.updates, product, node.dtype, lanes,

@@ -24,9 +24,8 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from ..ops.expr import arg
 from ..ops.pool import output_size, pad_before, windows_tile
-from .elementwise import ExprLowering, compute_dtype, convert
+from .epilogue import epilogue_value
 from .irutil import (I1, IR_TYPES, KernelBuilder, const, constant_like, contiguous_strides, imin, lanes_for, loop,
                      size_of, splat, vector_type, vectors_then_tail)
 from .reduce import Combiner
@@ -243,12 +242,9 @@ def _fill_uncovered(kb, node, stored, n, lanes):
 def _epilogue(kb, node, value, nhwc_at):
     """The node's epilogue on ``value`` (dx at NHWC offset ``nhwc_at``, a vector or a scalar), reading its extra
     operands there, as the elementwise kernel it replaces computes it."""
-    b, dtype = kb.builder, compute_dtype(node)
     width = value.type.count if isinstance(value.type, ir.VectorType) else 1
-    values = {arg(0): convert(b, value, node.dtype, dtype)}
-    for index, (pointer, extra) in enumerate(zip(kb.inputs[2:], node.inputs[2:]), 1):
-        values[arg(index)] = convert(b, kb.load(pointer, extra.dtype, nhwc_at, width), extra.dtype, dtype)
-    return convert(b, ExprLowering(kb, node, width, values).number(node.attrs["epilogue"]), dtype, node.dtype)
+    return epilogue_value(kb, node, value, width, lambda k, extra: kb.load(kb.inputs[2 + k], extra.dtype, nhwc_at,
+                                                                            width))
 
 
 def _apply_epilogue(kb, node, start, count, lanes):
