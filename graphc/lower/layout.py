@@ -11,6 +11,7 @@ from __future__ import annotations
 import sympy
 from llvmlite import ir
 
+from ..graph.shapes import dims_equal
 from .irutil import (KernelBuilder, const, constant_like, contiguous_strides, imin, lanes_for, loop, size_of,
                      vector_type)
 from .strided import Operand, broadcast_strides, coalesce, emit_map
@@ -45,7 +46,7 @@ def _kept_between(dims, in_strides) -> bool:
     """Whether the input is (last axis, the axes between, first axis) in row-major order: only the first and
     last axes of the output trade places."""
     expected = contiguous_strides((dims[-1], *dims[1:-1], dims[0]))
-    return all(sympy.simplify(sympy.sympify(a) - b) == 0 for a, b in zip(in_strides[1:], expected[1:-1] + expected[:1]))
+    return all(dims_equal(a, b) for a, b in zip(in_strides[1:], expected[1:-1] + expected[:1]))
 
 
 def _emit_tiled_transpose(module, name, node, dim_index, dims) -> ir.Function:
